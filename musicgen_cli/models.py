@@ -1,0 +1,54 @@
+"""One obvious place that turns a model name into a ready local folder.
+
+`model_folder` resolves a manifest key or repo id, builds the random-weight test models on
+first use, downloads hub models when allowed, and otherwise says exactly how to get them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .cache import mark_ready
+from .errors import ModelNotFound
+from .events import NullReporter, Reporter
+from .manifest import Manifest, ModelEntry
+
+
+def build_random_model(manifest: Manifest, entry: ModelEntry) -> Path:
+    """Write a random-weight model (entry.builder names the variant) and mark it ready."""
+    from .testing import ModelSpec, write_model_folder
+
+    folder = manifest.folder(entry)
+    write_model_folder(folder, ModelSpec(shape=entry.shape or "tiny", variant=entry.builder))
+    mark_ready(folder, {"key": entry.key, "random_weights": True, "builder": entry.builder})
+    return folder
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+
+
+def model_folder(
+    manifest: Manifest,
+    entry: ModelEntry,
+    *,
+    download: bool = True,
+    reporter: Reporter | None = None,
+) -> Path:
+    """The ready folder for `entry`, building or downloading it when allowed."""
+    folder = manifest.folder(entry)
+    if manifest.is_cached(entry):
+        return folder
+    if entry.random_weights:
+        (reporter or NullReporter()).message(f"building random-weight test model {entry.key!r} (makes noise)")
+        return build_random_model(manifest, entry)
+    fetch = f"mgen download {entry.repo_id or entry.key}"
+    if not entry.repo_id:
+        raise ModelNotFound(f"model {entry.key!r} is not in {manifest.root}", f"import it: mgen import <folder> --key {entry.key}")
+    if not download or offline():
+        raise ModelNotFound(f"model {entry.key!r} is not downloaded", f"run: {fetch}")
+    from .hub import download_model
+
+    download_model(manifest, entry, reporter=reporter)
+    return folder
