@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from .errors import MgenError
+from .events import NullReporter, Reporter
+from .panel import GenerationPanel, human_bytes
 
 app = typer.Typer(
     name="mgen",
@@ -25,14 +28,6 @@ err_console = Console(stderr=True)
 
 CacheDirOpt = typer.Option(None, "--cache-dir", envvar="MGEN_CACHE_DIR", help="Model cache root (default: model-cache/ beside manifest.json).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _version(value: bool) -> None:
@@ -93,10 +88,196 @@ def models_cmd(cache_dir: Optional[Path] = CacheDirOpt, as_json: bool = JsonOpt)
             row["key"],
             row["repo_id"] or "(built locally)",
             "[green]yes[/]" if row["cached"] else "no",
-            _human_bytes(row["size_bytes"]) if row["size_bytes"] else "-",
+            human_bytes(row["size_bytes"]) if row["size_bytes"] else "-",
             ", ".join(caps),
         )
     console.print(table)
+
+
+@contextmanager
+def _reporter(silent: bool, title: str = "mgen generate") -> Iterator[Reporter]:
+    """The live panel, or nothing for --quiet/--json."""
+    if silent:
+        yield NullReporter()
+        return
+    with GenerationPanel(err_console, title) as panel:
+        yield panel
+
+
+def _resolve_prompt(prompt: Optional[str], prompt_file: Optional[Path], lyrics: Optional[Path]):
+    """The text conditioning and the output name hint (lyrics title when lyrics are given)."""
+    from .prompts import LYRICS_NOTICE, fold_lyrics, read_lyrics, read_text_file
+
+    if prompt and prompt_file:
+        raise MgenError("give the prompt as an argument or with --prompt-file, not both", "drop one of them")
+    text = read_text_file(prompt_file, "prompt") if prompt_file else (prompt or "")
+    hint = text
+    if lyrics:
+        song = read_lyrics(lyrics)
+        err_console.print(f"[yellow]note:[/] {LYRICS_NOTICE}")
+        text, hint = fold_lyrics(text, song), song.title
+    if not text.strip():
+        raise MgenError("no prompt given", 'pass one: mgen generate "a calm lofi beat", or use --prompt-file')
+    return text, hint
+
+
+@app.command("generate")
+def generate_cmd(
+    prompt: Optional[str] = typer.Argument(None, help="What to play, e.g. \"a 30-second grand piano jazz trio with bass and drums\"."),
+    size: Optional[str] = typer.Option(None, "--size", help="Model size: small, medium, large (or any manifest key)."),
+    model_key: Optional[str] = typer.Option(None, "--model-key", "-m", help="Manifest key, repo id, or model folder. See `mgen models`."),
+    prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from a text file."),
+    lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics file: its title names the output and its themes steer the style (MusicGen cannot sing words)."),
+    duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of audio. Longer than 30 s is generated in windows."),
+    num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples to generate in one batched pass."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; the same seed and settings give the same audio."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature."),
+    top_k: int = typer.Option(250, "--top-k", help="Sample among the k most likely codes (MusicGen's default 250)."),
+    top_p: float = typer.Option(0.0, "--top-p", help="Nucleus sampling threshold; 0 turns it off."),
+    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance scale; 1 turns it off."),
+    greedy: bool = typer.Option(False, "--greedy", help="Pick the most likely code at each step (deterministic, dull)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: output/<slug of the prompt>.<format>)."),
+    fmt: str = typer.Option("wav", "--format", help="wav, flac or ogg."),
+    subtype: Optional[str] = typer.Option(None, "--subtype", help="Sample format, e.g. PCM_16 (default), PCM_24, FLOAT."),
+    normalize: str = typer.Option("peak", "--normalize", help="peak, loudness or none (never clips)."),
+    continue_from: Optional[Path] = typer.Option(None, "--continue", help="Continue this audio file (its codes prompt the model)."),
+    melody_file: Optional[Path] = typer.Option(None, "--melody", help="Melody to follow (melody models only)."),
+    window: float = typer.Option(30.0, "--window", help="Seconds per generation window for long clips."),
+    context: float = typer.Option(10.0, "--context", help="Seconds of the previous window that prompt the next one."),
+    engine: str = typer.Option("fast", "--engine", help="fast (mgen's static-cache loop) or reference (transformers' generate)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: weight-only int8 decoder (faster on CPU, small quality cost)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned for the device)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, or cuda."),
+    num_threads: Optional[int] = typer.Option(None, "--num-threads", help="CPU threads for torch (intra- and inter-op)."),
+    cpu_util_target: Optional[float] = typer.Option(None, "--cpu-util-target", help="Fraction of logical cores to use, e.g. 0.8."),
+    offline: bool = typer.Option(False, "--offline", envvar="HF_HUB_OFFLINE", help="Never download; fail with the command that would."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the output paths."),
+    as_json: bool = JsonOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+) -> None:
+    """Generate music from a text prompt and write WAV files with a JSON sidecar each.
+
+    Examples:
+
+      mgen generate "lofi hip hop beat" --duration 8
+
+      mgen generate --size medium -n 3 --seed 7 "a 30-second grand piano jazz trio"
+
+      mgen generate --model-key melody --melody tune.wav "orchestral version"
+    """
+    from .engine import GenerateSettings, load_model
+    from .outputs import output_paths, write_result
+    from .planner import Job
+
+    if size and model_key:
+        raise MgenError("give --size or --model-key, not both", "drop one of them")
+    text, hint = _resolve_prompt(prompt, prompt_file, lyrics)
+    if quantize not in (None, "none", "int8"):
+        raise MgenError(f"unknown quantisation {quantize!r}", "use --quantize int8")
+    settings = GenerateSettings(
+        duration=duration,
+        num_samples=num_samples,
+        seed=seed,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        guidance=guidance,
+        greedy=greedy,
+        engine=engine,
+        window_s=window,
+        context_s=context,
+        continuation=continue_from,
+        melody=melody_file,
+    )
+    paths = output_paths(out, hint, num_samples, fmt.lower())
+    threads = _configure_threads(num_threads, cpu_util_target)
+    machine = _machine(device, cache_dir)
+    with _reporter(quiet or as_json) as reporter:
+        mg = load_model(
+            size or model_key or "small",
+            cache_dir=cache_dir,
+            job=Job(duration_s=min(duration, window), num_samples=num_samples, guidance=guidance > 1),
+            machine=machine,
+            dtype=dtype,
+            quantize=None if quantize == "none" else quantize,
+            download=not offline,
+            reporter=reporter,
+        )
+        result = mg.generate(text, settings)
+        reporter.phase("write", str(paths[0].parent))
+        written = write_result(result, mg, paths, subtype=subtype, normalize=normalize, extra={"threads": threads})
+    if as_json:
+        print(json.dumps({"files": [str(p) for p in written], "seed": result.seed, "timings_s": result.timings,
+                          "steps_per_s": result.steps_per_s, "realtime_factor": result.realtime_factor}, indent=2))
+    elif quiet:
+        for path in written:
+            print(path)
+    else:
+        for path in written:
+            console.print(f"[green]wrote[/] {path}  (+ {path.with_suffix('.json').name})")
+
+
+@app.command("test-suite")
+def test_suite_cmd(
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Where the WAVs and report.json go (default: /workspace if it exists, else here)."),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated jobs to run: small,medium,large."),
+    quick: bool = typer.Option(False, "--quick", help="A few seconds per job: a smoke check of the whole set-up."),
+    model_key: list[str] = typer.Option([], "--model-key", help="Model for every job (KEY) or one job (JOB=KEY); repeatable."),
+    download: bool = typer.Option(False, "--download", help="Download missing models instead of skipping their jobs."),
+    lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics for the large job (default: lyrics_terraform_my_heart.txt if present)."),
+    large_duration: float = typer.Option(45.0, "--large-duration", help="Seconds for the large job (30-60)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for every job."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, or cuda."),
+    as_json: bool = JsonOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+) -> None:
+    """Run the three reference jobs (small 30 s, medium 30 s, large 45 s) and summarise them.
+
+    Missing models are skipped with the command that fetches them (or fetched with --download).
+    Exit code is non-zero if any job failed.
+    """
+    from .suite import default_out_dir, find_lyrics, parse_overrides, run_suite, select_jobs
+
+    out_dir = (out_dir or default_out_dir()).resolve()
+    jobs = select_jobs(
+        [j.strip() for j in only.split(",") if j.strip()] if only else None,
+        parse_overrides(model_key),
+        quick,
+        large_duration,
+        find_lyrics(lyrics, out_dir),
+    )
+    machine = _machine(device, cache_dir)
+    results = run_suite(
+        jobs,
+        out_dir,
+        cache_dir=cache_dir,
+        machine=machine,
+        download=download,
+        seed=seed,
+        reporter_for=lambda job: _reporter(as_json, f"mgen test-suite: {job.name} ({job.model_key})"),
+    )
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        table = Table(title=f"mgen test-suite  ({out_dir})")
+        for col in ("job", "model", "asked", "produced", "wall", "steps/s", "RTF", "peak VRAM", "peak RAM", "output", "status"):
+            table.add_column(col, overflow="fold")
+        colour = {"ok": "green", "skipped": "yellow", "failed": "red"}
+        for r in results:
+            table.add_row(
+                r.job, r.model, f"{r.duration_asked:g} s", f"{r.duration_produced:.1f} s", f"{r.wall_s:.1f} s",
+                f"{r.steps_per_s:.1f}", f"{r.realtime_factor:.2f}", human_bytes(r.peak_vram_bytes),
+                human_bytes(r.peak_ram_bytes), r.output or "-", f"[{colour[r.status]}]{r.status}[/]",
+            )
+        console.print(table)
+        for r in results:
+            if r.message:
+                console.print(f"[{colour[r.status]}]{r.job}:[/] {r.message}", highlight=False)
+        console.print(f"report: {out_dir / 'report.json'}")
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -1,0 +1,64 @@
+"""EnCodec in and out of the MusicGen code space, mono and stereo.
+
+Stereo models interleave codebooks: even indices are the left channel's, odd the right's,
+each channel coded by the same mono EnCodec (the layout transformers uses).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _codec(model):
+    return model.audio_encoder
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def channels_of(model) -> int:
+    return model.decoder.config.audio_channels
+
+
+@torch.inference_mode()
+def encode(model, wave: torch.Tensor) -> torch.LongTensor:
+    """[batch, channels, samples] float audio at the model's rate -> [batch, K, frames] codes."""
+    codec = _codec(model)
+    dtype = next(codec.parameters()).dtype
+    wave = wave.to(_device(codec), dtype)
+
+    def one(channel: torch.Tensor) -> torch.Tensor:
+        return codec.encode(channel, bandwidth=max(codec.config.target_bandwidths)).audio_codes[0]
+
+    if channels_of(model) == 1:
+        return one(wave.mean(dim=1, keepdim=True))
+    left, right = one(wave[:, :1]), one(wave[:, 1:2])
+    codes = left.new_empty(left.shape[0], 2 * left.shape[1], left.shape[2])
+    codes[:, ::2], codes[:, 1::2] = left, right
+    return codes
+
+
+@torch.inference_mode()
+def decode(model, codes: torch.LongTensor) -> torch.Tensor:
+    """[batch, K, frames] codes -> [batch, channels, samples] float32 audio on the CPU."""
+    codec = _codec(model)
+    codes = codes.to(_device(codec))
+
+    def one(part: torch.Tensor) -> torch.Tensor:
+        return codec.decode(part[None], [None] * part.shape[0]).audio_values.float()
+
+    if channels_of(model) == 1:
+        audio = one(codes)
+    else:
+        audio = torch.cat([one(codes[:, ::2]), one(codes[:, 1::2])], dim=1)
+    return audio.cpu()
+
+
+def frame_rate(model) -> float:
+    """Codec frames per second (50 for the 32 kHz EnCodec of MusicGen)."""
+    cfg = model.config.audio_encoder
+    hop = 1
+    for ratio in cfg.upsampling_ratios:
+        hop *= ratio
+    return cfg.sampling_rate / hop

@@ -1,0 +1,37 @@
+"""Chroma features for melody-conditioned models, without torchaudio.
+
+transformers' MusicgenMelodyFeatureExtractor needs torchaudio (which pins its own torch);
+this computes the same one-hot dominant-pitch-class chroma with torch.stft. Only the argmax
+per frame survives, so the spectrogram's overall scale is irrelevant.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+N_FFT = 16384
+HOP = 4096
+NUM_CHROMA = 12
+
+
+def chroma(wave: np.ndarray, rate: int, max_seconds: float = 30.0) -> torch.Tensor:
+    """[batch or channels, samples] audio at the model rate -> [1, frames, 12] one-hot chroma.
+
+    Channels are averaged (the melody is taken from the mix) and the clip is cut to the
+    model's 30 s conditioning window.
+    """
+    from transformers.audio_utils import chroma_filter_bank
+
+    mono = torch.from_numpy(np.asarray(wave, dtype=np.float32)).reshape(-1, wave.shape[-1]).mean(0)
+    mono = mono[: int(max_seconds * rate)]
+    if mono.numel() < N_FFT:
+        pad = N_FFT - mono.numel()
+        mono = torch.nn.functional.pad(mono, (pad // 2, pad - pad // 2))
+    window = torch.hann_window(N_FFT)
+    spec = torch.stft(mono, N_FFT, HOP, window=window, center=True, return_complex=True).abs().pow(2)
+    filters = torch.from_numpy(chroma_filter_bank(num_frequency_bins=N_FFT, num_chroma=NUM_CHROMA, sampling_rate=rate, tuning=0)).float()
+    raw = filters @ spec  # [12, frames]
+    onehot = torch.zeros_like(raw.T)
+    onehot.scatter_(1, raw.T.argmax(dim=1, keepdim=True), 1.0)
+    return onehot[None]

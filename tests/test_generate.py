@@ -1,0 +1,181 @@
+"""`mgen generate` and the engine on the tiny random models (mono, stereo, melody)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicgen_cli.engine import GenerateSettings, load_model
+from musicgen_cli.hardware import probe, simulate
+from musicgen_cli.outputs import output_paths, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = 32000
+FRAME = RATE // 50
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    return simulate(probe(), no_gpu=True)
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_models, cpu):
+    return {v: load_model(folder, machine=cpu) for v, folder in tiny_models.items()}
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "musicgen_cli", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("variant,channels", [("mono", 1), ("stereo", 2), ("melody", 1)])
+@pytest.mark.parametrize("duration,window,context", [(0.5, 30.0, 10.0), (2.3, 1.0, 0.4)])
+def test_clip_shape_rate_and_length(engines, variant, channels, duration, window, context):
+    mg = engines[variant]
+    result = mg.generate("jazz trio", GenerateSettings(duration=duration, seed=3, window_s=window, context_s=context))
+    assert result.sample_rate == RATE
+    (clip,) = result.clips
+    assert clip.shape[0] == channels
+    assert abs(clip.shape[1] - duration * RATE) <= FRAME
+    assert np.isfinite(clip).all()
+    expected_steps = 1 if window >= duration else 3  # windows of 1.0 s with 0.4 s context: 1.0 + 0.6 + 0.6 + ...
+    assert result.steps >= expected_steps
+
+
+def test_same_seed_same_audio_bit_for_bit(engines):
+    mg = engines["mono"]
+    a = mg.generate("piano", GenerateSettings(duration=0.6, seed=11))
+    b = mg.generate("piano", GenerateSettings(duration=0.6, seed=11))
+    c = mg.generate("piano", GenerateSettings(duration=0.6, seed=12))
+    assert np.array_equal(a.clips[0], b.clips[0])
+    assert not np.array_equal(a.clips[0], c.clips[0])
+
+
+def test_num_samples_gives_distinct_clips_and_files(engines, tmp_path):
+    mg = engines["mono"]
+    result = mg.generate("rock", GenerateSettings(duration=0.5, num_samples=3, seed=5))
+    paths = output_paths(tmp_path / "take.wav", "rock", 3, "wav")
+    write_result(result, mg, paths)
+    assert [p.name for p in paths] == ["take-1.wav", "take-2.wav", "take-3.wav"]
+    waves = [sf.read(p)[0] for p in paths]
+    assert not np.array_equal(waves[0], waves[1]) and not np.array_equal(waves[1], waves[2])
+    meta = json.loads((tmp_path / "take-2.json").read_text())
+    assert meta["sample_index"] == 1 and meta["num_samples"] == 3 and meta["seed"] == 5
+
+
+def test_continuation_keeps_the_given_audio_in_front(engines, tmp_path):
+    mg = engines["stereo"]
+    given = tmp_path / "given.wav"
+    sf.write(given, np.random.default_rng(0).uniform(-0.3, 0.3, 22050).astype(np.float32), 22050)  # mono, 44.1k/2
+    result = mg.generate("jazz", GenerateSettings(duration=0.5, seed=1, continuation=given))
+    (clip,) = result.clips
+    assert clip.shape[0] == 2
+    assert abs(clip.shape[1] - 1.5 * RATE) <= FRAME
+
+
+def test_melody_conditioning_changes_the_output(engines, tmp_path):
+    mg = engines["melody"]
+    tune = tmp_path / "tune.wav"
+    t = np.arange(RATE * 2) / RATE
+    sf.write(tune, (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), RATE)
+    plain = mg.generate("piano", GenerateSettings(duration=0.5, seed=2))
+    guided = mg.generate("piano", GenerateSettings(duration=0.5, seed=2, melody=tune))
+    assert guided.clips[0].shape == plain.clips[0].shape
+    assert not np.array_equal(plain.clips[0], guided.clips[0])
+
+
+def test_melody_on_a_text_model_is_refused(engines, tmp_path):
+    tune = tmp_path / "tune.wav"
+    sf.write(tune, np.zeros(RATE, dtype=np.float32), RATE)
+    with pytest.raises(Exception, match="takes no melody"):
+        engines["mono"].generate("x", GenerateSettings(duration=0.2, melody=tune))
+
+
+def test_cli_writes_wav_and_sidecar(cache_dir, tmp_path):
+    out = tmp_path / "song.wav"
+    proc = run_cli("generate", "--model-key", "tiny-random", "--duration", "0.5", "--seed", "4", "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data, rate = sf.read(out, always_2d=True)
+    assert rate == RATE and data.shape[1] == 1 and abs(len(data) - RATE // 2) <= FRAME
+    info = sf.info(out)
+    assert info.subtype == "PCM_16"
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["prompt"] == "" or meta["model"]["key"] == "tiny-random"
+    assert meta["seed"] == 4 and meta["model"]["random_weights"] is True
+    assert meta["settings"]["duration"] == 0.5 and meta["settings"]["top_k"] == 250
+    assert {"encode", "generate", "decode", "load"} <= set(meta["timings_s"])
+    assert meta["plan"]["lm_dtype"] == "float32"
+    assert json.loads(proc.stdout)["files"] == [str(out)]
+
+
+def test_cli_lyrics_name_the_output_and_steer_the_prompt(cache_dir, tmp_path):
+    lyrics = tmp_path / "lyrics_terraform_my_heart.txt"
+    lyrics.write_text("Terraform My Heart\n\nyou terraform my heart, heart of stone\nheart of fire\n")
+    proc = run_cli("generate", "--model-key", "tiny-random", "-d", "0.3", "--lyrics", str(lyrics), "jazz ballad", env={"HOME": str(tmp_path)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot sing" in proc.stderr
+    # run from the repo root: output/<slug>.wav is relative to the working directory
+    out = Path("output/terraform-my-heart.wav")
+    try:
+        meta = json.loads(out.with_suffix(".json").read_text())
+        assert 'song titled "Terraform My Heart"' in meta["prompt"] and "heart" in meta["prompt"]
+    finally:
+        out.unlink(missing_ok=True)
+        out.with_suffix(".json").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--model-key", "smal", "x"], "did you mean 'small'"),
+        (["--model-key", "small", "--offline", "x"], "mgen download facebook/musicgen-small"),
+        (["--model-key", "tiny-random", "--continue", "{bad}", "x"], "cannot read audio"),
+        (["--model-key", "tiny-random", "--continue", "{empty}", "x"], "is empty"),
+        (["--model-key", "tiny-random", "--melody", "{empty}", "x"], "is empty"),
+        (["--model-key", "tiny-random", "--duration", "0", "x"], "duration"),
+        (["--model-key", "tiny-random", "--format", "mp3", "x"], "unknown format"),
+        (["--model-key", "tiny-random"], "no prompt given"),
+        (["--model-key", "tiny-random", "--quantize", "int4", "x"], "int8"),
+    ],
+)
+def test_bad_inputs_end_in_one_line(cache_dir, tmp_path, args, needle):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 1), dtype=np.float32), RATE)
+    args = [a.format(bad=bad, empty=empty) for a in args]
+    proc = run_cli("generate", *args, "--out", str(tmp_path / "o.wav"))
+    assert proc.returncode != 0
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_ctrl_c_leaves_no_partial_file(cache_dir, tmp_path):
+    out = tmp_path / "long.wav"
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "musicgen_cli", "generate", "--model-key", "tiny-random", "-d", "600", "--out", str(out), "long"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=full_env,
+    )
+    deadline = time.time() + 240
+    for line in proc.stderr:
+        if line.startswith("  generate:") or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "nothing was written" in err
+    assert list(tmp_path.iterdir()) == []
