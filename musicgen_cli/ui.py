@@ -1,0 +1,104 @@
+"""The Rich side of the Reporter: live progress bars on a terminal, throttled plain lines elsewhere."""
+
+from __future__ import annotations
+
+import time
+
+from rich import filesize
+from rich.console import Console
+from rich.progress import BarColumn, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
+from rich.text import Text
+
+from .events import Progress
+
+_LEVEL_STYLE = {"warning": "yellow", "error": "red"}
+
+
+def _amount(value: float, unit: str) -> str:
+    return filesize.decimal(int(value)) if unit == "B" else f"{value:,.0f}{' ' + unit if unit else ''}"
+
+
+class _AmountColumn(ProgressColumn):
+    """'12.3 MB/50.0 MB' for bytes, '120/1500 frames' for anything else."""
+
+    def render(self, task: Task) -> Text:
+        unit = task.fields.get("unit", "")
+        total = "?" if task.total is None else _amount(task.total, unit)
+        return Text(f"{_amount(task.completed, unit)}/{total}", style="progress.download")
+
+
+class _SpeedColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("")
+        unit = task.fields.get("unit", "")
+        text = f"{filesize.decimal(int(speed))}/s" if unit == "B" else f"{speed:.1f} {unit}/s"
+        return Text(text, style="progress.data.speed")
+
+
+class RichReporter:
+    """A Reporter for the terminal. Use as a context manager around the work it reports.
+
+    On a terminal each progress task gets a bar (bytes, speed and ETA for unit "B"); when the
+    console is not a terminal (a pipe, a log file) it prints one line per task at most every
+    `interval` seconds, and always the line that completes a task.
+    """
+
+    def __init__(self, console: Console | None = None, *, interval: float = 2.0):
+        self.console = console or Console()
+        self.live = self.console.is_terminal
+        self.interval = interval
+        self._bars: RichProgress | None = None
+        self._tasks: dict[str, int] = {}
+        self._last_line: dict[str, float] = {}
+
+    def __enter__(self) -> "RichReporter":
+        if self.live:
+            self._bars = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                _AmountColumn(),
+                _SpeedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._bars.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+
+    def phase(self, name: str, detail: str = "") -> None:
+        self.console.print(f"[bold cyan]{name}[/] {detail}".rstrip(), highlight=False)
+
+    def message(self, text: str, level: str = "info") -> None:
+        style = _LEVEL_STYLE.get(level)
+        prefix = f"{level}: " if style else ""
+        self.console.print(Text(prefix + text, style=style or ""))
+
+    def progress(self, update: Progress) -> None:
+        if self._bars is None:
+            self._plain(update)
+            return
+        task = self._tasks.get(update.task)
+        if task is None:
+            task = self._bars.add_task(update.task, total=update.total, unit=update.unit)
+            self._tasks[update.task] = task
+        self._bars.update(task, completed=update.done, total=update.total)
+
+    def _plain(self, update: Progress) -> None:
+        now = time.monotonic()
+        finished = update.total is not None and update.done >= update.total
+        if not finished and now - self._last_line.get(update.task, float("-inf")) < self.interval:
+            return
+        if finished and self._last_line.get(update.task) == float("inf"):
+            return  # the completing line was printed already
+        self._last_line[update.task] = float("inf") if finished else now
+        total = "?" if update.total is None else _amount(update.total, update.unit)
+        percent = f" ({100 * update.done / update.total:.0f}%)" if update.total else ""
+        self.console.print(f"{update.task}: {_amount(update.done, update.unit)}/{total}{percent}", highlight=False)
