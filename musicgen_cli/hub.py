@@ -8,11 +8,12 @@ stays beside its target and the next run continues it with an HTTP Range request
 
 from __future__ import annotations
 
-import errno
 import dataclasses
+import errno
 import functools
-import json
 import hashlib
+import json
+import logging
 import os
 import shutil
 from contextlib import contextmanager
@@ -116,6 +117,30 @@ def _hub_errors(repo_id: str, endpoint: str, revision: str) -> Iterator[None]:
             raise DownloadError("the disk filled up during the download", f"free some space or pass --cache-dir on a bigger disk, then {resume}") from None
         where = f" {exc.filename}" if exc.filename else ""
         raise DownloadError(f"download failed:{where} {exc.strerror or exc}", resume) from None
+
+
+class _ToReporter(logging.Handler):
+    """Hub-client warnings (a dropped connection it is resuming) as one reporter line each."""
+
+    def __init__(self, reporter: Reporter):
+        super().__init__(logging.WARNING)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lines = record.getMessage().splitlines()
+        self.reporter.message(" ".join(line.strip() for line in lines if line.strip()), "warning")
+
+
+@contextmanager
+def _hub_log_to(reporter: Reporter) -> Iterator[None]:
+    """Route the hub client's log (its own stderr handler by default) to the reporter meanwhile."""
+    logger = logging.getLogger("huggingface_hub")
+    saved = logger.handlers[:]
+    logger.handlers = [_ToReporter(reporter)]
+    try:
+        yield
+    finally:
+        logger.handlers = saved
 
 
 class _Tally:
@@ -275,7 +300,7 @@ def download_model(
     endpoint = constants.ENDPOINT
     token = token or get_token()
 
-    with _hub_errors(repo_id, endpoint, revision):
+    with _hub_errors(repo_id, endpoint, revision), _hub_log_to(reporter):
         reporter.phase("resolve", f"{repo_id}@{revision}")
         info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, files_metadata=True, token=token)
         commit = info.sha or revision

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from .events import Progress
 
+_DONE = float("inf")  # marks a task whose completing line was printed
 _LEVEL_STYLE = {"warning": "yellow", "error": "red"}
 
 
@@ -74,12 +75,12 @@ class RichReporter:
             self._bars = None
 
     def phase(self, name: str, detail: str = "") -> None:
-        self.console.print(f"[bold cyan]{name}[/] {detail}".rstrip(), highlight=False)
+        self.console.print(f"[bold cyan]{name}[/] {detail}".rstrip(), highlight=False, soft_wrap=True)
 
     def message(self, text: str, level: str = "info") -> None:
         style = _LEVEL_STYLE.get(level)
         prefix = f"{level}: " if style else ""
-        self.console.print(Text(prefix + text, style=style or ""))
+        self.console.print(Text(prefix + text, style=style or ""), soft_wrap=True)
 
     def progress(self, update: Progress) -> None:
         if self._bars is None:
@@ -93,12 +94,11 @@ class RichReporter:
 
     def _plain(self, update: Progress) -> None:
         now = time.monotonic()
+        last = self._last_line.setdefault(update.task, now)  # a task's first line waits one interval
         finished = update.total is not None and update.done >= update.total
-        if not finished and now - self._last_line.get(update.task, float("-inf")) < self.interval:
+        if last == _DONE or (not finished and now - last < self.interval):
             return
-        if finished and self._last_line.get(update.task) == float("inf"):
-            return  # the completing line was printed already
-        self._last_line[update.task] = float("inf") if finished else now
+        self._last_line[update.task] = _DONE if finished else now
         total = "?" if update.total is None else _amount(update.total, update.unit)
         percent = f" ({100 * update.done / update.total:.0f}%)" if update.total else ""
-        self.console.print(f"{update.task}: {_amount(update.done, update.unit)}/{total}{percent}", highlight=False)
+        self.console.print(f"{update.task}: {_amount(update.done, update.unit)}/{total}{percent}", highlight=False, soft_wrap=True)

@@ -3,7 +3,7 @@
 It serves `GET /api/models/{repo}[/revision/{rev}]` (siblings, with sizes, blob ids and LFS
 sha256 when `blobs=True`) and `HEAD`/`GET /{repo}/resolve/{rev}/{file}` with the hub's headers
 (ETag, X-Repo-Commit, X-Linked-Etag/X-Linked-Size for LFS files, Content-Length, Range).
-Faults a test can arm: cut a file mid-transfer, serve wrong bytes once, gate a repo.
+Faults a test can arm: cut a file mid-transfer (then answer 503 until told to recover), serve wrong bytes once, gate a repo.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def _sibling(name: str, data: bytes, blobs: bool) -> dict:
 class FakeHub:
     repos: dict[str, FakeRepo] = field(default_factory=dict)
     log: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Range header)
-    cut: set[tuple[str, str]] = field(default_factory=set)  # next GET sends half the file, then hangs up
-    corrupt: set[tuple[str, str]] = field(default_factory=set)  # next GET sends right-sized wrong bytes
+    cut: set[tuple[str, str]] = field(default_factory=set)  # next GET sends 90% of the file, then hangs up
+    corrupt: dict[tuple[str, str], int] = field(default_factory=dict)  # that many GETs send right-sized wrong bytes
     outage: bool = False  # after a cut: every request gets 503 until a test clears it
     url: str = ""
 
@@ -151,8 +151,8 @@ def _handler(hub: FakeHub):
             else:
                 headers["ETag"] = f'"{_git_blob_id(data)}"'
             key = (repo_id, name)
-            if body and key in hub.corrupt:
-                hub.corrupt.discard(key)
+            if body and hub.corrupt.get(key):
+                hub.corrupt[key] -= 1
                 data = bytes(b ^ 0xFF for b in data)
             start = 0
             rng = self.headers.get("Range")
@@ -168,7 +168,7 @@ def _handler(hub: FakeHub):
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload[: len(payload) // 2])
+                self.wfile.write(payload[: len(payload) * 9 // 10])
                 self.wfile.flush()
                 self.close_connection = True
                 return
