@@ -22,6 +22,7 @@ from .manifest import Manifest, ModelEntry
 # transformers renames them on load, so they count as the same tensors.
 _LEGACY_NAMES = {".weight_g": ".parametrizations.weight.original0", ".weight_v": ".parametrizations.weight.original1"}
 _SHOWN = 3  # how many offending tensor names an error lists
+_VOCAB_FILES = ("tokenizer.json", "spiece.model")
 
 
 @dataclass(frozen=True)
@@ -103,14 +104,22 @@ def _expected_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     return {name: tuple(t.shape) for name, t in model.state_dict().items() if name not in tied}
 
 
-def _check_tokenizer(folder: Path) -> None:
+def _check_tokenizer(folder: Path, config: dict) -> None:
+    """The T5 tokenizer loads from its own vocabulary and only yields ids the text encoder can embed."""
     from transformers import AutoTokenizer
 
+    fix = "copy tokenizer.json (or spiece.model), tokenizer_config.json and special_tokens_map.json from the original repo"
+    # Without a vocabulary file transformers quietly builds an empty tokenizer; that is not loadable for us.
+    if not any((folder / name).is_file() for name in _VOCAB_FILES):
+        raise _fail(folder, "no tokenizer vocabulary (tokenizer.json or spiece.model)", fix)
     try:
-        AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as exc:  # transformers raises many types for a broken tokenizer; any of them means unusable
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _fail(folder, f"the tokenizer does not load ({reason})", "copy tokenizer.json, tokenizer_config.json and special_tokens_map.json from the original repo") from None
+        raise _fail(folder, f"the tokenizer does not load ({reason})", fix) from None
+    vocab = (config.get("text_encoder") or {}).get("vocab_size")
+    if vocab is not None and len(tokenizer) > vocab:
+        raise _fail(folder, f"the tokenizer has {len(tokenizer)} tokens but the text encoder embeds {vocab}", fix)
 
 
 def check_model_folder(folder: Path | str) -> CheckedFolder:
@@ -128,7 +137,7 @@ def check_model_folder(folder: Path | str) -> CheckedFolder:
     wrong = [f"{n} {list(stored[n])} != {list(expected[n])}" for n in expected if stored[n] != expected[n]]
     if wrong:
         raise _fail(folder, f"{len(wrong)} tensors have the wrong shape, e.g. {'; '.join(wrong[:_SHOWN])}", "config.json does not describe these weights")
-    _check_tokenizer(folder)
+    _check_tokenizer(folder, config)
     files = sorted(p.name for p in folder.iterdir() if p.is_file() and wanted_by_transformers(p.name))
     files = [f for f in files if not is_weight_file(f) or f in shards]
     return CheckedFolder(folder=folder, config=config, files=files)

@@ -185,7 +185,7 @@ class FakeHubServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
         self.server.daemon_threads = True
         hub.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> FakeHub:
         self.thread.start()
