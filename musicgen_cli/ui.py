@@ -16,17 +16,16 @@ _DONE = float("inf")  # marks a task whose completing line was printed
 _LEVEL_STYLE = {"warning": "yellow", "error": "red"}
 
 
-def _amount(value: float, unit: str) -> str:
-    return filesize.decimal(int(value)) if unit == "B" else f"{value:,.0f}{' ' + unit if unit else ''}"
+def _amount(done: float, total: float | None, unit: str) -> str:
+    """'1.2 MB/5.0 MB' for bytes, '120/1,500 frames' for any other unit."""
+    if unit == "B":
+        return f"{filesize.decimal(int(done))}/{'?' if total is None else filesize.decimal(int(total))}"
+    return f"{done:,.0f}/{'?' if total is None else f'{total:,.0f}'}{' ' + unit if unit else ''}"
 
 
 class _AmountColumn(ProgressColumn):
-    """'12.3 MB/50.0 MB' for bytes, '120/1500 frames' for anything else."""
-
     def render(self, task: Task) -> Text:
-        unit = task.fields.get("unit", "")
-        total = "?" if task.total is None else _amount(task.total, unit)
-        return Text(f"{_amount(task.completed, unit)}/{total}", style="progress.download")
+        return Text(_amount(task.completed, task.total, task.fields.get("unit", "")), style="progress.download")
 
 
 class _SpeedColumn(ProgressColumn):
@@ -99,6 +98,5 @@ class RichReporter:
         if last == _DONE or (not finished and now - last < self.interval):
             return
         self._last_line[update.task] = _DONE if finished else now
-        total = "?" if update.total is None else _amount(update.total, update.unit)
         percent = f" ({100 * update.done / update.total:.0f}%)" if update.total else ""
-        self.console.print(f"{update.task}: {_amount(update.done, update.unit)}/{total}{percent}", highlight=False, soft_wrap=True)
+        self.console.print(f"{update.task}: {_amount(update.done, update.total, update.unit)}{percent}", highlight=False, soft_wrap=True)
