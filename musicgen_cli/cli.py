@@ -122,7 +122,12 @@ def download_cmd(
     manifest = load_manifest(cache_dir)
     entry = manifest.get(name)
     with RichReporter(console) as reporter:
-        folder = download_model(manifest, entry, reporter=reporter, revision=revision, include_audiocraft=include_audiocraft)
+        if entry.random_weights:
+            from .models import model_folder
+
+            folder = model_folder(manifest, entry, reporter=reporter)  # built locally, nothing to download
+        else:
+            folder = download_model(manifest, entry, reporter=reporter, revision=revision, include_audiocraft=include_audiocraft)
     console.print(f"[green]ready:[/] {folder}", highlight=False)
 
 

@@ -278,6 +278,34 @@ def _register(manifest: Manifest, entry: ModelEntry, revision: str, folder: Path
     return manifest.register(derived)
 
 
+def _still_to_fetch(files: list[RemoteFile], targets: dict[str, Path]) -> dict[Path, int]:
+    """Bytes each destination folder still needs, counting complete and partial files already there."""
+    needs: dict[Path, int] = {}
+    for f in files:
+        target = targets[f.name]
+        have = f.size if _present(target) == f.size else _present(_partial_path(target, f))
+        needs[target.parent] = needs.get(target.parent, 0) + f.size - have
+    return needs
+
+
+def _verify_all(files: list[RemoteFile], targets: dict[str, Path], fetch, tally: _Tally, repo_id: str) -> dict:
+    """{name: {size, sha256}} once every file checks out; a bad file is fetched again once."""
+    record = {}
+    for f in files:
+        sha256 = _verify(targets[f.name], f)
+        if sha256 is None:
+            tally.reporter.message(f"{f.name} failed its checksum; fetching it again", "warning")
+            targets[f.name].unlink(missing_ok=True)
+            tally.reset(f.name)
+            fetch(f)
+            sha256 = _verify(targets[f.name], f)
+        if sha256 is None:
+            targets[f.name].unlink(missing_ok=True)
+            raise DownloadError(f"{f.name} from {repo_id} failed verification twice", "check for a proxy or mirror altering files, then run again")
+        record[f.name] = {"size": f.size, "sha256": sha256}
+    return record
+
+
 def download_model(
     manifest: Manifest,
     entry: ModelEntry,
@@ -295,7 +323,11 @@ def download_model(
         raise ModelNotFound(f"model {entry.key!r} has no hub repo", f"import it: mgen import <folder> --key {entry.key}")
     repo_id = entry.repo_id
     revision = revision or entry.revision or "main"
+    folder = manifest.folder(entry)
     if _offline():
+        if is_ready(folder):
+            reporter.message(f"{repo_id} is in the cache; HF_HUB_OFFLINE is set, so it was not checked for updates")
+            return folder
         raise DownloadError("HF_HUB_OFFLINE is set, so the hub cannot be reached", "unset HF_HUB_OFFLINE or import a local copy with `mgen import`")
     endpoint = constants.ENDPOINT
     token = token or get_token()
@@ -313,7 +345,6 @@ def download_model(
         if include_audiocraft and not names & AUDIOCRAFT_FILES:
             reporter.message(f"{repo_id} has no audiocraft checkpoints (state_dict.bin); fetching the transformers files only", "warning")
 
-        folder = manifest.folder(entry)
         marker = read_marker(folder)
         if is_ready(folder) and marker.get("commit") == commit and names <= set(marker.get("files", {})):
             reporter.message(f"{repo_id} is already downloaded at {commit[:12]} in {folder}")
@@ -321,41 +352,21 @@ def download_model(
         unmark_ready(folder)
         crafted = _audiocraft_dir(repo_id, commit) if include_audiocraft else None
         targets = {f.name: safe_child(crafted if f.audiocraft and crafted else folder, f.name) for f in files}
-
-        needs: dict[Path, int] = {}
-        for f in files:
-            target = targets[f.name]
-            done = f.size if _present(target) == f.size else _present(_partial_path(target, f))
-            needs[target.parent] = needs.get(target.parent, 0) + f.size - done
-        _check_space(needs)
+        _check_space(_still_to_fetch(files, targets))
 
         tally = _Tally(reporter, files)
         reporter.phase("download", f"{len(files)} files, {tally.total} bytes from {endpoint}")
 
         def fetch(f: RemoteFile) -> None:
-            url = hf_hub_url(repo_id, f.name, revision=commit, endpoint=endpoint)
-            _fetch(url, targets[f.name], f, token, tally)
+            _fetch(hf_hub_url(repo_id, f.name, revision=commit, endpoint=endpoint), targets[f.name], f, token, tally)
 
         for f in files:
             if _present(targets[f.name]) == f.size:
-                tally.advance(f.name, f.size)
+                tally.advance(f.name, f.size)  # complete from an earlier run; the verify step still checks it
             else:
                 fetch(f)
-
         reporter.phase("verify", f"sizes and checksums of {len(files)} files")
-        record = {}
-        for f in files:
-            sha256 = _verify(targets[f.name], f)
-            if sha256 is None:
-                reporter.message(f"{f.name} failed its checksum; fetching it again", "warning")
-                targets[f.name].unlink(missing_ok=True)
-                tally.reset(f.name)
-                fetch(f)
-                sha256 = _verify(targets[f.name], f)
-            if sha256 is None:
-                targets[f.name].unlink(missing_ok=True)
-                raise DownloadError(f"{f.name} from {repo_id} failed verification twice", "check for a proxy or mirror altering files, then run again")
-            record[f.name] = {"size": f.size, "sha256": sha256}
+        record = _verify_all(files, targets, fetch, tally, repo_id)
 
     if crafted is not None:
         _point_ref(crafted, revision, commit)

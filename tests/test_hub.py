@@ -240,10 +240,28 @@ def test_unreachable_hub_is_one_line_error(cache_dir):
     assert not (cache_dir / "musicgen-small" / READY_MARKER).exists()
 
 
-def test_offline_mode_refuses_without_a_request(hub, cache_dir):
+def test_offline_mode_refuses_without_a_request_unless_cached(hub, cache_dir):
     line = one_line_error(mgen(cache_dir, hub.url, "download", "small", HF_HUB_OFFLINE="1"))
     assert "HF_HUB_OFFLINE" in line
     assert not hub.requests("GET", "/models/")
+
+    assert mgen(cache_dir, hub.url, "download", "small").returncode == 0
+    hub.log.clear()
+    cached = mgen(cache_dir, hub.url, "download", "small", HF_HUB_OFFLINE="1")
+    assert cached.returncode == 0 and "in the cache" in cached.stdout
+    assert not hub.log
+
+
+def test_random_weight_entry_is_built_not_downloaded(cache_dir):
+    from typer.testing import CliRunner
+
+    from musicgen_cli.cli import app
+
+    result = CliRunner().invoke(app, ["download", "tiny-random"])
+
+    assert result.exit_code == 0, result.output
+    assert "random-weight" in result.output
+    assert read_marker(cache_dir / "tiny-random")["random_weights"] is True
 
 
 @pytest.mark.parametrize("token", [None, "hf_wrong_token_456"])
