@@ -280,6 +280,55 @@ def test_suite_cmd(
         raise typer.Exit(1)
 
 
+@app.command("download")
+def download_cmd(
+    model: Optional[str] = typer.Argument(None, help="Manifest key (e.g. small) or hub repo id (e.g. facebook/musicgen-small)."),
+    model_key: Optional[str] = typer.Option(None, "--model-key", help="Same as the MODEL argument."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit (default: the manifest's, else main)."),
+    include_audiocraft: bool = typer.Option(
+        False, "--include-audiocraft", help="Also fetch audiocraft's state_dict.bin files (into AUDIOCRAFT_CACHE_DIR if set)."
+    ),
+    cache_dir: Optional[Path] = CacheDirOpt,
+) -> None:
+    """Download a model from the Hugging Face hub into the cache (resumable, checksum-verified)."""
+    from .hub import download_model
+    from .manifest import load_manifest
+    from .ui import RichReporter
+
+    if model and model_key and model != model_key:
+        raise MgenError(f"two models given: {model!r} and --model-key {model_key!r}", "pass just one")
+    name = model or model_key
+    if not name:
+        raise MgenError("no model given", "run `mgen download small` or `mgen download facebook/musicgen-small`")
+    manifest = load_manifest(cache_dir)
+    entry = manifest.get(name)
+    with RichReporter(console) as reporter:
+        if entry.random_weights:
+            from .models import model_folder
+
+            folder = model_folder(manifest, entry, reporter=reporter)  # built locally, nothing to download
+        else:
+            folder = download_model(manifest, entry, reporter=reporter, revision=revision, include_audiocraft=include_audiocraft)
+    console.print(f"[green]ready:[/] {folder}", highlight=False)
+
+
+@app.command("import")
+def import_cmd(
+    folder: Path = typer.Argument(..., help="A folder with config.json, model.safetensors and tokenizer files."),
+    key: str = typer.Option(..., "--key", help="The manifest key to register it under (also its cache folder name)."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+) -> None:
+    """Check a local MusicGen folder (config, weight names and shapes, tokenizer) and copy it into the cache."""
+    from .importer import import_model
+    from .manifest import load_manifest
+    from .ui import RichReporter
+
+    manifest = load_manifest(cache_dir)
+    with RichReporter(console) as reporter:
+        entry = import_model(manifest, folder, key, reporter=reporter)
+    console.print(f"[green]imported:[/] {entry.key} -> {manifest.folder(entry)}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry: user errors become one line and a non-zero exit, no traceback."""
     try:
