@@ -476,13 +476,7 @@ def write_folder(folder: Path, config, tensors: dict, base_folder: Path, lm: Aud
     for name in _BASE_FILES:
         if (base_folder / name).is_file():
             shutil.copyfile(base_folder / name, folder / name)
-    record = {
-        "counts": report.counts(),
-        "matches": [m.__dict__ for m in report.matches],
-        "ignored_source": report.ignored_source,
-        "unmatched_source": report.unmatched_source,
-    }
-    (folder / REPORT_FILE).write_text(json.dumps(record, indent=1))
+    (folder / REPORT_FILE).write_text(json.dumps(report.to_json(), indent=1))
 
 
 def _read_json(path: Path) -> dict:
@@ -499,10 +493,16 @@ def smoke_check(folder: Path, config, max_new_tokens: int = 8) -> tuple[int, ...
 
     from .testing import model_class
 
-    model = model_class(config).from_pretrained(folder, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    with torch.no_grad():
-        audio = model.generate(**tokenizer(["test"], return_tensors="pt"), max_new_tokens=max_new_tokens)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the import reports its own phases
+    try:
+        model = model_class(config).from_pretrained(folder, dtype=torch.float32).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        with torch.no_grad():
+            audio = model.generate(**tokenizer(["test"], return_tensors="pt"), max_new_tokens=max_new_tokens)
+    finally:
+        hf_logging.enable_progress_bar()
     channels = config.decoder.audio_channels
     if audio.ndim != 3 or audio.shape[1] != channels or audio.shape[-1] == 0 or not torch.isfinite(audio).all():
         raise MgenError(

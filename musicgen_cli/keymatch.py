@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from difflib import SequenceMatcher
 from typing import Iterable, Mapping, Sequence
 
@@ -71,7 +71,7 @@ class MatchReport:
     unmatched_source: list[str] = field(default_factory=list)
     unmatched_target: list[str] = field(default_factory=list)  # required targets nothing fills
     ignored_source: list[str] = field(default_factory=list)  # known non-weights (buffers, caches)
-    unfilled_optional: list[str] = field(default_factory=list)  # targets another source provides
+    left_optional: list[str] = field(default_factory=list)  # optional targets left for another source
 
     @property
     def ok(self) -> bool:
@@ -82,6 +82,19 @@ class MatchReport:
         for match in self.matches:
             counts[match.kind] += 1
         return counts
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "counts": self.counts(),
+            "matches": [asdict(m) for m in self.matches],
+            "proposed": [asdict(m) for m in self.proposed],
+            "shape_errors": [asdict(e) for e in self.shape_errors],
+            "unmatched_source": self.unmatched_source,
+            "unmatched_target": self.unmatched_target,
+            "ignored_source": self.ignored_source,
+            "left_optional": self.left_optional,
+        }
 
     def mapping(self) -> dict[str, str]:
         """target name -> source name for every applied match."""
@@ -151,7 +164,9 @@ class _Matcher:
             for t, parts in parts_t.items():
                 scores[_common_suffix(parts_s, parts)].append(t)
             top = max(scores, default=0)
-            if top >= _MIN_SUFFIX and len(scores[top]) == 1:
+            # Long shared tails count; so does a whole target name under an extra prefix.
+            whole = len(scores[top]) == 1 and top == len(parts_t[scores[top][0]]) >= 2
+            if (top >= _MIN_SUFFIX or whole) and len(scores[top]) == 1:
                 best[s] = (top, scores[top])
         # A pair counts only when the target's best source is the same source (no rival).
         claims = defaultdict(list)
@@ -231,6 +246,6 @@ def match_keys(
     optional = set(optional)
     report.unmatched_source = list(matcher.free_source)
     report.unmatched_target = [t for t in matcher.free_target if t not in optional]
-    report.unfilled_optional = [t for t in matcher.free_target if t in optional]
+    report.left_optional = [t for t in matcher.free_target if t in optional]
     report.ignored_source = sorted(ignored)
     return report

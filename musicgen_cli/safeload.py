@@ -74,8 +74,8 @@ def load_torch_file(path: Path | str) -> Any:
         with torch.serialization.safe_globals(_stand_ins()):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)|global[: ]+([\w.]+)", str(exc))
-        name = next((g for g in found.groups() if g), "?") if found else "?"
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        name = found.group(1) if found else "an unknown global"
         raise MgenError(
             f"{path.name} contains pickled code ({name}); mgen never runs code from checkpoint files",
             "re-save it with plain tensors and dicts, e.g. torch.save({'best_state': model.state_dict(), "
