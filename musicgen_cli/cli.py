@@ -329,6 +329,51 @@ def import_cmd(
     console.print(f"[green]imported:[/] {entry.key} -> {manifest.folder(entry)}", highlight=False)
 
 
+@app.command("import-audiocraft")
+def import_audiocraft_cmd(
+    paths: list[Path] = typer.Argument(..., help="Folder holding state_dict.bin and compression_state_dict.bin, or those files."),
+    key: str = typer.Option(..., "--key", help="Manifest key to register the converted model under."),
+    base: Optional[str] = typer.Option(
+        None, "--base", help="Model lending the T5 text encoder and tokenizer: small|medium|large|melody|<key> (default: small, melody for melody checkpoints)."
+    ),
+    apply_proposed: bool = typer.Option(
+        False, "--apply-proposed", envvar="APPLY_PROPOSED", help="Apply high-confidence fuzzy name matches too (default: only propose them)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an existing model with the same key."),
+    check: bool = typer.Option(True, "--check/--no-check", help="After writing, load the model and generate a few frames."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Convert an audiocraft MusicGen checkpoint (state_dict.bin + compression_state_dict.bin) into the cache."""
+    from .audiocraft import ImportRefused, import_audiocraft
+    from .importview import render_match_report
+
+    try:
+        result = import_audiocraft(
+            paths, key, base=base, apply_proposed=apply_proposed, force=force, check=check, cache_dir=cache_dir
+        )
+    except ImportRefused as exc:
+        if as_json:
+            print(json.dumps({"imported": False, "error": str(exc), "report": exc.report.to_json()}, indent=2))
+        else:
+            render_match_report(err_console, exc.report, from_base=base)
+        raise
+    if as_json:
+        print(json.dumps({"imported": True, "key": key, "folder": str(result.folder), "report": result.report.to_json()}, indent=2))
+        return
+    render_match_report(console, result.report, from_base=result.base)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    arch = result.arch
+    console.print(
+        f"[green]imported[/] {key!r} -> {result.folder}\n"
+        f"  decoder: {arch.layers} layers x {arch.hidden} hidden, {arch.heads} heads, {arch.codebooks} codebooks of {arch.card}, "
+        f"{'stereo' if arch.channels == 2 else 'mono'}{', melody' if arch.melody else ''}; T5 and tokenizer from {result.base!r}"
+    )
+    if result.audio_shape:
+        console.print(f"  smoke check: generated audio {list(result.audio_shape)}")
+
+
 def main() -> None:
     """Console-script entry: user errors become one line and a non-zero exit, no traceback."""
     try:
