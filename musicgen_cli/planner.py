@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from . import estimates as K
 from .errors import MgenError, PlanError
 from .hardware import Machine
+from .testing import SHAPES, ModelSpec, build_config
 from .sizing import DECODER, DTYPE_BYTES, JobBytes, ModelSizes, decode_steps, job_bytes, meta_layers, model_sizes
 
 
@@ -174,37 +175,46 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     lm_dtype = dtype or (("bfloat16" if all(g.bf16 for g in gpus) else "float16") if gpus else "float32")
     if dtype in ("float16", "bfloat16") and not gpus:
         warnings.append(f"{dtype} on CPU is slow and gains nothing over float32 for speed")
-    codec_gpu_dtype = lm_dtype
     w = sizes.layer_bytes(lm_dtype, quantize)
     fixed = sizes.nbytes(sizes.lm_fixed_keys, lm_dtype)
     jb = _job(sizes, job, lm_dtype, lm_dtype)
     main = gpus[0].index if gpus else None
 
-    # Layers per GPU, balanced, assuming offloaded layers (if any) run on CPU (their KV in RAM).
-    counts = _balanced_counts(sizes.num_layers, gpus, budgets, fixed + jb.step_transient, w + jb.kv_per_layer)
-    if gpus and sum(counts.values()) == 0 and fixed + jb.step_transient > budgets[main]:
+    if gpus and fixed + jb.step_transient > budgets[main]:
         warnings.append(f"the LM's embeddings and heads do not fit {gpus[0].name}: the LM runs on the CPU")
-        gpus, main, counts = [], None, {}
+        gpus, main = [], None
         lm_dtype = dtype or "float32"
-        w = sizes.layer_bytes(lm_dtype, quantize)
         jb = _job(sizes, job, lm_dtype, lm_dtype)
-    candidates = []
-    if gpus and sum(counts.values()) < sizes.num_layers:
-        candidates.append(_layout(counts, sizes, "cpu"))
-        stream_counts = _stream_counts(dict(counts), sizes, budgets, main, fixed + jb.step_transient, w, jb.kv_per_layer)
-        if stream_counts is not None:
-            candidates.append(_layout(stream_counts, sizes, "stream"))
-    else:
-        candidates.append(_layout(counts, sizes, None))
 
-    best = None
-    for layout in candidates:
-        _place_codec(layout, sizes, job, machine, gpus, budgets, lm_dtype, quantize, codec_gpu_dtype)
-        plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings)
-        if best is None or plan.estimates.step_time_s < best.estimates.step_time_s:
-            best = plan
-    if best.offload.cpu_layers or best.offload.disk_layers:
-        best.offload.stream_step_s, best.offload.cpu_step_s = _mode_times(candidates, sizes, job, machine, lm_dtype, quantize, budgets)
+    def layouts(lm_budgets: dict[int, int]) -> list[_Layout]:
+        # Balanced layers per GPU, assuming offloaded layers run on the CPU (their KV in RAM);
+        # then the streaming alternative, whose main GPU also holds the offloaded layers' KV.
+        counts = _balanced_counts(sizes.num_layers, gpus, lm_budgets, fixed + jb.step_transient, w + jb.kv_per_layer)
+        if not gpus or sum(counts.values()) == sizes.num_layers:
+            return [_layout(counts, sizes, None)]
+        found = [_layout(counts, sizes, "cpu")]
+        streamed = _stream_counts(dict(counts), sizes, lm_budgets, main, fixed + jb.step_transient, w, jb.kv_per_layer)
+        if streamed is not None:
+            found.append(_layout(streamed, sizes, "stream"))
+        return found
+
+    # Either the LM takes what it can and EnCodec gets what is left, or EnCodec's room (in
+    # chunks) is set aside first on the last GPU; the faster job wins.
+    variants = [layouts(budgets)]
+    if gpus and not force_cpu_codec():
+        last = gpus[-1].index
+        codec_room = sizes.nbytes(["audio_encoder"], lm_dtype) + _job(sizes, job, lm_dtype, lm_dtype, codec_budget=0).codec_decode
+        codec_room += jb.audio_out
+        variants.append(layouts({**budgets, last: max(0, budgets[last] - codec_room)}))
+    best, best_group = None, []
+    for group in variants:
+        for layout in group:
+            _place_codec(layout, sizes, job, machine, gpus, budgets, lm_dtype, quantize, lm_dtype)
+            plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings)
+            if best is None or plan.estimates.total_time_s < best.estimates.total_time_s:
+                best, best_group = plan, group
+    if best.offload.mode:
+        best.offload.stream_step_s, best.offload.cpu_step_s = _mode_times(best_group, sizes, job, machine, lm_dtype, quantize)
     best.device_map = _accelerate_map(config, best, sizes, lm_dtype)
     return best
 
@@ -326,6 +336,13 @@ def _evaluate(layout: _Layout, sizes, job, machine: Machine, lm_dtype, quantize,
     ram += len(cpu_layers) * (w + (jb.kv_per_layer if kv_in_ram else 0))
 
     ram_budget = machine.ram_available_bytes - K.RAM_RESERVE
+    if ram > ram_budget and layout.codec_device == "cpu" and not layout.codec_chunk_s:
+        chunked = _job(sizes, job, lm_dtype, codec_dtype, codec_budget=0)
+        if chunked.codec_chunk_s:
+            layout.codec_chunk_s = chunked.codec_chunk_s
+            ram -= jb.codec_decode - chunked.codec_decode
+            ram_fixed -= jb.codec_decode - chunked.codec_decode
+            jb = chunked
     disk_layers: list[int] = []
     if ram > ram_budget:
         # Push the last CPU layers to disk, one at a time, until the rest fits.
@@ -336,9 +353,7 @@ def _evaluate(layout: _Layout, sizes, job, machine: Machine, lm_dtype, quantize,
         if ram > ram_budget:
             raise _NoFit(
                 f"{job.duration_s:g} s x {job.num_samples} sample(s) needs {_gib(ram)} of RAM even with the "
-                f"decoder on disk, {_gib(ram_budget)} is free"
-                if disk_layers
-                else f"needs {_gib(ram)} of RAM, {_gib(ram_budget)} is free"
+                f"decoder on disk; {_gib(ram_budget)} is usable"
             )
         disk_bytes = len(disk_layers) * w
         if machine.disk_free_bytes is not None and disk_bytes > machine.disk_free_bytes:
@@ -368,7 +383,7 @@ def _evaluate(layout: _Layout, sizes, job, machine: Machine, lm_dtype, quantize,
         reason = "FORCE_CPU_COMP=1" if force_cpu_codec() else "it does not fit next to the LM"
         warnings.append(f"EnCodec decodes on the CPU ({reason})")
     if layout.codec_chunk_s:
-        warnings.append(f"EnCodec decodes in {layout.codec_chunk_s:g} s chunks to stay within VRAM")
+        warnings.append(f"EnCodec decodes in {layout.codec_chunk_s:g} s chunks to stay within memory")
     if job.duration_s > job.window_s:
         warnings.append(f"{job.duration_s:g} s is longer than the {job.window_s:g} s window: generated in overlapping windows")
 
@@ -439,7 +454,7 @@ def _step_time(layout: _Layout, sizes, jb: JobBytes, machine: Machine, lm_dtype,
     return gpu_s + off * ((w + kv_mean) / cpu_bw + K.CPU_LAYER_OVERHEAD_S) + disk
 
 
-def _mode_times(candidates, sizes, job, machine, lm_dtype, quantize, budgets) -> tuple[float | None, float | None]:
+def _mode_times(candidates, sizes, job, machine, lm_dtype, quantize) -> tuple[float | None, float | None]:
     times: dict[str, float] = {}
     for layout in candidates:
         jb = _job(sizes, job, lm_dtype, lm_dtype)
@@ -498,7 +513,7 @@ def _accelerate_map(config, plan: Plan, sizes: ModelSizes, lm_dtype: str) -> dic
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def _alternatives(sizes, config, job, machine, dtype, quantize, reserve_bytes, max_vram_bytes) -> str:
@@ -525,8 +540,14 @@ def _alternatives(sizes, config, job, machine, dtype, quantize, reserve_bytes, m
         ideas.append("int8 weights (--quantize int8)")
     if job.num_samples > 1 and fits(num_samples=1):
         ideas.append("fewer samples (--num-samples 1)")
-    if sizes.hidden > 1024:
-        ideas.append("a smaller model (--size small)")
+    if sizes.hidden > SHAPES["small"][0]:
+        variant = "melody" if not sizes.cross_attention else "stereo" if sizes.audio_channels == 2 else "mono"
+        smaller = build_config(ModelSpec("small", variant))
+        try:
+            _plan(model_sizes(smaller), smaller, job, machine, dtype, quantize, reserve_bytes, max_vram_bytes)
+            ideas.append("a smaller model (--size small)")
+        except _NoFit:
+            pass
     if not ideas:
         return "free RAM or plan for a machine with more memory (--ram, --gpu-mem)"
     return "try " + ", or ".join(ideas)

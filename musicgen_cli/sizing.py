@@ -236,3 +236,38 @@ def job_bytes(
         text_encoder_run=t5_run,
         audio_out=int(samples * duration_s * sizes.sample_rate * 4),
     )
+
+
+def entry_config(manifest, entry):
+    """The config to plan with: the cached folder's config.json, else a shape-faithful one.
+
+    Planning needs no weights, so a model that is not downloaded is sized from the shape the
+    manifest records (decoder size, stereo, melody) with t5-base and the 32 kHz EnCodec.
+    """
+    from .errors import MgenError
+    from .testing import ModelSpec, build_config
+
+    folder = manifest.folder(entry)
+    if (folder / "config.json").is_file():
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(folder)
+    if entry.shape is None:
+        raise MgenError(
+            f"cannot size {entry.key!r}: it is not downloaded and the manifest does not record its shape",
+            f"download it first (mgen download {entry.repo_id or entry.key})",
+        )
+    from transformers.utils import logging
+
+    caps = entry.capabilities
+    variant = "melody" if caps.melody else "stereo" if caps.stereo else "mono"
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the shape configs' pad token id is outside the vocabulary on purpose
+    try:
+        config = build_config(ModelSpec(entry.shape, variant))
+    finally:
+        logging.set_verbosity(verbosity)
+    if caps.melody and caps.stereo:
+        # Stereo melody: the melody architecture with the stereo codebook layout.
+        config.decoder.num_codebooks, config.decoder.audio_channels = 8, 2
+    return config
