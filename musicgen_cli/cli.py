@@ -28,6 +28,13 @@ err_console = Console(stderr=True)
 
 CacheDirOpt = typer.Option(None, "--cache-dir", envvar="MGEN_CACHE_DIR", help="Model cache root (default: model-cache/ beside manifest.json).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+GpuMemOpt = typer.Option(None, "--gpu-mem", help="Simulate a GPU of this size (repeat for several), e.g. 8GiB.")
+RamOpt = typer.Option(None, "--ram", help="Simulate this much RAM, e.g. 16GiB.")
+CoresOpt = typer.Option(None, "--cores", help="Simulate this many CPU cores.")
+NoGpuOpt = typer.Option(False, "--no-gpu", help="Plan and run as if there were no GPU.")
+ReserveOpt = typer.Option(None, "--reserve", help="VRAM to leave free per GPU (default: 8 % of the card, at least 512MiB).")
+MaxVramOpt = typer.Option(None, "--max-vram", help="Use at most this much VRAM per GPU.")
+DeviceOpt = typer.Option("auto", "--device", help="auto (GPU when there is one), cpu, or cuda.")
 
 
 def _version(value: bool) -> None:
@@ -147,7 +154,13 @@ def generate_cmd(
     engine: str = typer.Option("fast", "--engine", help="fast (mgen's static-cache loop) or reference (transformers' generate)."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: weight-only int8 decoder (faster on CPU, small quality cost)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned for the device)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, or cuda."),
+    device: str = DeviceOpt,
+    gpu_mem: Optional[list[str]] = GpuMemOpt,
+    ram: Optional[str] = RamOpt,
+    cores: Optional[int] = CoresOpt,
+    no_gpu: bool = NoGpuOpt,
+    reserve: Optional[str] = ReserveOpt,
+    max_vram: Optional[str] = MaxVramOpt,
     num_threads: Optional[int] = typer.Option(None, "--num-threads", help="CPU threads for torch (intra- and inter-op)."),
     cpu_util_target: Optional[float] = typer.Option(None, "--cpu-util-target", help="Fraction of logical cores to use, e.g. 0.8."),
     offline: bool = typer.Option(False, "--offline", envvar="HF_HUB_OFFLINE", help="Never download; fail with the command that would."),
@@ -190,8 +203,10 @@ def generate_cmd(
         melody=melody_file,
     )
     paths = output_paths(out, hint, num_samples, fmt.lower())
-    threads = _configure_threads(num_threads, cpu_util_target)
-    machine = _machine(device, cache_dir)
+    from .hardware import configure_threads, parse_size
+
+    threads = configure_threads(num_threads, cpu_util_target)
+    machine = _machine_for(cache_dir, gpu_mem, ram, cores, no_gpu, device)
     with _reporter(quiet or as_json) as reporter:
         mg = load_model(
             size or model_key or "small",
@@ -200,12 +215,14 @@ def generate_cmd(
             machine=machine,
             dtype=dtype,
             quantize=None if quantize == "none" else quantize,
+            reserve_bytes=parse_size(reserve) if reserve else None,
+            max_vram_bytes=parse_size(max_vram) if max_vram else None,
             download=not offline,
             reporter=reporter,
         )
         result = mg.generate(text, settings)
         reporter.phase("write", str(paths[0].parent))
-        written = write_result(result, mg, paths, subtype=subtype, normalize=normalize, extra={"threads": threads})
+        written = write_result(result, mg, paths, subtype=subtype, normalize=normalize, extra={"torch_threads": threads})
     if as_json:
         print(json.dumps({"files": [str(p) for p in written], "seed": result.seed, "timings_s": result.timings,
                           "steps_per_s": result.steps_per_s, "realtime_factor": result.realtime_factor}, indent=2))
@@ -227,7 +244,7 @@ def test_suite_cmd(
     lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics for the large job (default: lyrics_terraform_my_heart.txt if present)."),
     large_duration: float = typer.Option(45.0, "--large-duration", help="Seconds for the large job (30-60)."),
     seed: int = typer.Option(0, "--seed", help="Seed for every job."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, or cuda."),
+    device: str = DeviceOpt,
     as_json: bool = JsonOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
 ) -> None:
@@ -246,7 +263,7 @@ def test_suite_cmd(
         large_duration,
         find_lyrics(lyrics, out_dir),
     )
-    machine = _machine(device, cache_dir)
+    machine = _machine_for(cache_dir, device=device)
     results = run_suite(
         jobs,
         out_dir,
@@ -372,6 +389,106 @@ def import_audiocraft_cmd(
     )
     if result.audio_shape:
         console.print(f"  smoke check: generated audio {list(result.audio_shape)}")
+
+
+def _machine_for(cache_dir, gpu_mem=None, ram=None, cores=None, no_gpu=False, device="auto"):
+    """The probed machine with any simulated parts (--gpu-mem, --ram, --cores, --no-gpu, --device)."""
+    from .hardware import parse_size, probe, simulate
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise MgenError(f"unknown device {device!r}", "use --device auto, cpu or cuda")
+    machine = probe(cache_dir)
+    if device == "cuda" and not machine.gpus and not gpu_mem:
+        raise MgenError("--device cuda but torch sees no CUDA GPU", "install a CUDA build of torch, or use --device cpu")
+    return simulate(
+        machine,
+        probe(cache_dir),
+        gpu_mem=[parse_size(s) for s in gpu_mem or []],
+        ram=parse_size(ram) if ram else None,
+        cores=cores,
+        no_gpu=no_gpu or device == "cpu",
+    )
+
+
+@app.command("memory-plan")
+def memory_plan_cmd(
+    size: Optional[str] = typer.Option(None, "--size", help="small, medium or large (default: small)."),
+    model_key: Optional[str] = typer.Option(None, "--model-key", help="Any manifest key or repo id instead of --size."),
+    duration: float = typer.Option(30.0, "--duration", help="Seconds of audio to generate."),
+    num_samples: int = typer.Option(1, "--num-samples", help="Clips generated together."),
+    gpu_mem: Optional[list[str]] = GpuMemOpt,
+    ram: Optional[str] = RamOpt,
+    cores: Optional[int] = CoresOpt,
+    no_gpu: bool = NoGpuOpt,
+    reserve: Optional[str] = ReserveOpt,
+    max_vram: Optional[str] = MaxVramOpt,
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: by device)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 to halve the decoder's weights."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Where every part of the model would live for this job, and how fast it would run. Loads nothing."""
+    from .hardware import parse_size
+    from .manifest import load_manifest
+    from .planner import Job, plan_memory
+    from .sizing import entry_config
+
+    if size and model_key:
+        raise MgenError("--size and --model-key both name a model", "pass one of them")
+    if size and size not in ("small", "medium", "large"):
+        raise MgenError(f"unknown size {size!r}", "use --size small, medium or large")
+    manifest = load_manifest(cache_dir)
+    entry = manifest.get(model_key or size or "small")
+    machine = _machine_for(cache_dir, gpu_mem, ram, cores, no_gpu)
+    plan = plan_memory(
+        entry_config(manifest, entry),
+        Job(duration_s=duration, num_samples=num_samples),
+        machine,
+        dtype=dtype,
+        quantize=quantize,
+        reserve_bytes=parse_size(reserve) if reserve else None,
+        max_vram_bytes=parse_size(max_vram) if max_vram else None,
+    )
+    if as_json:
+        print(json.dumps({"model": entry.key, **plan.to_json()}, indent=2))
+        return
+    from .memory_views import plan_view
+
+    title = f"Memory plan: {entry.key} ({entry.repo_id or 'local'}), {duration:g} s x {num_samples}"
+    console.print(plan_view(plan, title))
+
+
+@app.command("inspect-memory")
+def inspect_memory_cmd(
+    watch: bool = typer.Option(False, "--watch", help="Refresh every second until Ctrl-C."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+) -> None:
+    """What the machine has and uses now: GPUs, RAM, per-core CPU, torch threads, GPU processes, cache size."""
+    import time
+
+    from rich.live import Live
+
+    from .cache import cache_root, folder_size
+    from .memory_views import readout_view
+    from .monitor import gpu_processes, snapshot
+
+    root = cache_root(cache_dir)
+
+    def view():
+        return readout_view(snapshot(), gpu_processes(), folder_size(root), str(root))
+
+    snapshot()  # CPU percentages are measured between calls: start the clock
+    time.sleep(0.2)
+    if not watch:
+        console.print(view())
+        return
+    try:
+        with Live(view(), console=console, refresh_per_second=4) as live:
+            while True:
+                time.sleep(1.0)
+                live.update(view())
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:
