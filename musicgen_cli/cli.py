@@ -402,7 +402,6 @@ def _machine_for(cache_dir, gpu_mem=None, ram=None, cores=None, no_gpu=False, de
         raise MgenError("--device cuda but torch sees no CUDA GPU", "install a CUDA build of torch, or use --device cpu")
     return simulate(
         machine,
-        probe(cache_dir),
         gpu_mem=[parse_size(s) for s in gpu_mem or []],
         ram=parse_size(ram) if ram else None,
         cores=cores,
