@@ -4,38 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import one_line_error, run_main
 
-from musicgen_cli import cli
 from musicgen_cli.cache import READY_MARKER, read_marker
 from musicgen_cli.manifest import load_manifest
 
 
 def run_mgen(capsys, *args: str) -> tuple[int, str, str]:
-    """The console-script entry in-process (transformers is imported once per test session)."""
-    argv = sys.argv
-    sys.argv = ["mgen", *args]
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    result = run_main(capsys, *args)
+    return result.returncode, result.stdout, result.stderr
 
 
 def rejected(capsys, *args: str) -> str:
-    code, _, err = run_mgen(capsys, *args)
-    assert code != 0
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    return lines[0]
+    return one_line_error(run_main(capsys, *args))
 
 
 @pytest.fixture()
