@@ -154,8 +154,9 @@ class _Tally:
 
     def advance(self, name: str, nbytes: int) -> None:
         self.done[name] += nbytes
-        self.reporter.progress(Progress(task=name, done=self.done[name], total=self.sizes[name], unit="B"))
+        # The overall task first, so a front end that lists tasks as they appear shows it on top.
         self.reporter.progress(Progress(task="total", done=sum(self.done.values()), total=self.total, unit="B"))
+        self.reporter.progress(Progress(task=name, done=self.done[name], total=self.sizes[name], unit="B"))
 
     def reset(self, name: str) -> None:
         self.advance(name, -self.done[name])
@@ -334,7 +335,10 @@ def download_model(
 
     with _hub_errors(repo_id, endpoint, revision), _hub_log_to(reporter):
         reporter.phase("resolve", f"{repo_id}@{revision}")
-        info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, files_metadata=True, token=token)
+        try:
+            info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, files_metadata=True, token=token)
+        except (ValueError, KeyError, TypeError):  # a 200 that is not the hub's JSON: a proxy or a wrong endpoint
+            raise DownloadError(f"{endpoint} did not answer like a Hugging Face hub", "check HF_ENDPOINT and any proxy settings") from None
         commit = info.sha or revision
         files = select_files(info.siblings or [], include_audiocraft)
         names = {f.name for f in files}

@@ -102,6 +102,8 @@ def _handler(hub: FakeHub):
             hub.log.append((self.command, path, self.headers.get("Range")))
             if hub.outage:
                 return self._send(503, {}, b"down for maintenance", body)
+            if path.startswith("/captive-portal/"):  # what a hotel wifi or a wrong HF_ENDPOINT answers
+                return self._send(200, {"Content-Type": "text/html"}, b"<html>please log in</html>", body)
             segs = path.strip("/").split("/")
             if segs[:2] == ["api", "models"] and len(segs) >= 4:
                 rev = segs[5] if len(segs) >= 6 and segs[4] == "revision" else "main"

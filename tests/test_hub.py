@@ -14,7 +14,7 @@ from cli_run import one_line_error, run_main, run_subprocess
 from fake_hub import GOOD_TOKEN, FakeHub, FakeHubServer, FakeRepo
 
 from musicgen_cli.cache import READY_MARKER, read_marker
-from musicgen_cli.errors import DownloadError
+from musicgen_cli.errors import DownloadError, Interrupted
 from musicgen_cli.events import Progress
 from musicgen_cli.hub import PARTIAL_SUFFIX, download_model
 from musicgen_cli.manifest import load_manifest
@@ -243,6 +243,11 @@ def test_unreachable_hub_is_one_line_error(cache_dir):
     assert not (cache_dir / "musicgen-small" / READY_MARKER).exists()
 
 
+def test_endpoint_that_is_not_a_hub_is_one_line_error(hub, cache_dir):
+    line = one_line_error(mgen(cache_dir, hub.url + "/captive-portal", "download", "small"))
+    assert "did not answer like a Hugging Face hub" in line and "HF_ENDPOINT" in line
+
+
 def test_offline_mode_refuses_without_a_request_unless_cached(hub, run, cache_dir):
     line = one_line_error(run("download", "small", HF_HUB_OFFLINE="1"))
     assert "HF_HUB_OFFLINE" in line
@@ -324,3 +329,19 @@ def test_not_enough_disk_space_stops_before_downloading(in_process_hub, cache_di
 
     assert not in_process_hub.requests("GET", "/resolve/")
     assert not (cache_dir / "musicgen-small" / READY_MARKER).exists()
+
+
+def test_ctrl_c_leaves_nothing_marked_ready_and_says_how_to_resume(in_process_hub, cache_dir):
+    class InterruptOnWeights(Recorder):
+        def progress(self, update: Progress) -> None:
+            if update.task == "model.safetensors" and update.done:
+                raise KeyboardInterrupt
+
+    manifest = load_manifest(cache_dir)
+    with pytest.raises(Interrupted, match="resume") as caught:
+        download_model(manifest, manifest.get(BIG), reporter=InterruptOnWeights())
+
+    assert caught.value.exit_code == 130
+    folder = cache_dir / "acme--musicgen-big"
+    assert not (folder / READY_MARKER).exists() and not (folder / "model.safetensors").exists()
+    assert BIG not in {e.repo_id for e in load_manifest(cache_dir).entries.values()}
