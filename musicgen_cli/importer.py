@@ -7,6 +7,7 @@ names and shapes are compared with the safetensors headers, so checking a 3B mod
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from .manifest import Manifest, ModelEntry
 _LEGACY_NAMES = {".weight_g": ".parametrizations.weight.original0", ".weight_v": ".parametrizations.weight.original1"}
 _SHOWN = 3  # how many offending tensor names an error lists
 _VOCAB_FILES = ("tokenizer.json", "spiece.model")
+_KEY = re.compile(r"^[A-Za-z0-9][\w.-]*$")  # also a folder name, and never mistaken for a repo id
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,12 @@ def _stored_shapes(folder: Path, shards: list[str]) -> dict[str, tuple[int, ...]
     return shapes
 
 
-def _expected_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes the config's model has, minus weights tied to another (saved once)."""
+def _expected_shapes(folder: Path) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """{tensor name: (shape, required)} for the config's model; weights tied to another are saved once.
+
+    Only parameters are required: a missing one would load as random noise, while buffers
+    (e.g. sinusoidal position tables) are rebuilt from the config and older checkpoints omit them.
+    """
     from accelerate import init_empty_weights
     from transformers import AutoConfig
 
@@ -101,7 +107,8 @@ def _expected_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     with init_empty_weights():
         model = model_class(config)(config)
     tied = set(getattr(model, "all_tied_weights_keys", None) or {})
-    return {name: tuple(t.shape) for name, t in model.state_dict().items() if name not in tied}
+    params = {name for name, _ in model.named_parameters()}
+    return {name: (tuple(t.shape), name in params) for name, t in model.state_dict().items() if name not in tied}
 
 
 def _check_tokenizer(folder: Path, config: dict) -> None:
@@ -131,10 +138,10 @@ def check_model_folder(folder: Path | str) -> CheckedFolder:
     shards = _weight_files(folder)
     stored = _stored_shapes(folder, shards)
     expected = _expected_shapes(folder)
-    missing = sorted(set(expected) - set(stored))
+    missing = sorted(name for name, (_, required) in expected.items() if required and name not in stored)
     if missing:
         raise _fail(folder, f"{len(missing)} tensors missing from the weights, e.g. {', '.join(missing[:_SHOWN])}", "the weights belong to another model or are incomplete")
-    wrong = [f"{n} {list(stored[n])} != {list(expected[n])}" for n in expected if stored[n] != expected[n]]
+    wrong = [f"{n} {list(stored[n])} != {list(shape)}" for n, (shape, _) in expected.items() if n in stored and stored[n] != shape]
     if wrong:
         raise _fail(folder, f"{len(wrong)} tensors have the wrong shape, e.g. {'; '.join(wrong[:_SHOWN])}", "config.json does not describe these weights")
     _check_tokenizer(folder, config)
@@ -146,6 +153,8 @@ def check_model_folder(folder: Path | str) -> CheckedFolder:
 def import_model(manifest: Manifest, source: Path | str, key: str, *, reporter: Reporter | None = None) -> ModelEntry:
     """Check `source`, copy it to <cache>/<key> atomically, register `key` and mark the copy ready."""
     reporter = reporter or NullReporter()
+    if not _KEY.match(key):
+        raise MgenError(f"--key {key!r} is not a plain name", "use letters, digits, '.', '_' or '-', e.g. --key my-musicgen")
     target = safe_child(manifest.root, key)
     if is_ready(target):
         raise MgenError(f"model key {key!r} already has a ready folder {target}", "pick another --key or delete that folder first")

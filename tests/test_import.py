@@ -101,3 +101,9 @@ def test_broken_folder_rejected_naming_the_problem(capsys, cache_dir, copy_of, c
 
 def test_missing_folder_rejected(capsys, cache_dir, tmp_path):
     assert "is not a folder" in rejected(capsys, "import", str(tmp_path / "nowhere"), "--key", "x")
+
+
+@pytest.mark.parametrize("key", ["../escape", "owner/name", ".hidden"])
+def test_key_that_is_not_a_plain_name_rejected(capsys, cache_dir, tmp_path, key):
+    assert "is not a plain name" in rejected(capsys, "import", str(tmp_path), "--key", key)
+    assert not list(cache_dir.iterdir())
