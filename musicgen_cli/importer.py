@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cache import is_ready, mark_ready, safe_child
 from .errors import MgenError
-from .events import NullReporter, Reporter
+from .events import NullReporter, Progress, Reporter
 from .layout import MUSICGEN_TYPES, is_weight_file, traits_from_config, wanted_by_transformers
 from .manifest import Manifest, ModelEntry
 
@@ -163,12 +163,18 @@ def import_model(manifest: Manifest, source: Path | str, key: str, *, reporter: 
     reporter.phase("copy", f"{len(checked.files)} files to {target}")
     manifest.root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".import-{key}.", dir=manifest.root))
+    sizes = {name: (checked.folder / name).stat().st_size for name in checked.files}
+    copied = 0
     try:
-        for name in checked.files:
+        for name, size in sizes.items():
             shutil.copyfile(checked.folder / name, staging / name)
+            copied += size
+            reporter.progress(Progress(task="copy", done=copied, total=sum(sizes.values()), unit="B"))
         if target.exists():
             shutil.rmtree(target)  # an unready leftover: a partial download or an interrupted import
         staging.rename(target)
+    except OSError as exc:
+        raise MgenError(f"could not copy into {manifest.root}: {exc.strerror or exc}", "free some space or pass --cache-dir on a bigger disk") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     shape, caps = traits_from_config(checked.config)
