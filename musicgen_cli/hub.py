@@ -16,16 +16,16 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .cache import atomic_write_text, audiocraft_cache_dir, is_ready, mark_ready, read_marker, safe_child, unmark_ready
 from .errors import DownloadError, Interrupted, ModelNotFound
 from .events import NullReporter, Progress, Reporter
 from .layout import AUDIOCRAFT_FILES, is_weight_file, traits_from_config, wanted_by_transformers
-from .manifest import Manifest, ModelEntry, derived_entry
+from .manifest import Manifest, ModelEntry
 
 PARTIAL_SUFFIX = ".incomplete"
 _HASH_CHUNK = 8 * 1024 * 1024
@@ -58,9 +58,13 @@ def select_files(siblings: list, include_audiocraft: bool = False) -> list[Remot
         lfs = sib.lfs
         size = lfs["size"] if lfs else sib.size
         if size is None:
-            raise DownloadError(f"the hub gave no size for {name}", "the endpoint may not be a Hugging Face hub; check HF_ENDPOINT")
+            raise DownloadError(
+                f"the hub gave no size for {name}", "the endpoint may not be a Hugging Face hub; check HF_ENDPOINT"
+            )
         chosen.append(
-            RemoteFile(name=name, size=int(size), sha256=lfs["sha256"] if lfs else None, blob_id=sib.blob_id, audiocraft=audiocraft)
+            RemoteFile(
+                name=name, size=int(size), sha256=lfs["sha256"] if lfs else None, blob_id=sib.blob_id, audiocraft=audiocraft
+            )
         )
     return chosen
 
@@ -90,11 +94,16 @@ def _hub_errors(repo_id: str, endpoint: str, revision: str) -> Iterator[None]:
     try:
         yield
     except hf.OfflineModeIsEnabled:
-        raise DownloadError("HF_HUB_OFFLINE is set, so the hub cannot be reached", "unset HF_HUB_OFFLINE or import a local copy with `mgen import`") from None
+        raise DownloadError(
+            "HF_HUB_OFFLINE is set, so the hub cannot be reached",
+            "unset HF_HUB_OFFLINE or import a local copy with `mgen import`",
+        ) from None
     except hf.GatedRepoError:
         raise DownloadError(f"{repo_id} is a gated repo and the hub refused access", _fix_for_token(repo_id)) from None
     except hf.RevisionNotFoundError:
-        raise ModelNotFound(f"revision {revision!r} not found in {repo_id}", "pass --revision main or an existing branch, tag or commit") from None
+        raise ModelNotFound(
+            f"revision {revision!r} not found in {repo_id}", "pass --revision main or an existing branch, tag or commit"
+        ) from None
     except hf.RepositoryNotFoundError:
         raise ModelNotFound(
             f"repo {repo_id} not found on {endpoint}",
@@ -114,7 +123,9 @@ def _hub_errors(repo_id: str, endpoint: str, revision: str) -> Iterator[None]:
         raise Interrupted("download interrupted; partial files are kept", resume) from None
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise DownloadError("the disk filled up during the download", f"free some space or pass --cache-dir on a bigger disk, then {resume}") from None
+            raise DownloadError(
+                "the disk filled up during the download", f"free some space or pass --cache-dir on a bigger disk, then {resume}"
+            ) from None
         where = f" {exc.filename}" if exc.filename else ""
         raise DownloadError(f"download failed:{where} {exc.strerror or exc}", resume) from None
 
@@ -176,7 +187,7 @@ class _FileBar:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "_FileBar":
+    def __enter__(self) -> _FileBar:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -302,7 +313,9 @@ def _verify_all(files: list[RemoteFile], targets: dict[str, Path], fetch, tally:
             sha256 = _verify(targets[f.name], f)
         if sha256 is None:
             targets[f.name].unlink(missing_ok=True)
-            raise DownloadError(f"{f.name} from {repo_id} failed verification twice", "check for a proxy or mirror altering files, then run again")
+            raise DownloadError(
+                f"{f.name} from {repo_id} failed verification twice", "check for a proxy or mirror altering files, then run again"
+            )
         record[f.name] = {"size": f.size, "sha256": sha256}
     return record
 
@@ -329,7 +342,10 @@ def download_model(
         if is_ready(folder):
             reporter.message(f"{repo_id} is in the cache; HF_HUB_OFFLINE is set, so it was not checked for updates")
             return folder
-        raise DownloadError("HF_HUB_OFFLINE is set, so the hub cannot be reached", "unset HF_HUB_OFFLINE or import a local copy with `mgen import`")
+        raise DownloadError(
+            "HF_HUB_OFFLINE is set, so the hub cannot be reached",
+            "unset HF_HUB_OFFLINE or import a local copy with `mgen import`",
+        )
     endpoint = constants.ENDPOINT
     token = token or get_token()
 
@@ -338,16 +354,23 @@ def download_model(
         try:
             info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, files_metadata=True, token=token)
         except (ValueError, KeyError, TypeError):  # a 200 that is not the hub's JSON: a proxy or a wrong endpoint
-            raise DownloadError(f"{endpoint} did not answer like a Hugging Face hub", "check HF_ENDPOINT and any proxy settings") from None
+            raise DownloadError(
+                f"{endpoint} did not answer like a Hugging Face hub", "check HF_ENDPOINT and any proxy settings"
+            ) from None
         commit = info.sha or revision
         files = select_files(info.siblings or [], include_audiocraft)
         names = {f.name for f in files}
         if "config.json" not in names or not any(is_weight_file(n) for n in names):
-            raise DownloadError(f"{repo_id} has no config.json and model*.safetensors", "it is not a transformers MusicGen repo; pick one like facebook/musicgen-small")
+            raise DownloadError(
+                f"{repo_id} has no config.json and model*.safetensors",
+                "it is not a transformers MusicGen repo; pick one like facebook/musicgen-small",
+            )
         if info.gated and not token:
             raise DownloadError(f"{repo_id} is a gated repo and no token is set", _fix_for_token(repo_id))
         if include_audiocraft and not names & AUDIOCRAFT_FILES:
-            reporter.message(f"{repo_id} has no audiocraft checkpoints (state_dict.bin); fetching the transformers files only", "warning")
+            reporter.message(
+                f"{repo_id} has no audiocraft checkpoints (state_dict.bin); fetching the transformers files only", "warning"
+            )
 
         marker = read_marker(folder)
         if is_ready(folder) and marker.get("commit") == commit and names <= set(marker.get("files", {})):
@@ -359,7 +382,7 @@ def download_model(
         _check_space(_still_to_fetch(files, targets))
 
         tally = _Tally(reporter, files)
-        reporter.phase("download", f"{len(files)} files, {tally.total} bytes from {endpoint}")
+        reporter.phase("download", f"{len(files)} files, {tally.total / 1e6:,.1f} MB from {endpoint}")
 
         def fetch(f: RemoteFile) -> None:
             _fetch(hf_hub_url(repo_id, f.name, revision=commit, endpoint=endpoint), targets[f.name], f, token, tally)

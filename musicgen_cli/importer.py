@@ -48,7 +48,11 @@ def _read_config(folder: Path) -> dict:
         raise _fail(folder, f"config.json line {exc.lineno}: {exc.msg}", "fix or re-download config.json") from None
     if not isinstance(config, dict) or config.get("model_type") not in MUSICGEN_TYPES:
         found = config.get("model_type") if isinstance(config, dict) else None
-        raise _fail(folder, f"config.json has model_type {found!r}, not musicgen or musicgen_melody", "import a MusicGen checkpoint (transformers format)")
+        raise _fail(
+            folder,
+            f"config.json has model_type {found!r}, not musicgen or musicgen_melody",
+            "import a MusicGen checkpoint (transformers format)",
+        )
     return config
 
 
@@ -85,7 +89,9 @@ def _stored_shapes(folder: Path, shards: list[str]) -> dict[str, tuple[int, ...]
                 for name in fh.keys():
                     shapes[_modern_name(name)] = tuple(fh.get_slice(name).get_shape())
         except (SafetensorError, OSError) as exc:
-            raise _fail(folder, f"{shard} is not a readable safetensors file ({exc})", "re-download or re-save the weights") from None
+            raise _fail(
+                folder, f"{shard} is not a readable safetensors file ({exc})", "re-download or re-save the weights"
+            ) from None
     return shapes
 
 
@@ -140,10 +146,20 @@ def check_model_folder(folder: Path | str) -> CheckedFolder:
     expected = _expected_shapes(folder)
     missing = sorted(name for name, (_, required) in expected.items() if required and name not in stored)
     if missing:
-        raise _fail(folder, f"{len(missing)} tensors missing from the weights, e.g. {', '.join(missing[:_SHOWN])}", "the weights belong to another model or are incomplete")
-    wrong = [f"{n} {list(stored[n])} != {list(shape)}" for n, (shape, _) in expected.items() if n in stored and stored[n] != shape]
+        raise _fail(
+            folder,
+            f"{len(missing)} tensors missing from the weights, e.g. {', '.join(missing[:_SHOWN])}",
+            "the weights belong to another model or are incomplete",
+        )
+    wrong = [
+        f"{n} {list(stored[n])} != {list(shape)}" for n, (shape, _) in expected.items() if n in stored and stored[n] != shape
+    ]
     if wrong:
-        raise _fail(folder, f"{len(wrong)} tensors have the wrong shape, e.g. {'; '.join(wrong[:_SHOWN])}", "config.json does not describe these weights")
+        raise _fail(
+            folder,
+            f"{len(wrong)} tensors have the wrong shape, e.g. {'; '.join(wrong[:_SHOWN])}",
+            "config.json does not describe these weights",
+        )
     _check_tokenizer(folder, config)
     files = sorted(p.name for p in folder.iterdir() if p.is_file() and wanted_by_transformers(p.name))
     files = [f for f in files if not is_weight_file(f) or f in shards]
@@ -157,7 +173,9 @@ def import_model(manifest: Manifest, source: Path | str, key: str, *, reporter: 
         raise MgenError(f"--key {key!r} is not a plain name", "use letters, digits, '.', '_' or '-', e.g. --key my-musicgen")
     target = safe_child(manifest.root, key)
     if is_ready(target):
-        raise MgenError(f"model key {key!r} already has a ready folder {target}", "pick another --key or delete that folder first")
+        raise MgenError(
+            f"model key {key!r} already has a ready folder {target}", "pick another --key or delete that folder first"
+        )
     reporter.phase("check", str(source))
     checked = check_model_folder(source)
     reporter.phase("copy", f"{len(checked.files)} files to {target}")
@@ -174,12 +192,23 @@ def import_model(manifest: Manifest, source: Path | str, key: str, *, reporter: 
             shutil.rmtree(target)  # an unready leftover: a partial download or an interrupted import
         staging.rename(target)
     except OSError as exc:
-        raise MgenError(f"could not copy into {manifest.root}: {exc.strerror or exc}", "free some space or pass --cache-dir on a bigger disk") from None
+        raise MgenError(
+            f"could not copy into {manifest.root}: {exc.strerror or exc}", "free some space or pass --cache-dir on a bigger disk"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     shape, caps = traits_from_config(checked.config)
     entry = manifest.register(
-        ModelEntry(key=key, folder=key, repo_id=None, revision=None, shape=shape, capabilities=caps, description=f"imported from {checked.folder}", source="user")
+        ModelEntry(
+            key=key,
+            folder=key,
+            repo_id=None,
+            revision=None,
+            shape=shape,
+            capabilities=caps,
+            description=f"imported from {checked.folder}",
+            source="user",
+        )
     )
     mark_ready(target, {"key": key, "imported_from": str(checked.folder), "files": checked.files})
     return entry

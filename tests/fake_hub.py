@@ -28,7 +28,7 @@ class FakeRepo:
     gated: bool = False
 
     @classmethod
-    def from_folder(cls, repo_id: str, folder: Path, gated: bool = False) -> "FakeRepo":
+    def from_folder(cls, repo_id: str, folder: Path, gated: bool = False) -> FakeRepo:
         files = {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file() and not p.name.startswith(".")}
         commit = hashlib.sha1(repo_id.encode() + b"".join(files.values())).hexdigest()
         return cls(repo_id, files, commit, gated)

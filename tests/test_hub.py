@@ -69,7 +69,9 @@ def hub(repo_folder, big_repo_folder):
 
 def mgen(cache_dir: Path, endpoint: str, *args: str, **env: str):
     """A real `mgen` process: proves HF_ENDPOINT and friends reach the hub client from the environment."""
-    return run_subprocess(*args, HF_ENDPOINT=endpoint, HF_HOME=str(cache_dir.parent / "hf-home"), MGEN_CACHE_DIR=str(cache_dir), **env)
+    return run_subprocess(
+        *args, HF_ENDPOINT=endpoint, HF_HOME=str(cache_dir.parent / "hf-home"), MGEN_CACHE_DIR=str(cache_dir), **env
+    )
 
 
 @pytest.fixture()
