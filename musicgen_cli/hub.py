@@ -28,6 +28,10 @@ from .layout import AUDIOCRAFT_FILES, is_weight_file, traits_from_config, wanted
 from .manifest import Manifest, ModelEntry
 
 PARTIAL_SUFFIX = ".incomplete"
+_OFFLINE = (
+    "HF_HUB_OFFLINE is set, so the hub cannot be reached",
+    "unset HF_HUB_OFFLINE or import a local copy with `mgen import`",
+)
 _HASH_CHUNK = 8 * 1024 * 1024
 
 
@@ -94,10 +98,7 @@ def _hub_errors(repo_id: str, endpoint: str, revision: str) -> Iterator[None]:
     try:
         yield
     except hf.OfflineModeIsEnabled:
-        raise DownloadError(
-            "HF_HUB_OFFLINE is set, so the hub cannot be reached",
-            "unset HF_HUB_OFFLINE or import a local copy with `mgen import`",
-        ) from None
+        raise DownloadError(*_OFFLINE) from None
     except hf.GatedRepoError:
         raise DownloadError(f"{repo_id} is a gated repo and the hub refused access", _fix_for_token(repo_id)) from None
     except hf.RevisionNotFoundError:
@@ -127,7 +128,8 @@ def _hub_errors(repo_id: str, endpoint: str, revision: str) -> Iterator[None]:
                 "the disk filled up during the download", f"free some space or pass --cache-dir on a bigger disk, then {resume}"
             ) from None
         where = f" {exc.filename}" if exc.filename else ""
-        raise DownloadError(f"download failed:{where} {exc.strerror or exc}", resume) from None
+        reason = (exc.strerror or str(exc)).splitlines()[0]
+        raise DownloadError(f"download failed:{where} {reason}", resume) from None
 
 
 class _ToReporter(logging.Handler):
@@ -342,10 +344,7 @@ def download_model(
         if is_ready(folder):
             reporter.message(f"{repo_id} is in the cache; HF_HUB_OFFLINE is set, so it was not checked for updates")
             return folder
-        raise DownloadError(
-            "HF_HUB_OFFLINE is set, so the hub cannot be reached",
-            "unset HF_HUB_OFFLINE or import a local copy with `mgen import`",
-        )
+        raise DownloadError(*_OFFLINE)
     endpoint = constants.ENDPOINT
     token = token or get_token()
 
@@ -376,10 +375,10 @@ def download_model(
         if is_ready(folder) and marker.get("commit") == commit and names <= set(marker.get("files", {})):
             reporter.message(f"{repo_id} is already downloaded at {commit[:12]} in {folder}")
             return folder
-        unmark_ready(folder)
         crafted = _audiocraft_dir(repo_id, commit) if include_audiocraft else None
         targets = {f.name: safe_child(crafted if f.audiocraft and crafted else folder, f.name) for f in files}
         _check_space(_still_to_fetch(files, targets))
+        unmark_ready(folder)  # its files are about to change
 
         tally = _Tally(reporter, files)
         reporter.phase("download", f"{len(files)} files, {tally.total / 1e6:,.1f} MB from {endpoint}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import shutil
@@ -347,3 +348,16 @@ def test_ctrl_c_leaves_nothing_marked_ready_and_says_how_to_resume(in_process_hu
     folder = cache_dir / "acme--musicgen-big"
     assert not (folder / READY_MARKER).exists() and not (folder / "model.safetensors").exists()
     assert BIG not in {e.repo_id for e in load_manifest(cache_dir).entries.values()}
+
+
+def test_disk_filling_up_mid_download_is_a_download_error(in_process_hub, cache_dir):
+    class DiskFull(Recorder):
+        def progress(self, update: Progress) -> None:
+            if update.task == "model.safetensors" and update.done:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    manifest = load_manifest(cache_dir)
+    with pytest.raises(DownloadError, match="disk filled up"):
+        download_model(manifest, manifest.get("small"), reporter=DiskFull())
+
+    assert not (cache_dir / "musicgen-small" / READY_MARKER).exists()
