@@ -322,6 +322,35 @@ def _verify_all(files: list[RemoteFile], targets: dict[str, Path], fetch, tally:
     return record
 
 
+def _model_info(endpoint: str, repo_id: str, revision: str, token: str | None):
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, files_metadata=True, token=token)
+    except (ValueError, KeyError, TypeError):  # a 200 that is not the hub's JSON: a proxy or a wrong endpoint
+        raise DownloadError(
+            f"{endpoint} did not answer like a Hugging Face hub", "check HF_ENDPOINT and any proxy settings"
+        ) from None
+
+
+def _usable_files(info, token: str | None, include_audiocraft: bool, reporter: Reporter) -> list[RemoteFile]:
+    """The files to fetch, after checking the repo is a transformers MusicGen we may download."""
+    files = select_files(info.siblings or [], include_audiocraft)
+    names = {f.name for f in files}
+    if "config.json" not in names or not any(is_weight_file(n) for n in names):
+        raise DownloadError(
+            f"{info.id} has no config.json and model*.safetensors",
+            "it is not a transformers MusicGen repo; pick one like facebook/musicgen-small",
+        )
+    if info.gated and not token:
+        raise DownloadError(f"{info.id} is a gated repo and no token is set", _fix_for_token(info.id))
+    if include_audiocraft and not names & AUDIOCRAFT_FILES:
+        reporter.message(
+            f"{info.id} has no audiocraft checkpoints (state_dict.bin); fetching the transformers files only", "warning"
+        )
+    return files
+
+
 def download_model(
     manifest: Manifest,
     entry: ModelEntry,
@@ -332,7 +361,8 @@ def download_model(
     token: str | None = None,
 ) -> Path:
     """Download `entry`'s repo into its cache folder, verify every file, then mark the folder ready."""
-    from huggingface_hub import HfApi, constants, get_token, hf_hub_url
+    from huggingface_hub import constants, get_token, hf_hub_url
+    from huggingface_hub.utils import WeakFileLock
 
     reporter = reporter or NullReporter()
     if not entry.repo_id:
@@ -350,54 +380,39 @@ def download_model(
 
     with _hub_errors(repo_id, endpoint, revision), _hub_log_to(reporter):
         reporter.phase("resolve", f"{repo_id}@{revision}")
-        try:
-            info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, files_metadata=True, token=token)
-        except (ValueError, KeyError, TypeError):  # a 200 that is not the hub's JSON: a proxy or a wrong endpoint
-            raise DownloadError(
-                f"{endpoint} did not answer like a Hugging Face hub", "check HF_ENDPOINT and any proxy settings"
-            ) from None
+        info = _model_info(endpoint, repo_id, revision, token)
         commit = info.sha or revision
-        files = select_files(info.siblings or [], include_audiocraft)
-        names = {f.name for f in files}
-        if "config.json" not in names or not any(is_weight_file(n) for n in names):
-            raise DownloadError(
-                f"{repo_id} has no config.json and model*.safetensors",
-                "it is not a transformers MusicGen repo; pick one like facebook/musicgen-small",
-            )
-        if info.gated and not token:
-            raise DownloadError(f"{repo_id} is a gated repo and no token is set", _fix_for_token(repo_id))
-        if include_audiocraft and not names & AUDIOCRAFT_FILES:
-            reporter.message(
-                f"{repo_id} has no audiocraft checkpoints (state_dict.bin); fetching the transformers files only", "warning"
-            )
+        files = _usable_files(info, token, include_audiocraft, reporter)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # A second mgen fetching the same model waits here, then finds it ready below.
+        with WeakFileLock(folder.parent / f".{folder.name}.lock"):
+            marker = read_marker(folder)
+            if is_ready(folder) and marker.get("commit") == commit and {f.name for f in files} <= set(marker.get("files", {})):
+                reporter.message(f"{repo_id} is already downloaded at {commit[:12]} in {folder}")
+                return folder
+            crafted = _audiocraft_dir(repo_id, commit) if include_audiocraft else None
+            targets = {f.name: safe_child(crafted if f.audiocraft and crafted else folder, f.name) for f in files}
+            _check_space(_still_to_fetch(files, targets))
+            unmark_ready(folder)  # its files are about to change
 
-        marker = read_marker(folder)
-        if is_ready(folder) and marker.get("commit") == commit and names <= set(marker.get("files", {})):
-            reporter.message(f"{repo_id} is already downloaded at {commit[:12]} in {folder}")
-            return folder
-        crafted = _audiocraft_dir(repo_id, commit) if include_audiocraft else None
-        targets = {f.name: safe_child(crafted if f.audiocraft and crafted else folder, f.name) for f in files}
-        _check_space(_still_to_fetch(files, targets))
-        unmark_ready(folder)  # its files are about to change
+            tally = _Tally(reporter, files)
+            reporter.phase("download", f"{len(files)} files, {tally.total / 1e6:,.1f} MB from {endpoint}")
 
-        tally = _Tally(reporter, files)
-        reporter.phase("download", f"{len(files)} files, {tally.total / 1e6:,.1f} MB from {endpoint}")
+            def fetch(f: RemoteFile) -> None:
+                _fetch(hf_hub_url(repo_id, f.name, revision=commit, endpoint=endpoint), targets[f.name], f, token, tally)
 
-        def fetch(f: RemoteFile) -> None:
-            _fetch(hf_hub_url(repo_id, f.name, revision=commit, endpoint=endpoint), targets[f.name], f, token, tally)
+            for f in files:
+                if _present(targets[f.name]) == f.size:
+                    tally.advance(f.name, f.size)  # complete from an earlier run; the verify step still checks it
+                else:
+                    fetch(f)
+            reporter.phase("verify", f"sizes and checksums of {len(files)} files")
+            record = _verify_all(files, targets, fetch, tally, repo_id)
 
-        for f in files:
-            if _present(targets[f.name]) == f.size:
-                tally.advance(f.name, f.size)  # complete from an earlier run; the verify step still checks it
-            else:
-                fetch(f)
-        reporter.phase("verify", f"sizes and checksums of {len(files)} files")
-        record = _verify_all(files, targets, fetch, tally, repo_id)
-
-    if crafted is not None:
-        _point_ref(crafted, revision, commit)
-    if manifest.entries.get(entry.key) is not entry:
-        _register(manifest, entry, revision, folder)
-    mark_ready(folder, {"repo_id": repo_id, "revision": revision, "commit": commit, "files": record})
+            if crafted is not None:
+                _point_ref(crafted, revision, commit)
+            if manifest.entries.get(entry.key) is not entry:
+                _register(manifest, entry, revision, folder)
+            mark_ready(folder, {"repo_id": repo_id, "revision": revision, "commit": commit, "files": record})
     reporter.message(f"downloaded {repo_id} ({commit[:12]}) to {folder}")
     return folder

@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -361,3 +362,19 @@ def test_disk_filling_up_mid_download_is_a_download_error(in_process_hub, cache_
         download_model(manifest, manifest.get("small"), reporter=DiskFull())
 
     assert not (cache_dir / "musicgen-small" / READY_MARKER).exists()
+
+
+def test_a_second_download_of_the_same_model_waits_for_the_first(in_process_hub, cache_dir):
+    from huggingface_hub.utils import WeakFileLock
+
+    manifest = load_manifest(cache_dir)
+    done = []
+    with WeakFileLock(cache_dir / ".musicgen-small.lock"):  # as another mgen process holds it
+        worker = threading.Thread(target=lambda: done.append(download_model(manifest, manifest.get("small"))))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and not in_process_hub.requests("GET", "/resolve/")
+    worker.join(timeout=30)
+
+    assert done == [cache_dir / "musicgen-small"]
+    assert (cache_dir / "musicgen-small" / READY_MARKER).exists()
