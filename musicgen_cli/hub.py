@@ -232,23 +232,25 @@ def _fetch(url: str, target: Path, remote: RemoteFile, token: str | None, tally:
     os.replace(partial, target)
 
 
-def file_digest(path: Path, algorithm: str = "sha256", prefix: bytes = b"") -> str:
+def _digest(path: Path, algorithm: str = "sha256", prefix: bytes = b"", on_bytes=None) -> str:
     digest = hashlib.new(algorithm, prefix)
     with open(path, "rb") as fh:
         while chunk := fh.read(_HASH_CHUNK):
             digest.update(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
     return digest.hexdigest()
 
 
-def _verify(path: Path, remote: RemoteFile) -> str | None:
+def _verify(path: Path, remote: RemoteFile, on_bytes=None) -> str | None:
     """The file's sha256 when it matches what the hub published, else None."""
     if _present(path) != remote.size:
         return None
-    sha256 = file_digest(path)
+    sha256 = _digest(path, on_bytes=on_bytes)
     if remote.sha256 and sha256 != remote.sha256:
         return None
     # Regular (non-LFS) files carry their git blob id, a sha1 over a "blob <size>\0" header.
-    if not remote.sha256 and remote.blob_id and file_digest(path, "sha1", f"blob {remote.size}\0".encode()) != remote.blob_id:
+    if not remote.sha256 and remote.blob_id and _digest(path, "sha1", f"blob {remote.size}\0".encode()) != remote.blob_id:
         return None
     return sha256
 
@@ -305,8 +307,15 @@ def _still_to_fetch(files: list[RemoteFile], targets: dict[str, Path]) -> dict[P
 def _verify_all(files: list[RemoteFile], targets: dict[str, Path], fetch, tally: _Tally, repo_id: str) -> dict:
     """{name: {size, sha256}} once every file checks out; a bad file is fetched again once."""
     record = {}
+    hashed = 0
+
+    def on_bytes(n: int) -> None:  # hashing gigabytes takes a while: show it
+        nonlocal hashed
+        hashed = min(hashed + n, tally.total)
+        tally.reporter.progress(Progress(task="verify", done=hashed, total=tally.total, unit="B"))
+
     for f in files:
-        sha256 = _verify(targets[f.name], f)
+        sha256 = _verify(targets[f.name], f, on_bytes)
         if sha256 is None:
             tally.reporter.message(f"{f.name} failed its checksum; fetching it again", "warning")
             targets[f.name].unlink(missing_ok=True)
