@@ -492,6 +492,10 @@ def inspect_memory_cmd(
 
 def main() -> None:
     """Console-script entry: user errors become one line and a non-zero exit, no traceback."""
+    import os
+
+    # transformers' config notes (e.g. MusicGen's pad id = vocab size) are noise to a CLI user.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app()
     except MgenError as exc:
