@@ -260,6 +260,8 @@ def _check_supported(cfg: dict) -> None:
         problems.append("layer_scale")
     if (config_value(cfg, "transformer_lm.kv_repeat") or 1) != 1:
         problems.append("grouped key/values (kv_repeat)")
+    if config_value(cfg, "transformer_lm.bias_ff") or config_value(cfg, "transformer_lm.bias_attn"):
+        problems.append("biases in the attention or feed-forward layers")
     if config_value(cfg, "codebooks_pattern.modeling", "delay") != "delay":
         problems.append(f"codebook pattern {config_value(cfg, 'codebooks_pattern.modeling')}")
     if problems:
@@ -557,6 +559,8 @@ def import_audiocraft(
     refusal = _refusal(report)
     if refusal:
         raise refusal
+    if report.unmatched_source:
+        notes.append(f"{len(report.unmatched_source)} source weight(s) matched nothing and were left out (listed above)")
     reporter.phase("write", str(folder))
     tmp = safe_child(manifest.root, f".import-{key}.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
