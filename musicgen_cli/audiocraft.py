@@ -218,9 +218,15 @@ def _last_group(found: re.Match | None) -> str | None:
     return found.group(found.lastindex) if found.lastindex else found.group(0)
 
 
-def derive_lm(lm: AudiocraftFile, shapes: dict) -> LmArch:
-    """Decoder hyper-parameters from tensor shapes; heads and channels from the config."""
+def derive_lm(lm: AudiocraftFile, shapes: dict, base_decoder, codec_quantizers: int) -> tuple[LmArch, list[str]]:
+    """Decoder hyper-parameters from tensor shapes; heads and channels from the config.
+
+    Without a config (a bare `lm.state_dict()`), the head count comes from the base model when
+    the hidden sizes agree (every released MusicGen uses 64-wide heads otherwise), and a model
+    with more codebooks than its codec has quantizers must interleave two channels.
+    """
     cfg = lm.cfg
+    notes = []
     _check_supported(cfg)
     embeds = _find(shapes, r"(?:^|\.)embed_tokens\.(\d+)\.weight$")
     fc1 = _find(shapes, r"(?:^|\.)layers\.(\d+)\.fc1\.weight$")
@@ -232,9 +238,16 @@ def derive_lm(lm: AudiocraftFile, shapes: dict) -> LmArch:
         )
     vocab, hidden = embeds["0"]
     chroma = _find(shapes, r"(?:^|\.)(audio_enc_to_dec_proj)\.weight$")
-    heads = config_value(cfg, "transformer_lm.num_heads") or max(1, hidden // 64)
-    stereo = config_value(cfg, "channels") == 2 or bool(config_value(cfg, "interleave_stereo_codebooks.use"))
-    return LmArch(
+    heads = config_value(cfg, "transformer_lm.num_heads")
+    if heads is None:
+        heads = base_decoder.num_attention_heads if base_decoder.hidden_size == hidden else max(1, hidden // 64)
+        notes.append(f"the checkpoint has no transformer_lm.num_heads in xp.cfg; using {heads} heads")
+    channels = config_value(cfg, "channels")
+    if channels is None:
+        channels = 2 if len(embeds) > codec_quantizers else 1
+        notes.append(f"the checkpoint has no channels in xp.cfg; {channels} channel(s) from its codebook count")
+    stereo = channels == 2 or bool(config_value(cfg, "interleave_stereo_codebooks.use"))
+    arch = LmArch(
         hidden=hidden,
         layers=len(fc1),
         heads=int(heads),
@@ -247,6 +260,7 @@ def derive_lm(lm: AudiocraftFile, shapes: dict) -> LmArch:
         chroma_dim=chroma["audio_enc_to_dec_proj"][1] if chroma else None,
         activation=str(config_value(cfg, "transformer_lm.activation", "gelu")),
     )
+    return arch, notes
 
 
 def _check_supported(cfg: dict) -> None:
@@ -396,19 +410,21 @@ def convert(
     apply_proposed: bool = False,
 ) -> tuple[Any, dict, MatchReport, LmArch, dict, list[str]]:
     """Derive, match and assemble: (config, tensors by target name, report, arch, codec, notes)."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig, EncodecConfig
 
     base_config = AutoConfig.from_pretrained(base_folder)
     notes: list[str] = []
     source = source_tensors(lm, codec)
     shapes = _renamed_shapes(source)
-    arch = derive_lm(lm, shapes)
     base_codec = base_config.audio_encoder.to_dict()
     if codec.pretrained:
         notes.append(f"the compression file names a pretrained codec ({codec.pretrained}); using the base model's EnCodec")
         codec_cfg = base_codec
     else:
         codec_cfg = derive_codec(codec, {n: s for n, s in shapes.items() if n.startswith("audio_encoder.")}, base_codec)
+    quantizers = EncodecConfig(**_codec_kwargs(codec_cfg)).num_quantizers
+    arch, lm_notes = derive_lm(lm, shapes, base_config.decoder, quantizers)
+    notes += lm_notes
     _check_compatible(arch, codec_cfg, base_config)
     config = build_target_config(base_config, arch, codec_cfg)
     target = target_shapes(config)

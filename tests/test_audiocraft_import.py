@@ -234,3 +234,18 @@ def test_existing_key_needs_force(tmp_path, cache_dir, sources):
         import_audiocraft([folder], "dup", base="tiny-random", check=False)
     again = import_audiocraft([folder], "dup", base="tiny-random", check=False, force=True)
     assert again.folder.is_dir() and (again.folder / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("variant", ["mono", "stereo"])
+def test_bare_state_dicts_without_config(tmp_path, cache_dir, sources, variant):
+    """A trainer that saved only `lm.state_dict()`: heads from the base, channels from the codebooks."""
+    source, base = sources[variant], {"mono": "tiny-random", "stereo": "tiny-random-stereo"}[variant]
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    torch.save(lm_state(source), folder / "state_dict.bin")
+    torch.save(codec_state(source), folder / "compression_state_dict.bin")
+    result = import_audiocraft([folder], "bare", base=base, check=False)
+    assert result.arch.heads == source.config.decoder.num_attention_heads
+    assert result.arch.channels == source.config.decoder.audio_channels
+    assert any("no transformer_lm.num_heads" in n for n in result.notes)
+    _assert_round_trip(result.folder, source, cache_dir, base)
