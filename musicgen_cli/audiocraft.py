@@ -24,7 +24,7 @@ from typing import Any, Sequence
 from .cache import is_ready, mark_ready, safe_child
 from .errors import MgenError
 from .events import NullReporter, Reporter
-from .keymatch import MatchReport, Rule, match_keys
+from .keymatch import MatchReport, Rule, match_keys, rename
 from .manifest import Capabilities, ModelEntry, load_manifest
 from .safeload import config_value, load_torch_file, plain_config
 
@@ -137,7 +137,7 @@ def find_files(paths: Sequence[Path | str]) -> tuple[Path, Path]:
     if len(paths) == 1 and paths[0].is_dir():
         paths = [paths[0] / LM_FILE, paths[0] / CODEC_FILE]
     if not paths or len(paths) > 2:
-        raise MgenError("give a folder, or the LM file and the compression file", f"e.g. mgen import-audiocraft ./my-finetune --key mine")
+        raise MgenError("give a folder, or the LM file and the compression file", "e.g. mgen import-audiocraft ./my-finetune --key mine")
     codec = [p for p in paths if "compression" in p.name]
     lm = [p for p in paths if p not in codec]
     if len(lm) != 1:
@@ -198,24 +198,12 @@ def source_tensors(lm: AudiocraftFile, codec: AudiocraftFile) -> dict:
 
 
 def _renamed_shapes(tensors: dict) -> dict[str, tuple[int, ...]]:
-    from .keymatch import canonical
-
-    out = {}
-    for name, tensor in tensors.items():
-        for rule in RULES:
-            name = rule.apply(name)
-        out[canonical(name)] = tuple(tensor.shape)
-    return out
+    return {rename(name, RULES): tuple(tensor.shape) for name, tensor in tensors.items()}
 
 
 def _find(shapes: dict, pattern: str) -> dict[str, tuple]:
-    return {m: s for n, s in shapes.items() if (m := _last_group(re.search(pattern, n)))}
-
-
-def _last_group(found: re.Match | None) -> str | None:
-    if found is None:
-        return None
-    return found.group(found.lastindex) if found.lastindex else found.group(0)
+    """{first group of `pattern`: shape} over the names it matches."""
+    return {found.group(1): shape for name, shape in shapes.items() if (found := re.search(pattern, name))}
 
 
 def derive_lm(lm: AudiocraftFile, shapes: dict, base_decoder, codec_quantizers: int) -> tuple[LmArch, list[str]]:

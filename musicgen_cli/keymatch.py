@@ -109,7 +109,8 @@ def canonical(name: str) -> str:
     return name
 
 
-def _rename(name: str, rules: Sequence[Rule]) -> str:
+def rename(name: str, rules: Sequence[Rule]) -> str:
+    """`name` after every rule, in order, in canonical weight-norm spelling."""
     for rule in rules:
         name = rule.apply(name)
     return canonical(name)
@@ -133,7 +134,7 @@ class _Matcher:
     def __init__(self, source: Mapping[str, Shape], target: Mapping[str, Shape], rules: Sequence[Rule]):
         self.source = {s: tuple(shape) for s, shape in source.items()}
         self.target = {t: tuple(shape) for t, shape in target.items()}
-        self.renamed = {s: _rename(s, rules) for s in self.source}
+        self.renamed = {s: rename(s, rules) for s in self.source}
         self.canon_target = {t: canonical(t) for t in self.target}
         self.free_source = dict.fromkeys(sorted(self.source))
         self.free_target = dict.fromkeys(sorted(self.target))
