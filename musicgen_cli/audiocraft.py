@@ -501,6 +501,7 @@ def smoke_check(folder: Path, config, max_new_tokens: int = 8) -> tuple[int, ...
 
     from transformers.utils import logging as hf_logging
 
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # the import reports its own phases
     try:
         model = model_class(config).from_pretrained(folder, dtype=torch.float32).eval()
@@ -508,7 +509,8 @@ def smoke_check(folder: Path, config, max_new_tokens: int = 8) -> tuple[int, ...
         with torch.no_grad():
             audio = model.generate(**tokenizer(["test"], return_tensors="pt"), max_new_tokens=max_new_tokens)
     finally:
-        hf_logging.enable_progress_bar()
+        if bars:
+            hf_logging.enable_progress_bar()
     channels = config.decoder.audio_channels
     if audio.ndim != 3 or audio.shape[1] != channels or audio.shape[-1] == 0 or not torch.isfinite(audio).all():
         raise MgenError(

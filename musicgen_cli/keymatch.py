@@ -244,6 +244,7 @@ def match_keys(
     matcher.by_shape()
     matcher.fuzzy(fuzzy_threshold, apply_proposed)
     report = matcher.report
+    report.proposed.sort(key=lambda m: m.target)
     optional = set(optional)
     report.unmatched_source = list(matcher.free_source)
     report.unmatched_target = [t for t in matcher.free_target if t not in optional]
