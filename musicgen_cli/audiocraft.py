@@ -248,7 +248,21 @@ def derive_lm(lm: AudiocraftFile, shapes: dict, base_decoder, codec_quantizers: 
         chroma_dim=chroma["audio_enc_to_dec_proj"][1] if chroma else None,
         activation=str(config_value(cfg, "transformer_lm.activation", "gelu")),
     )
+    _check_config_agrees(cfg, arch)
     return arch, notes
+
+
+def _check_config_agrees(cfg: dict, arch: LmArch) -> None:
+    """The weights decide the architecture; a config that says otherwise means a mixed-up file."""
+    said = {
+        "transformer_lm.dim": arch.hidden,
+        "transformer_lm.num_layers": arch.layers,
+        "transformer_lm.n_q": arch.codebooks,
+        "transformer_lm.card": arch.card,
+    }
+    wrong = [f"{k}={config_value(cfg, k)} but the weights say {v}" for k, v in said.items() if config_value(cfg, k, v) != v]
+    if wrong:
+        raise MgenError(f"the checkpoint's xp.cfg disagrees with its weights: {'; '.join(wrong)}", "check that the config belongs to these weights")
 
 
 def _check_supported(cfg: dict) -> None:

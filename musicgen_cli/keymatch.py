@@ -159,11 +159,14 @@ class _Matcher:
     def by_suffix(self) -> None:
         best: dict[str, tuple[int, list[str]]] = {}
         parts_t = {t: self.canon_target[t].split(".") for t in self.free_target}
+        by_leaf = defaultdict(list)  # only names ending alike can share a suffix
+        for t, parts in parts_t.items():
+            by_leaf[parts[-1]].append(t)
         for s in self.free_source:
             parts_s = self.renamed[s].split(".")
             scores = defaultdict(list)
-            for t, parts in parts_t.items():
-                scores[_common_suffix(parts_s, parts)].append(t)
+            for t in by_leaf.get(parts_s[-1], ()):
+                scores[_common_suffix(parts_s, parts_t[t])].append(t)
             top = max(scores, default=0)
             # Long shared tails count; so does a whole target name under an extra prefix.
             whole = len(scores[top]) == 1 and top == len(parts_t[scores[top][0]]) >= 2

@@ -249,3 +249,12 @@ def test_bare_state_dicts_without_config(tmp_path, cache_dir, sources, variant):
     assert result.arch.channels == source.config.decoder.audio_channels
     assert any("no transformer_lm.num_heads" in n for n in result.notes)
     _assert_round_trip(result.folder, source, cache_dir, base)
+
+
+def test_config_that_disagrees_with_the_weights_is_refused(tmp_path, cache_dir, sources):
+    folder = write_audiocraft(tmp_path / "mix", sources["mono"])
+    pkg = torch.load(folder / "state_dict.bin", weights_only=True)
+    pkg["xp.cfg"]["transformer_lm"]["num_layers"] = 24
+    torch.save(pkg, folder / "state_dict.bin")
+    with pytest.raises(MgenError, match=r"xp\.cfg disagrees with its weights: transformer_lm\.num_layers=24 but the weights say 2"):
+        import_audiocraft([folder], "mix", base="tiny-random")
