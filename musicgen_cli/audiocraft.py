@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .cache import is_ready, mark_ready, safe_child
-from .errors import MgenError
+from .errors import MgenError, ModelNotFound
 from .events import NullReporter, Reporter
 from .keymatch import MatchReport, Rule, match_keys, rename
 from .manifest import Capabilities, ModelEntry, load_manifest
@@ -570,7 +570,13 @@ def import_audiocraft(
     melody = any("self_wav.output_proj" in n for n in lm.tensors)
     base = base or default_base(lm, melody)
     base_entry = manifest.get(base)
-    base_folder = models.model_folder(manifest, base_entry, reporter=reporter)
+    try:
+        base_folder = models.model_folder(manifest, base_entry, reporter=reporter)
+    except ModelNotFound as exc:
+        raise ModelNotFound(
+            f"base model {base_entry.key!r}, which lends the T5 text encoder and tokenizer: {exc.message}",
+            f"{exc.fix}, or pass --base with a MusicGen model you have",
+        ) from None
     if _is_melody_folder(base_folder) != melody:
         kind = "a melody" if melody else "a text-only"
         raise MgenError(f"the checkpoint is {kind} model but base {base!r} is not", f"pass --base {'melody' if melody else 'small'}")

@@ -258,3 +258,10 @@ def test_config_that_disagrees_with_the_weights_is_refused(tmp_path, cache_dir, 
     torch.save(pkg, folder / "state_dict.bin")
     with pytest.raises(MgenError, match=r"xp\.cfg disagrees with its weights: transformer_lm\.num_layers=24 but the weights say 2"):
         import_audiocraft([folder], "mix", base="tiny-random")
+
+
+def test_default_base_must_be_available(tmp_path, cache_dir, sources, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = write_audiocraft(tmp_path / "nobase", sources["mono"])
+    with pytest.raises(MgenError, match=r"base model 'small', which lends the T5 text encoder and tokenizer.*--base"):
+        import_audiocraft([folder], "nobase")
