@@ -510,10 +510,9 @@ def smoke_check(folder: Path, config, max_new_tokens: int = 8) -> tuple[int, ...
     """Load the written folder as the engine would and generate a few frames of audio."""
     import torch
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from .testing import model_class
-
-    from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # the import reports its own phases
@@ -562,12 +561,15 @@ def import_audiocraft(
     reporter = reporter or NullReporter()
     manifest = load_manifest(cache_dir)
     folder = safe_child(manifest.root, key)
-    if (key in manifest.entries or is_ready(folder)) and not force:
+    existing = manifest.entries.get(key)
+    if existing is not None and existing.source == "shipped":
+        raise MgenError(f"{key!r} names a model that ships with mgen", "choose another --key")
+    if (existing is not None or is_ready(folder)) and not force:
         raise MgenError(f"model {key!r} already exists", "choose another --key, or pass --force to replace it")
     lm_path, codec_path = find_files(paths)
     reporter.phase("read", f"{lm_path.name}, {codec_path.name}")
     lm, codec = read_audiocraft_file(lm_path), read_audiocraft_file(codec_path)
-    melody = any("self_wav.output_proj" in n for n in lm.tensors)
+    melody = any(n.endswith("audio_enc_to_dec_proj.weight") for n in _renamed_shapes(lm.tensors))
     base = base or default_base(lm, melody)
     base_entry = manifest.get(base)
     try:

@@ -227,8 +227,8 @@ def test_truncated_file_is_refused_with_one_line(tmp_path, cache_dir, sources, m
 
 def test_existing_key_needs_force(tmp_path, cache_dir, sources):
     folder = write_audiocraft(tmp_path / "dup", sources["mono"])
-    with pytest.raises(MgenError, match="already exists"):
-        import_audiocraft([folder], "tiny-random", base="tiny-random")
+    with pytest.raises(MgenError, match="ships with mgen"):
+        import_audiocraft([folder], "tiny-random", base="tiny-random", force=True)
     import_audiocraft([folder], "dup", base="tiny-random", check=False)
     with pytest.raises(MgenError, match="--force"):
         import_audiocraft([folder], "dup", base="tiny-random", check=False)
