@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .cache import is_ready, mark_ready, safe_child
-from .errors import MgenError
+from .errors import MgenError, ModelNotFound
 from .events import NullReporter, Reporter
-from .keymatch import MatchReport, Rule, match_keys
+from .keymatch import MatchReport, Rule, match_keys, rename
 from .manifest import Capabilities, ModelEntry, load_manifest
 from .safeload import config_value, load_torch_file, plain_config
 
@@ -137,7 +137,7 @@ def find_files(paths: Sequence[Path | str]) -> tuple[Path, Path]:
     if len(paths) == 1 and paths[0].is_dir():
         paths = [paths[0] / LM_FILE, paths[0] / CODEC_FILE]
     if not paths or len(paths) > 2:
-        raise MgenError("give a folder, or the LM file and the compression file", f"e.g. mgen import-audiocraft ./my-finetune --key mine")
+        raise MgenError("give a folder, or the LM file and the compression file", "e.g. mgen import-audiocraft ./my-finetune --key mine")
     codec = [p for p in paths if "compression" in p.name]
     lm = [p for p in paths if p not in codec]
     if len(lm) != 1:
@@ -198,29 +198,23 @@ def source_tensors(lm: AudiocraftFile, codec: AudiocraftFile) -> dict:
 
 
 def _renamed_shapes(tensors: dict) -> dict[str, tuple[int, ...]]:
-    from .keymatch import canonical
-
-    out = {}
-    for name, tensor in tensors.items():
-        for rule in RULES:
-            name = rule.apply(name)
-        out[canonical(name)] = tuple(tensor.shape)
-    return out
+    return {rename(name, RULES): tuple(tensor.shape) for name, tensor in tensors.items()}
 
 
 def _find(shapes: dict, pattern: str) -> dict[str, tuple]:
-    return {m: s for n, s in shapes.items() if (m := _last_group(re.search(pattern, n)))}
+    """{first group of `pattern`: shape} over the names it matches."""
+    return {found.group(1): shape for name, shape in shapes.items() if (found := re.search(pattern, name))}
 
 
-def _last_group(found: re.Match | None) -> str | None:
-    if found is None:
-        return None
-    return found.group(found.lastindex) if found.lastindex else found.group(0)
+def derive_lm(lm: AudiocraftFile, shapes: dict, base_decoder, codec_quantizers: int) -> tuple[LmArch, list[str]]:
+    """Decoder hyper-parameters from tensor shapes; heads and channels from the config.
 
-
-def derive_lm(lm: AudiocraftFile, shapes: dict) -> LmArch:
-    """Decoder hyper-parameters from tensor shapes; heads and channels from the config."""
+    Without a config (a bare `lm.state_dict()`), the head count comes from the base model when
+    the hidden sizes agree (every released MusicGen uses 64-wide heads otherwise), and a model
+    with more codebooks than its codec has quantizers must interleave two channels.
+    """
     cfg = lm.cfg
+    notes = []
     _check_supported(cfg)
     embeds = _find(shapes, r"(?:^|\.)embed_tokens\.(\d+)\.weight$")
     fc1 = _find(shapes, r"(?:^|\.)layers\.(\d+)\.fc1\.weight$")
@@ -232,9 +226,16 @@ def derive_lm(lm: AudiocraftFile, shapes: dict) -> LmArch:
         )
     vocab, hidden = embeds["0"]
     chroma = _find(shapes, r"(?:^|\.)(audio_enc_to_dec_proj)\.weight$")
-    heads = config_value(cfg, "transformer_lm.num_heads") or max(1, hidden // 64)
-    stereo = config_value(cfg, "channels") == 2 or bool(config_value(cfg, "interleave_stereo_codebooks.use"))
-    return LmArch(
+    heads = config_value(cfg, "transformer_lm.num_heads")
+    if heads is None:
+        heads = base_decoder.num_attention_heads if base_decoder.hidden_size == hidden else max(1, hidden // 64)
+        notes.append(f"the checkpoint has no transformer_lm.num_heads in xp.cfg; using {heads} heads")
+    channels = config_value(cfg, "channels")
+    if channels is None:
+        channels = 2 if len(embeds) > codec_quantizers else 1
+        notes.append(f"the checkpoint has no channels in xp.cfg; {channels} channel(s) from its codebook count")
+    stereo = channels == 2 or bool(config_value(cfg, "interleave_stereo_codebooks.use"))
+    arch = LmArch(
         hidden=hidden,
         layers=len(fc1),
         heads=int(heads),
@@ -247,6 +248,21 @@ def derive_lm(lm: AudiocraftFile, shapes: dict) -> LmArch:
         chroma_dim=chroma["audio_enc_to_dec_proj"][1] if chroma else None,
         activation=str(config_value(cfg, "transformer_lm.activation", "gelu")),
     )
+    _check_config_agrees(cfg, arch)
+    return arch, notes
+
+
+def _check_config_agrees(cfg: dict, arch: LmArch) -> None:
+    """The weights decide the architecture; a config that says otherwise means a mixed-up file."""
+    said = {
+        "transformer_lm.dim": arch.hidden,
+        "transformer_lm.num_layers": arch.layers,
+        "transformer_lm.n_q": arch.codebooks,
+        "transformer_lm.card": arch.card,
+    }
+    wrong = [f"{k}={config_value(cfg, k)} but the weights say {v}" for k, v in said.items() if config_value(cfg, k, v) != v]
+    if wrong:
+        raise MgenError(f"the checkpoint's xp.cfg disagrees with its weights: {'; '.join(wrong)}", "check that the config belongs to these weights")
 
 
 def _check_supported(cfg: dict) -> None:
@@ -260,6 +276,8 @@ def _check_supported(cfg: dict) -> None:
         problems.append("layer_scale")
     if (config_value(cfg, "transformer_lm.kv_repeat") or 1) != 1:
         problems.append("grouped key/values (kv_repeat)")
+    if config_value(cfg, "transformer_lm.bias_ff") or config_value(cfg, "transformer_lm.bias_attn"):
+        problems.append("biases in the attention or feed-forward layers")
     if config_value(cfg, "codebooks_pattern.modeling", "delay") != "delay":
         problems.append(f"codebook pattern {config_value(cfg, 'codebooks_pattern.modeling')}")
     if problems:
@@ -394,19 +412,21 @@ def convert(
     apply_proposed: bool = False,
 ) -> tuple[Any, dict, MatchReport, LmArch, dict, list[str]]:
     """Derive, match and assemble: (config, tensors by target name, report, arch, codec, notes)."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig, EncodecConfig
 
     base_config = AutoConfig.from_pretrained(base_folder)
     notes: list[str] = []
     source = source_tensors(lm, codec)
     shapes = _renamed_shapes(source)
-    arch = derive_lm(lm, shapes)
     base_codec = base_config.audio_encoder.to_dict()
     if codec.pretrained:
         notes.append(f"the compression file names a pretrained codec ({codec.pretrained}); using the base model's EnCodec")
         codec_cfg = base_codec
     else:
         codec_cfg = derive_codec(codec, {n: s for n, s in shapes.items() if n.startswith("audio_encoder.")}, base_codec)
+    quantizers = EncodecConfig(**_codec_kwargs(codec_cfg)).num_quantizers
+    arch, lm_notes = derive_lm(lm, shapes, base_config.decoder, quantizers)
+    notes += lm_notes
     _check_compatible(arch, codec_cfg, base_config)
     config = build_target_config(base_config, arch, codec_cfg)
     target = target_shapes(config)
@@ -490,11 +510,11 @@ def smoke_check(folder: Path, config, max_new_tokens: int = 8) -> tuple[int, ...
     """Load the written folder as the engine would and generate a few frames of audio."""
     import torch
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from .testing import model_class
 
-    from transformers.utils import logging as hf_logging
-
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # the import reports its own phases
     try:
         model = model_class(config).from_pretrained(folder, dtype=torch.float32).eval()
@@ -502,7 +522,8 @@ def smoke_check(folder: Path, config, max_new_tokens: int = 8) -> tuple[int, ...
         with torch.no_grad():
             audio = model.generate(**tokenizer(["test"], return_tensors="pt"), max_new_tokens=max_new_tokens)
     finally:
-        hf_logging.enable_progress_bar()
+        if bars:
+            hf_logging.enable_progress_bar()
     channels = config.decoder.audio_channels
     if audio.ndim != 3 or audio.shape[1] != channels or audio.shape[-1] == 0 or not torch.isfinite(audio).all():
         raise MgenError(
@@ -540,15 +561,24 @@ def import_audiocraft(
     reporter = reporter or NullReporter()
     manifest = load_manifest(cache_dir)
     folder = safe_child(manifest.root, key)
-    if (key in manifest.entries or is_ready(folder)) and not force:
+    existing = manifest.entries.get(key)
+    if existing is not None and existing.source == "shipped":
+        raise MgenError(f"{key!r} names a model that ships with mgen", "choose another --key")
+    if (existing is not None or is_ready(folder)) and not force:
         raise MgenError(f"model {key!r} already exists", "choose another --key, or pass --force to replace it")
     lm_path, codec_path = find_files(paths)
     reporter.phase("read", f"{lm_path.name}, {codec_path.name}")
     lm, codec = read_audiocraft_file(lm_path), read_audiocraft_file(codec_path)
-    melody = any("self_wav.output_proj" in n for n in lm.tensors)
+    melody = any(n.endswith("audio_enc_to_dec_proj.weight") for n in _renamed_shapes(lm.tensors))
     base = base or default_base(lm, melody)
     base_entry = manifest.get(base)
-    base_folder = models.model_folder(manifest, base_entry, reporter=reporter)
+    try:
+        base_folder = models.model_folder(manifest, base_entry, reporter=reporter)
+    except ModelNotFound as exc:
+        raise ModelNotFound(
+            f"base model {base_entry.key!r}, which lends the T5 text encoder and tokenizer: {exc.message}",
+            f"{exc.fix}, or pass --base with a MusicGen model you have",
+        ) from None
     if _is_melody_folder(base_folder) != melody:
         kind = "a melody" if melody else "a text-only"
         raise MgenError(f"the checkpoint is {kind} model but base {base!r} is not", f"pass --base {'melody' if melody else 'small'}")
@@ -557,6 +587,8 @@ def import_audiocraft(
     refusal = _refusal(report)
     if refusal:
         raise refusal
+    if report.unmatched_source:
+        notes.append(f"{len(report.unmatched_source)} source weight(s) matched nothing and were left out (listed above)")
     reporter.phase("write", str(folder))
     tmp = safe_child(manifest.root, f".import-{key}.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -376,7 +376,8 @@ def import_audiocraft_cmd(
             render_match_report(err_console, exc.report, from_base=base)
         raise
     if as_json:
-        print(json.dumps({"imported": True, "key": key, "folder": str(result.folder), "report": result.report.to_json()}, indent=2))
+        summary = {"imported": True, "key": key, "folder": str(result.folder), "base": result.base, "notes": result.notes}
+        print(json.dumps({**summary, "audio_shape": result.audio_shape, "report": result.report.to_json()}, indent=2))
         return
     render_match_report(console, result.report, from_base=result.base)
     for note in result.notes:

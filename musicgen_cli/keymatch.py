@@ -109,7 +109,8 @@ def canonical(name: str) -> str:
     return name
 
 
-def _rename(name: str, rules: Sequence[Rule]) -> str:
+def rename(name: str, rules: Sequence[Rule]) -> str:
+    """`name` after every rule, in order, in canonical weight-norm spelling."""
     for rule in rules:
         name = rule.apply(name)
     return canonical(name)
@@ -133,7 +134,7 @@ class _Matcher:
     def __init__(self, source: Mapping[str, Shape], target: Mapping[str, Shape], rules: Sequence[Rule]):
         self.source = {s: tuple(shape) for s, shape in source.items()}
         self.target = {t: tuple(shape) for t, shape in target.items()}
-        self.renamed = {s: _rename(s, rules) for s in self.source}
+        self.renamed = {s: rename(s, rules) for s in self.source}
         self.canon_target = {t: canonical(t) for t in self.target}
         self.free_source = dict.fromkeys(sorted(self.source))
         self.free_target = dict.fromkeys(sorted(self.target))
@@ -158,11 +159,14 @@ class _Matcher:
     def by_suffix(self) -> None:
         best: dict[str, tuple[int, list[str]]] = {}
         parts_t = {t: self.canon_target[t].split(".") for t in self.free_target}
+        by_leaf = defaultdict(list)  # only names ending alike can share a suffix
+        for t, parts in parts_t.items():
+            by_leaf[parts[-1]].append(t)
         for s in self.free_source:
             parts_s = self.renamed[s].split(".")
             scores = defaultdict(list)
-            for t, parts in parts_t.items():
-                scores[_common_suffix(parts_s, parts)].append(t)
+            for t in by_leaf.get(parts_s[-1], ()):
+                scores[_common_suffix(parts_s, parts_t[t])].append(t)
             top = max(scores, default=0)
             # Long shared tails count; so does a whole target name under an extra prefix.
             whole = len(scores[top]) == 1 and top == len(parts_t[scores[top][0]]) >= 2
@@ -243,6 +247,7 @@ def match_keys(
     matcher.by_shape()
     matcher.fuzzy(fuzzy_threshold, apply_proposed)
     report = matcher.report
+    report.proposed.sort(key=lambda m: m.target)
     optional = set(optional)
     report.unmatched_source = list(matcher.free_source)
     report.unmatched_target = [t for t in matcher.free_target if t not in optional]

@@ -120,13 +120,18 @@ def _plain(obj: Any) -> Any:
 
 def config_value(cfg: dict, dotted: str, default: Any = None) -> Any:
     """cfg["a"]["b"] for "a.b", following `${other.key}` interpolations as omegaconf would."""
+    node = _lookup(cfg, dotted, default)
+    seen = {dotted}
+    while isinstance(node, str) and (ref := _INTERPOLATION.match(node)) and ref.group(1) not in seen:
+        seen.add(ref.group(1))
+        node = _lookup(cfg, ref.group(1), default)
+    return node
+
+
+def _lookup(cfg: dict, dotted: str, default: Any) -> Any:
     node: Any = cfg
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
             return default
         node = node[part]
-    seen = {dotted}
-    while isinstance(node, str) and (ref := _INTERPOLATION.match(node)) and ref.group(1) not in seen:
-        seen.add(ref.group(1))
-        node = config_value(cfg, ref.group(1), default)
     return node

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,11 +14,14 @@ from typer.testing import CliRunner
 
 from audiocraft_export import codec_state, lm_cfg, lm_state, package, write_audiocraft
 from musicgen_cli.audiocraft import REPORT_FILE, ImportRefused, import_audiocraft
-from musicgen_cli.cache import PROJECT_ROOT, read_marker
-from musicgen_cli.cli import app
+from musicgen_cli.cache import read_marker
+from musicgen_cli.cli import app, main
 from musicgen_cli.errors import MgenError
 from musicgen_cli.manifest import load_manifest
 from musicgen_cli.testing import ModelSpec, build_model, model_class
+
+# Tiny models on a shared 2-core machine: one thread avoids oversubscription stalls (10x here).
+torch.set_num_threads(1)
 
 class _Sources(dict):
     def __missing__(self, variant: str):
@@ -210,29 +211,57 @@ def test_pickled_code_is_refused(tmp_path, cache_dir, sources):
         import_audiocraft([folder], "evil", base="tiny-random")
 
 
-def test_truncated_file_is_refused_with_one_line(tmp_path, cache_dir, sources):
+def test_truncated_file_is_refused_with_one_line(tmp_path, cache_dir, sources, monkeypatch, capsys):
     folder = write_audiocraft(tmp_path / "cut", sources["mono"])
     data = (folder / "compression_state_dict.bin").read_bytes()
     (folder / "compression_state_dict.bin").write_bytes(data[: len(data) // 2])
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    run = subprocess.run(
-        [sys.executable, "-m", "musicgen_cli", "import-audiocraft", str(folder), "--key", "cut", "--base", "tiny-random"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert run.returncode == 2
-    assert "compression_state_dict.bin is truncated or not a torch checkpoint" in run.stderr
-    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) <= 3
+    monkeypatch.setattr(sys, "argv", ["mgen", "import-audiocraft", str(folder), "--key", "cut", "--base", "tiny-random"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()  # the console-script entry: user errors become one line, no traceback
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "compression_state_dict.bin is truncated or not a torch checkpoint" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3
+    assert not (cache_dir / "cut").exists()
 
 
 def test_existing_key_needs_force(tmp_path, cache_dir, sources):
     folder = write_audiocraft(tmp_path / "dup", sources["mono"])
-    with pytest.raises(MgenError, match="already exists"):
-        import_audiocraft([folder], "tiny-random", base="tiny-random")
+    with pytest.raises(MgenError, match="ships with mgen"):
+        import_audiocraft([folder], "tiny-random", base="tiny-random", force=True)
     import_audiocraft([folder], "dup", base="tiny-random", check=False)
     with pytest.raises(MgenError, match="--force"):
         import_audiocraft([folder], "dup", base="tiny-random", check=False)
     again = import_audiocraft([folder], "dup", base="tiny-random", check=False, force=True)
     assert again.folder.is_dir() and (again.folder / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("variant", ["mono", "stereo"])
+def test_bare_state_dicts_without_config(tmp_path, cache_dir, sources, variant):
+    """A trainer that saved only `lm.state_dict()`: heads from the base, channels from the codebooks."""
+    source, base = sources[variant], {"mono": "tiny-random", "stereo": "tiny-random-stereo"}[variant]
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    torch.save(lm_state(source), folder / "state_dict.bin")
+    torch.save(codec_state(source), folder / "compression_state_dict.bin")
+    result = import_audiocraft([folder], "bare", base=base, check=False)
+    assert result.arch.heads == source.config.decoder.num_attention_heads
+    assert result.arch.channels == source.config.decoder.audio_channels
+    assert any("no transformer_lm.num_heads" in n for n in result.notes)
+    _assert_round_trip(result.folder, source, cache_dir, base)
+
+
+def test_config_that_disagrees_with_the_weights_is_refused(tmp_path, cache_dir, sources):
+    folder = write_audiocraft(tmp_path / "mix", sources["mono"])
+    pkg = torch.load(folder / "state_dict.bin", weights_only=True)
+    pkg["xp.cfg"]["transformer_lm"]["num_layers"] = 24
+    torch.save(pkg, folder / "state_dict.bin")
+    with pytest.raises(MgenError, match=r"xp\.cfg disagrees with its weights: transformer_lm\.num_layers=24 but the weights say 2"):
+        import_audiocraft([folder], "mix", base="tiny-random")
+
+
+def test_default_base_must_be_available(tmp_path, cache_dir, sources, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = write_audiocraft(tmp_path / "nobase", sources["mono"])
+    with pytest.raises(MgenError, match=r"base model 'small', which lends the T5 text encoder and tokenizer.*--base"):
+        import_audiocraft([folder], "nobase")

@@ -20,21 +20,18 @@ def _kinds(report) -> dict[str, str]:
 
 
 def test_exact_rule_and_weight_norm_spellings():
-    source = {
-        "decoder.layers.0.fc1.weight": (8, 4),
-        "transformer.layers.1.linear1.weight": (8, 4),
-        "decoder.layer_norm.weight": (4,),
-        "decoder.heads.0.weight": (16, 4),
-        "decoder.heads.1.weight": (16, 4),
-        "codec.conv.weight_g": (2, 1, 1),
-        "codec.conv.weight_v": (2, 1, 7),
+    renames = {
+        "decoder.layers.1.fc1.weight": "transformer.layers.1.linear1.weight",
+        "codec.conv.parametrizations.weight.original0": "codec.conv.weight_g",
     }
+    source = {renames.get(name, name): shape for name, shape in TARGET.items()}
     rules = [Rule(r"^transformer\.", "decoder."), Rule(r"\.linear1\.", ".fc1.")]
     report = match_keys(source, TARGET, rules)
     assert report.ok and not report.unmatched_source
     kinds = _kinds(report)
     assert kinds["decoder.layers.1.fc1.weight"] == "rule"
     assert kinds["codec.conv.parametrizations.weight.original1"] == "exact"
+    assert kinds["codec.conv.parametrizations.weight.original0"] == "exact"  # weight-norm spellings agree
     assert report.mapping()["codec.conv.parametrizations.weight.original0"] == "codec.conv.weight_g"
     assert canonical("a.parametrizations.weight.original1") == "a.weight_v"
 
