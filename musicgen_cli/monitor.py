@@ -54,9 +54,10 @@ def snapshot() -> Readout:
 
     memory = psutil.virtual_memory()
     per_core = psutil.cpu_percent(percpu=True)  # since the previous call
+    rss = int(psutil.Process().memory_info().rss)
     return Readout(
-        rss_bytes=int(psutil.Process().memory_info().rss),
-        peak_rss_bytes=peak_rss_bytes(),
+        rss_bytes=rss,
+        peak_rss_bytes=max(rss, peak_rss_bytes()),  # the kernel updates ru_maxrss lazily
         ram_used_bytes=int(memory.total - memory.available),
         ram_total_bytes=int(memory.total),
         cpu_percent=sum(per_core) / max(1, len(per_core)),

@@ -8,6 +8,7 @@ config's shapes, the clip length and the batch.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -104,11 +105,14 @@ def meta_model(config):
 
     from .testing import model_class
 
+    from transformers.initialization import no_init_weights
+
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # random-model configs trip harmless token-id warnings
     try:
-        with init_empty_weights():
-            return model_class(config)(config)
+        # Building sets attributes on the config: keep the caller's (and the cache key) intact.
+        with init_empty_weights(), no_init_weights():
+            return model_class(config)(copy.deepcopy(config))
     finally:
         logging.set_verbosity(verbosity)
 
