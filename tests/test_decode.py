@@ -147,3 +147,55 @@ def test_bad_requests_are_refused(models, text):
     with pytest.raises(ValueError, match="frames"):
         generate_codes(models["mono"], input_ids=text.input_ids, attention_mask=text.attention_mask,
                        num_frames=0, sampling=Sampling())
+
+
+def test_static_step_for_cuda_graphs_matches_the_dynamic_step(models, text):
+    from musicgen_cli.decode import Request
+    from musicgen_cli.fastloop import Decoder, condition
+
+    model = models["mono"]
+    request = Request(text.input_ids, text.attention_mask, 8, Sampling(), None, None)
+    with torch.inference_mode():
+        conditioning = condition(model, request, torch.device("cpu"))
+        dynamic, static = (Decoder(model, 4, 10, conditioning) for _ in range(2))
+        start = torch.full((4, 4, 1), model.generation_config.pad_token_id)
+        assert torch.equal(dynamic(start), static(start))
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(6):
+            codes = torch.randint(0, 64, (4, 4, 1), generator=generator)
+            expected = dynamic(codes)
+            got = static.step_static(codes, torch.tensor([static.pos]))
+            static.pos += 1
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_and_streamed_layers_decode_like_eager(text):
+    from musicgen_cli.offload import offload_layers
+
+    def run(model):
+        torch.manual_seed(3)
+        return generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask,
+                              num_frames=20, sampling=Sampling(do_sample=False))
+
+    cpu = run(build_model(ModelSpec(variant="stereo")))
+    graphed = run(build_model(ModelSpec(variant="stereo")).to("cuda"))
+    assert graphed.shape == cpu.shape and (graphed == cpu).float().mean() > 0.9
+    streamed_model = build_model(ModelSpec(variant="stereo")).to("cuda")
+    assert offload_layers(streamed_model, gpu_budget_bytes=0) > 0
+    assert streamed_model.decoder.model.decoder.layers[1].fc1.weight.device.type == "cpu"
+    assert (run(streamed_model) == cpu).float().mean() > 0.9
+
+
+def test_models_with_accelerate_offloaded_weights_fall_back_to_the_reference(text):
+    from accelerate import cpu_offload
+
+    plain = build_model(ModelSpec(variant="mono"))
+    offloaded = build_model(ModelSpec(variant="mono"))
+    cpu_offload(offloaded.decoder, execution_device=torch.device("cpu"))
+    assert any(p.is_meta for p in offloaded.decoder.parameters())
+    ref, _ = both_engines(plain, text, num_frames=10, sampling=Sampling())
+    torch.manual_seed(3)
+    fast = generate_codes(offloaded, input_ids=text.input_ids, attention_mask=text.attention_mask,
+                          num_frames=10, sampling=Sampling())
+    assert torch.equal(ref, fast)
