@@ -39,6 +39,7 @@ class Run:
     name: str
     codes: torch.Tensor
     ms_per_step: float
+    cpu_ms_per_step: float
     wall_s: float
     peak_gib: float
 
@@ -115,11 +116,13 @@ def bytes_per_step(model) -> int:
 
 def timed(name, model, text, frames, sampling, engine, device, seed=0) -> Run:
     stamps: list[float] = []
+    cpu_stamps: list[float] = []
 
     def on_step(step, total):
         if device.type == "cuda":
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
+        cpu_stamps.append(time.process_time())
 
     torch.manual_seed(seed)
     with PeakMemory(device) as peak:
@@ -127,18 +130,22 @@ def timed(name, model, text, frames, sampling, engine, device, seed=0) -> Run:
         codes = generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask,
                                num_frames=frames, sampling=sampling, engine=engine, on_step=on_step)
         wall = time.perf_counter() - start
-    steady = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # skip the prefill step
-    return Run(name, codes, 1000 * statistics.median(steady), wall, peak.gib)
+    def per_step(marks):  # median over the steady state: the prefill step is skipped
+        return 1000 * statistics.median(b - a for a, b in zip(marks[1:], marks[2:]))
+
+    return Run(name, codes, per_step(stamps), per_step(cpu_stamps), wall, peak.gib)
 
 
 def spectral_distance(model, a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean absolute difference of log-magnitude spectrograms of the two decoded clips (dB)."""
+    """Mean absolute difference of the two decoded clips' log-magnitude spectrograms (dB), each
+    clip normalised to unit RMS first (random-weight codecs output very quiet signals)."""
     def spectrum(codes):
         with torch.inference_mode():
             channels = model.decoder.config.audio_channels
             audio = model.audio_encoder.decode(codes[None, :1, ::channels], [None]).audio_values[0, 0].float().cpu()
+        audio = audio / audio.pow(2).mean().sqrt().clamp(min=1e-12)
         stft = torch.stft(audio, 1024, 256, window=torch.hann_window(1024), return_complex=True).abs()
-        return 20 * torch.log10(stft + 1e-5)
+        return 20 * torch.log10(stft + 1e-4)
 
     return float((spectrum(a) - spectrum(b)).abs().mean())
 
@@ -222,12 +229,15 @@ def main() -> None:
 
     base = runs[0].ms_per_step if not args.no_reference else None
     limit = bandwidth / full_bytes
-    print(f"\n{'engine':<14}{'ms/step':>9}{'steps/s':>9}{'RTF':>7}{'peak GiB':>10}{'vs ref':>8}{'wall s':>8}")
+    print(f"\n{'engine':<14}{'ms/step':>9}{'steps/s':>9}{'RTF':>7}{'peak GiB':>10}{'vs ref':>8}{'wall s':>8}"
+          f"{'cpu ms/step':>13}")
     for run in runs:
         rate = 1000 / run.ms_per_step
         ratio = f"{base / run.ms_per_step:.2f}x" if base else "-"
         print(f"{run.name:<14}{run.ms_per_step:>9.1f}{rate:>9.2f}{frame_rate / rate:>7.2f}{run.peak_gib:>10.2f}"
-              f"{ratio:>8}{run.wall_s:>8.1f}")
+              f"{ratio:>8}{run.wall_s:>8.1f}{run.cpu_ms_per_step:>13.1f}")
+    print("RTF = compute seconds per second of audio; peak = process RSS (CPU) or allocated (CUDA); "
+          "cpu ms/step = process CPU time, robust to other load with --threads 1")
     print(f"bandwidth bound ({dtype} weights, {bandwidth / 1e9:.1f} GB/s): {limit:.1f} steps/s")
     if offloaded:
         h2d = pinned_h2d_bandwidth(device)
