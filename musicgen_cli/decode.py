@@ -64,9 +64,11 @@ def generate_codes(model, *, input_ids, attention_mask, num_frames: int, samplin
                    window_frames: int | None = None,
                    context_frames: int | None = None) -> torch.LongTensor:
     """Undelayed codes `[batch, K, prompt_frames + num_frames]` for a batch of text prompts."""
-    if engine == "fast":
+    if engine == "fast" and not any(p.is_meta for p in model.decoder.parameters()):
         from musicgen_cli.fastloop import generate_window
-    elif engine == "reference":
+    elif engine in ("fast", "reference"):
+        # accelerate's disk/CPU offload leaves weights on the meta device behind hooks; only
+        # transformers' forward knows how to page them in, so such models take the reference.
         generate_window = reference_window
     else:
         raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")

@@ -1,0 +1,201 @@
+"""The fast decode loop picks exactly the tokens transformers' generate picks.
+
+Real transformers modules with tiny random configs; every comparison runs both engines from
+the same seed and asserts token equality.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from musicgen_cli import delay
+from musicgen_cli.decode import Sampling, generate_codes, window_plan
+from musicgen_cli.quantize import Int8Linear, quantize_int8
+from musicgen_cli.testing import ModelSpec, build_model, build_tokenizer
+
+PROMPTS = ["jazz piano trio with drums", "slow ambient synth"]
+SAMPLINGS = {
+    "greedy-cfg": Sampling(do_sample=False),
+    "topk-cfg": Sampling(),
+    "topk-nocfg": Sampling(guidance_scale=1.0),
+    "topp-temp": Sampling(top_k=0, top_p=0.9, temperature=0.7),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core box they only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    build_tokenizer(folder)
+    return AutoTokenizer.from_pretrained(folder)(PROMPTS, return_tensors="pt", padding=True)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {v: build_model(ModelSpec(variant=v)) for v in ("mono", "stereo", "melody")}
+
+
+def both_engines(model, text, seed=3, **kwargs):
+    out = {}
+    for engine in ("reference", "fast"):
+        torch.manual_seed(seed)
+        out[engine] = generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask,
+                                     engine=engine, **kwargs)
+    return out["reference"], out["fast"]
+
+
+def random_prompt(model, frames=6):
+    generator = torch.Generator().manual_seed(11)
+    config = model.decoder.config
+    return torch.randint(0, config.vocab_size, (len(PROMPTS), config.num_codebooks, frames), generator=generator)
+
+
+@pytest.mark.parametrize(("variant", "sampling", "with_prompt"), [
+    ("mono", "greedy-cfg", False), ("mono", "topk-cfg", True), ("mono", "topk-nocfg", False),
+    ("mono", "topp-temp", True), ("stereo", "greedy-cfg", True), ("stereo", "topk-cfg", False),
+    ("melody", "topk-cfg", False), ("melody", "greedy-cfg", True), ("melody", "topp-temp", False),
+])
+def test_fast_loop_picks_the_reference_tokens(models, text, variant, sampling, with_prompt):
+    model = models[variant]
+    prompt = random_prompt(model) if with_prompt else None
+    ref, fast = both_engines(model, text, num_frames=12, sampling=SAMPLINGS[sampling], prompt_codes=prompt)
+    frames = 12 + (0 if prompt is None else prompt.shape[-1])
+    assert fast.shape == (len(PROMPTS), model.decoder.config.num_codebooks, frames)
+    assert torch.equal(ref, fast)
+    if prompt is not None:
+        assert torch.equal(fast[..., : prompt.shape[-1]], prompt)
+
+
+def test_melody_features_condition_both_engines_alike(models, text):
+    chroma = torch.rand(len(PROMPTS), 40, 12, generator=torch.Generator().manual_seed(2))
+    ref, fast = both_engines(models["melody"], text, num_frames=12, sampling=Sampling(), melody_features=chroma)
+    assert torch.equal(ref, fast)
+
+
+def test_long_clips_are_made_window_by_window(models, text):
+    model = models["stereo"]
+    steps = []
+    torch.manual_seed(3)
+    fast = generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask, num_frames=45,
+                          sampling=Sampling(), window_frames=20, on_step=lambda s, t: steps.append((s, t)))
+    torch.manual_seed(3)
+    ref = generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask, num_frames=45,
+                         sampling=Sampling(), window_frames=20, engine="reference")
+    assert fast.shape == (2, 8, 45)
+    assert torch.equal(ref, fast)
+    plan = window_plan(0, 45, 20)
+    total = sum(new + 3 for _, new in plan)
+    assert [s for s, _ in steps] == list(range(1, total + 1))
+    assert {t for _, t in steps} == {total}
+
+
+def test_window_plan_keeps_context_and_covers_every_frame():
+    assert window_plan(5, 10, 1500) == [(5, 10)]
+    plan = window_plan(0, 3000, 1500)
+    assert plan[0] == (0, 1500)
+    assert all(kept == 600 and kept + new <= 1500 for kept, new in plan[1:])
+    assert sum(new for _, new in plan) == 3000
+    assert window_plan(900, 1000, 1500)[0] == (600, 900)
+
+
+@pytest.mark.parametrize("variant", ["mono", "stereo"])
+def test_delay_pattern_matches_transformers(models, variant):
+    model = models[variant]
+    prompt = random_prompt(model, frames=5)
+    k = model.decoder.config.num_codebooks
+    pad = model.generation_config.pad_token_id
+    ids = torch.cat([torch.full((2 * k, 1), pad), prompt.reshape(2 * k, 5)], dim=-1)
+    _, expected = model.decoder.build_delay_pattern_mask(ids, pad, max_length=15)
+    mine = delay.pattern(prompt, 2, k, model.decoder.config.audio_channels, 15, pad)
+    assert torch.equal(mine, expected.reshape(2, k, 15))
+    filled = torch.where(mine == delay.PREDICT, 7, mine)
+    assert torch.equal(delay.undelay(filled, model.decoder.config.audio_channels)[..., :5], prompt)
+
+
+def test_int8_quantises_the_decoder_and_still_generates(text):
+    model = build_model(ModelSpec(variant="mono"))
+    torch.manual_seed(3)
+    fp32 = generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask, num_frames=16,
+                          sampling=Sampling(do_sample=False))
+    encoder_weight = model.text_encoder.encoder.block[0].layer[0].SelfAttention.q.weight
+    assert quantize_int8(model) is model
+    assert all(not isinstance(m, torch.nn.Linear) for m in model.decoder.modules())
+    assert isinstance(model.decoder.lm_heads[0], Int8Linear)
+    assert model.decoder.model.decoder.layers[0].fc1.weight.dtype == torch.int8
+    assert model.text_encoder.encoder.block[0].layer[0].SelfAttention.q.weight is encoder_weight
+    ref, fast = both_engines(model, text, num_frames=16, sampling=Sampling(do_sample=False))
+    assert torch.equal(ref, fast)
+    assert fast.shape == fp32.shape and 0 <= int(fast.min()) and int(fast.max()) < 64
+    assert (fast == fp32).float().mean() > 0.5
+
+
+def test_bad_requests_are_refused(models, text):
+    with pytest.raises(ValueError, match="engine"):
+        generate_codes(models["mono"], input_ids=text.input_ids, attention_mask=text.attention_mask,
+                       num_frames=8, sampling=Sampling(), engine="turbo")
+    with pytest.raises(ValueError, match="frames"):
+        generate_codes(models["mono"], input_ids=text.input_ids, attention_mask=text.attention_mask,
+                       num_frames=0, sampling=Sampling())
+
+
+def test_static_step_for_cuda_graphs_matches_the_dynamic_step(models, text):
+    from musicgen_cli.decode import Request
+    from musicgen_cli.fastloop import Decoder, condition
+
+    model = models["mono"]
+    request = Request(text.input_ids, text.attention_mask, 8, Sampling(), None, None)
+    with torch.inference_mode():
+        conditioning = condition(model, request, torch.device("cpu"))
+        dynamic, static = (Decoder(model, 4, 10, conditioning) for _ in range(2))
+        start = torch.full((4, 4, 1), model.generation_config.pad_token_id)
+        assert torch.equal(dynamic(start), static(start))
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(6):
+            codes = torch.randint(0, 64, (4, 4, 1), generator=generator)
+            expected = dynamic(codes)
+            got = static.step_static(codes, torch.tensor([static.pos]))
+            static.pos += 1
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_and_streamed_layers_decode_like_eager(text):
+    from musicgen_cli.offload import offload_layers
+
+    def run(model):
+        torch.manual_seed(3)
+        return generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask,
+                              num_frames=20, sampling=Sampling(do_sample=False))
+
+    cpu = run(build_model(ModelSpec(variant="stereo")))
+    graphed = run(build_model(ModelSpec(variant="stereo")).to("cuda"))
+    assert graphed.shape == cpu.shape and (graphed == cpu).float().mean() > 0.9
+    streamed_model = build_model(ModelSpec(variant="stereo")).to("cuda")
+    assert offload_layers(streamed_model, gpu_budget_bytes=0) > 0
+    assert streamed_model.decoder.model.decoder.layers[1].fc1.weight.device.type == "cpu"
+    assert (run(streamed_model) == cpu).float().mean() > 0.9
+
+
+def test_models_with_accelerate_offloaded_weights_fall_back_to_the_reference(text):
+    from accelerate import cpu_offload
+
+    plain = build_model(ModelSpec(variant="mono"))
+    offloaded = build_model(ModelSpec(variant="mono"))
+    cpu_offload(offloaded.decoder, execution_device=torch.device("cpu"))
+    assert any(p.is_meta for p in offloaded.decoder.parameters())
+    ref, _ = both_engines(plain, text, num_frames=10, sampling=Sampling())
+    torch.manual_seed(3)
+    fast = generate_codes(offloaded, input_ids=text.input_ids, attention_mask=text.attention_mask,
+                          num_frames=10, sampling=Sampling())
+    assert torch.equal(ref, fast)
