@@ -10,7 +10,6 @@ copied to the GPU on every call.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +80,9 @@ def load_model(folder: Path, plan: Plan, *, reporter: Reporter | None = None) ->
     if plan.codec_device == "cpu":
         model.audio_encoder.to(getattr(torch, plan.codec_dtype))
     if plan.quantize == "int8" and not plan.uses_gpu:
-        _int8_on_cpu(model)
+        from .quantize import quantize_int8
+
+        quantize_int8(model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     seconds = time.perf_counter() - start
     reporter.message(f"loaded {folder.name} in {seconds:.1f} s")
@@ -113,17 +114,6 @@ def _run_on_cpu(root) -> None:
                     set_module_tensor_to_device(module, name, "cpu", value=weights[name])
     remove_hook_from_module(root, recurse=True)
     root.to("cpu")
-
-
-def _int8_on_cpu(model) -> None:
-    """Dynamic int8 quantisation of the decoder layers' Linear weights (activations stay float)."""
-    import torch
-    from torch.ao.quantization import quantize_dynamic
-
-    layers = model.decoder.model.decoder.layers
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao points at torchao; the API still works
-        quantize_dynamic(layers, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def _bnb_int8():
