@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .cli import _human_bytes as human
+from .panel import human_bytes as human
 from .monitor import GpuProcess, Readout
 from .planner import Plan
 

@@ -88,25 +88,28 @@ def test_long_clips_are_made_window_by_window(models, text):
     steps = []
     torch.manual_seed(3)
     fast = generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask, num_frames=45,
-                          sampling=Sampling(), window_frames=20, on_step=lambda s, t: steps.append((s, t)))
+                          sampling=Sampling(), window_frames=20, context_frames=8,
+                          on_step=lambda s, t: steps.append((s, t)))
     torch.manual_seed(3)
     ref = generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask, num_frames=45,
-                         sampling=Sampling(), window_frames=20, engine="reference")
+                         sampling=Sampling(), window_frames=20, context_frames=8, engine="reference")
     assert fast.shape == (2, 8, 45)
     assert torch.equal(ref, fast)
-    plan = window_plan(0, 45, 20)
+    plan = window_plan(0, 45, 20, 8)
     total = sum(new + 3 for _, new in plan)
     assert [s for s, _ in steps] == list(range(1, total + 1))
     assert {t for _, t in steps} == {total}
 
 
 def test_window_plan_keeps_context_and_covers_every_frame():
-    assert window_plan(5, 10, 1500) == [(5, 10)]
-    plan = window_plan(0, 3000, 1500)
+    assert window_plan(5, 10, 1500, 500) == [(5, 10)]
+    plan = window_plan(0, 3000, 1500, 500)  # 30 s windows, 10 s context: a 20 s stride
     assert plan[0] == (0, 1500)
-    assert all(kept == 600 and kept + new <= 1500 for kept, new in plan[1:])
+    assert all(kept == 500 and kept + new <= 1500 for kept, new in plan[1:])
     assert sum(new for _, new in plan) == 3000
-    assert window_plan(900, 1000, 1500)[0] == (600, 900)
+    assert window_plan(900, 1000, 1500, 500)[0] == (500, 1000)
+    with pytest.raises(ValueError):
+        window_plan(0, 3000, 1500, 1500)
 
 
 @pytest.mark.parametrize("variant", ["mono", "stereo"])
@@ -137,7 +140,14 @@ def test_int8_quantises_the_decoder_and_still_generates(text):
     ref, fast = both_engines(model, text, num_frames=16, sampling=Sampling(do_sample=False))
     assert torch.equal(ref, fast)
     assert fast.shape == fp32.shape and 0 <= int(fast.min()) and int(fast.max()) < 64
-    assert (fast == fp32).float().mean() > 0.5
+    # Quality, teacher-forced so one early flip cannot cascade: same inputs, logits close, same argmax.
+    reference = build_model(ModelSpec(variant="mono"))
+    codes = torch.randint(0, 64, (4 * text.input_ids.shape[0], 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = reference(**text, decoder_input_ids=codes).logits
+        got = model(**text, decoder_input_ids=codes).logits
+    assert (got - want).abs().max() < 0.05 * want.abs().max()
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() > 0.9
 
 
 def test_bad_requests_are_refused(models, text):
