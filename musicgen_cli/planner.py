@@ -180,8 +180,9 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     jb = _job(sizes, job, lm_dtype, lm_dtype)
     main = gpus[0].index if gpus else None
 
-    if gpus and fixed + jb.step_transient > budgets[main]:
-        warnings.append(f"the LM's embeddings and heads do not fit {gpus[0].name}: the LM runs on the CPU")
+    room = _balanced_counts(sizes.num_layers, gpus, budgets, fixed + jb.step_transient, w + jb.kv_per_layer)
+    if gpus and not any(room.values()):
+        warnings.append(f"not even one decoder layer fits in {_gib(budgets[main])} of VRAM next to the embeddings: the LM runs on the CPU")
         gpus, main = [], None
         lm_dtype = dtype or "float32"
         jb = _job(sizes, job, lm_dtype, lm_dtype)
@@ -489,9 +490,11 @@ def _accelerate_map(config, plan: Plan, sizes: ModelSizes, lm_dtype: str) -> dic
     max_memory: dict[int | str, int] = {}
     for device in dict.fromkeys(layers):
         max_memory[device] = layers.count(device) * w + w // 2
-    first = next((d for d in layers if isinstance(d, int)), None)
-    if first is not None:
-        max_memory[first] += w  # accelerate holds back the largest layer on its main GPU
+    # accelerate holds back the largest layer on its main devices (the first GPU and the CPU)
+    # while any layer is left to place.
+    for device in (next((d for d in layers if isinstance(d, int)), None), "cpu"):
+        if device in max_memory:
+            max_memory[device] += w
     quiet = logging.getLogger("accelerate.utils.modeling")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # it warns that planned GPUs are absent on this machine
