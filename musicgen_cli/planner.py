@@ -15,8 +15,17 @@ from dataclasses import asdict, dataclass, field
 from . import estimates as K
 from .errors import MgenError, PlanError
 from .hardware import Machine
+from .sizing import (
+    DECODER,
+    DTYPE_BYTES,
+    JobBytes,
+    ModelSizes,
+    decode_steps,
+    job_bytes,
+    meta_layers,
+    model_sizes,
+)
 from .testing import SHAPES, ModelSpec, build_config
-from .sizing import DECODER, DTYPE_BYTES, JobBytes, ModelSizes, decode_steps, job_bytes, meta_layers, model_sizes
 
 
 @dataclass(frozen=True)
@@ -207,13 +216,19 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
         codec_room = sizes.nbytes(["audio_encoder"], lm_dtype) + _job(sizes, job, lm_dtype, lm_dtype, codec_budget=0).codec_decode
         codec_room += jb.audio_out
         variants.append(layouts({**budgets, last: max(0, budgets[last] - codec_room)}))
-    best, best_group = None, []
+    best, best_group, misses = None, [], []
     for group in variants:
         for layout in group:
-            _place_codec(layout, sizes, job, machine, gpus, budgets, lm_dtype, quantize, lm_dtype)
-            plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings)
+            _place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, lm_dtype)
+            try:
+                plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings)
+            except _NoFit as exc:
+                misses.append(exc)
+                continue
             if best is None or plan.estimates.total_time_s < best.estimates.total_time_s:
                 best, best_group = plan, group
+    if best is None:
+        raise misses[0]
     if best.offload.mode:
         best.offload.stream_step_s, best.offload.cpu_step_s = _mode_times(best_group, sizes, job, machine, lm_dtype, quantize)
     best.device_map = _accelerate_map(config, best, sizes, lm_dtype)
@@ -293,7 +308,7 @@ def _gpu_use(layout: _Layout, sizes, jb: JobBytes, lm_dtype, quantize, gpu: int)
     return used
 
 
-def _place_codec(layout, sizes, job, machine, gpus, budgets, lm_dtype, quantize, codec_dtype) -> None:
+def _place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, codec_dtype) -> None:
     """EnCodec on the GPU with the most room left when it fits (in chunks if need be), else CPU."""
     layout.codec_device, layout.codec_chunk_s = "cpu", None
     if not gpus or force_cpu_codec():
