@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .errors import MgenError
-from .estimates import gpu_bandwidth, CUDA_CONTEXT_BYTES, SIMULATED_GPU_BANDWIDTH
+from .estimates import CUDA_CONTEXT_BYTES, SIMULATED_GPU_BANDWIDTH, gpu_bandwidth
 
 _UNITS = {
     "": 1, "b": 1,

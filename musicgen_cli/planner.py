@@ -15,8 +15,17 @@ from dataclasses import asdict, dataclass, field
 from . import estimates as K
 from .errors import MgenError, PlanError
 from .hardware import Machine
+from .sizing import (
+    DECODER,
+    DTYPE_BYTES,
+    JobBytes,
+    ModelSizes,
+    decode_steps,
+    job_bytes,
+    meta_layers,
+    model_sizes,
+)
 from .testing import SHAPES, ModelSpec, build_config
-from .sizing import DECODER, DTYPE_BYTES, JobBytes, ModelSizes, decode_steps, job_bytes, meta_layers, model_sizes
 
 
 @dataclass(frozen=True)
@@ -180,8 +189,9 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     jb = _job(sizes, job, lm_dtype, lm_dtype)
     main = gpus[0].index if gpus else None
 
-    if gpus and fixed + jb.step_transient > budgets[main]:
-        warnings.append(f"the LM's embeddings and heads do not fit {gpus[0].name}: the LM runs on the CPU")
+    room = _balanced_counts(sizes.num_layers, gpus, budgets, fixed + jb.step_transient, w + jb.kv_per_layer)
+    if gpus and not any(room.values()):
+        warnings.append(f"not even one decoder layer fits in {_gib(budgets[main])} of VRAM next to the embeddings: the LM runs on the CPU")
         gpus, main = [], None
         lm_dtype = dtype or "float32"
         jb = _job(sizes, job, lm_dtype, lm_dtype)
@@ -206,13 +216,19 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
         codec_room = sizes.nbytes(["audio_encoder"], lm_dtype) + _job(sizes, job, lm_dtype, lm_dtype, codec_budget=0).codec_decode
         codec_room += jb.audio_out
         variants.append(layouts({**budgets, last: max(0, budgets[last] - codec_room)}))
-    best, best_group = None, []
+    best, best_group, misses = None, [], []
     for group in variants:
         for layout in group:
-            _place_codec(layout, sizes, job, machine, gpus, budgets, lm_dtype, quantize, lm_dtype)
-            plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings)
+            _place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, lm_dtype)
+            try:
+                plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings)
+            except _NoFit as exc:
+                misses.append(exc)
+                continue
             if best is None or plan.estimates.total_time_s < best.estimates.total_time_s:
                 best, best_group = plan, group
+    if best is None:
+        raise misses[0]
     if best.offload.mode:
         best.offload.stream_step_s, best.offload.cpu_step_s = _mode_times(best_group, sizes, job, machine, lm_dtype, quantize)
     best.device_map = _accelerate_map(config, best, sizes, lm_dtype)
@@ -292,7 +308,7 @@ def _gpu_use(layout: _Layout, sizes, jb: JobBytes, lm_dtype, quantize, gpu: int)
     return used
 
 
-def _place_codec(layout, sizes, job, machine, gpus, budgets, lm_dtype, quantize, codec_dtype) -> None:
+def _place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, codec_dtype) -> None:
     """EnCodec on the GPU with the most room left when it fits (in chunks if need be), else CPU."""
     layout.codec_device, layout.codec_chunk_s = "cpu", None
     if not gpus or force_cpu_codec():
@@ -489,9 +505,11 @@ def _accelerate_map(config, plan: Plan, sizes: ModelSizes, lm_dtype: str) -> dic
     max_memory: dict[int | str, int] = {}
     for device in dict.fromkeys(layers):
         max_memory[device] = layers.count(device) * w + w // 2
-    first = next((d for d in layers if isinstance(d, int)), None)
-    if first is not None:
-        max_memory[first] += w  # accelerate holds back the largest layer on its main GPU
+    # accelerate holds back the largest layer on its main devices (the first GPU and the CPU)
+    # while any layer is left to place.
+    for device in (next((d for d in layers if isinstance(d, int)), None), "cpu"):
+        if device in max_memory:
+            max_memory[device] += w
     quiet = logging.getLogger("accelerate.utils.modeling")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # it warns that planned GPUs are absent on this machine

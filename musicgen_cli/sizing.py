@@ -101,11 +101,10 @@ def device_map_modules(model) -> dict[str, object]:
 def meta_model(config):
     """The full model with every parameter on the meta device: shapes, no memory."""
     from accelerate import init_empty_weights
+    from transformers.initialization import no_init_weights
     from transformers.utils import logging
 
     from .testing import model_class
-
-    from transformers.initialization import no_init_weights
 
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # random-model configs trip harmless token-id warnings

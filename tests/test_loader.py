@@ -59,6 +59,20 @@ def test_disk_plan_loads_and_matches_the_cpu_run(tiny_models, cpu_machine):
     assert torch.equal(_generate(load_model(folder, plain)), _generate(on_disk))
 
 
+def test_offloaded_text_encoder_is_made_a_plain_cpu_module(tiny_models, cpu_machine):
+    # accelerate offloads "cpu" entries of a GPU map the way it offloads "disk" ones here:
+    # weights in a side map, meta tensors in the module, hooks to fetch them.
+    folder = tiny_models["mono"]
+    plan = plan_memory(AutoConfig.from_pretrained(folder), Job(1), cpu_machine)
+    baseline = _generate(load_model(folder, plan))
+    plan.device_map = {**plan.device_map, "text_encoder": "disk"}
+    loaded = load_model(folder, plan)
+    encoder = loaded.model.text_encoder
+    assert not any(hasattr(m, "_hf_hook") for m in encoder.modules())
+    assert {p.device.type for p in encoder.parameters()} == {"cpu"}
+    assert torch.equal(_generate(loaded), baseline)
+
+
 def test_int8_cpu_plan_quantises_decoder_layers(tiny_models, cpu_machine):
     folder = tiny_models["mono"]
     plan = plan_memory(AutoConfig.from_pretrained(folder), Job(1), cpu_machine, quantize="int8")

@@ -59,3 +59,25 @@ def test_inspect_memory(cache_dir):
     assert result.exit_code == 0, result.output
     for expected in ("RAM", "this process (RSS)", "core 0", "torch threads", "model cache", "4.0 KiB"):
         assert expected in result.output
+
+
+def test_memory_plan_reads_a_cached_config(cache_dir):
+    from musicgen_cli.manifest import load_manifest
+    from musicgen_cli.testing import ModelSpec, build_config
+
+    def layers() -> int:
+        result = runner.invoke(app, ["memory-plan", "--model-key", "tiny-random", "--no-gpu", "--json"])
+        assert result.exit_code == 0, result.output
+        return len([k for k in json.loads(result.output)["device_map"] if ".layers." in k])
+
+    assert layers() == 2  # not downloaded: the manifest's shape
+    manifest = load_manifest(cache_dir)
+    config = build_config(ModelSpec("tiny"))
+    config.decoder.num_hidden_layers = 3
+    config.save_pretrained(manifest.folder(manifest.get("tiny-random")))
+    assert layers() == 3  # the folder's own config.json
+
+
+def test_memory_plan_unknown_shape_needs_a_download(cache_dir):
+    result = runner.invoke(app, ["memory-plan", "--model-key", "someone/musicgen-custom"])
+    assert result.exit_code != 0 and "mgen download someone/musicgen-custom" in str(result.exception)

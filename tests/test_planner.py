@@ -200,3 +200,26 @@ def test_bad_jobs_are_user_errors():
     for job, kwargs in ((Job(0), {}), (Job(10, num_samples=0), {}), (Job(10), {"dtype": "float8"}), (Job(10), {"quantize": "int4"})):
         with pytest.raises(MgenError):
             plan_memory(config("small"), job, machine, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "hardware",
+    [dict(gpu_mem=[4 * GiB, 4 * GiB]), dict(gpu_mem=[4 * GiB], ram=6 * GiB), dict(gpu_mem=[2 * GiB, 6 * GiB], ram=5 * GiB)],
+)
+def test_mixed_gpu_cpu_disk_placements(hardware):
+    machine = simulate(BASE, **hardware)
+    plan = plan_memory(config("large"), Job(30), machine)
+    kinds = {type(d) for d in layer_devices(plan)}
+    assert kinds == {int, str}  # some layers on GPUs, the rest on CPU or disk
+    for index, peak in plan.estimates.peak_vram_bytes.items():
+        assert peak <= plan.budgets[index]
+    assert plan.estimates.peak_ram_bytes <= machine.ram_available_bytes
+    devices = layer_devices(plan)
+    order = {0: 0, 1: 1, "cpu": 2, "disk": 3}
+    assert devices == sorted(devices, key=order.get)  # contiguous: GPUs first, then CPU, then disk
+
+
+def test_a_gpu_too_small_for_one_layer_leaves_the_lm_on_cpu():
+    plan = plan_memory(config("large"), Job(30), simulate(BASE, gpu_mem=[1 * GiB]))
+    assert set(layer_devices(plan)) == {"cpu"} and plan.lm_device == "cpu" and plan.lm_dtype == "float32"
+    assert any("not even one decoder layer" in w for w in plan.warnings)
