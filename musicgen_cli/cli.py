@@ -231,7 +231,14 @@ def generate_cmd(
             print(path)
     else:
         for path in written:
-            console.print(f"[green]wrote[/] {path}  (+ {path.with_suffix('.json').name})")
+            console.print(f"[green]wrote[/] {path}  (+ {path.with_suffix('.json').name})", highlight=False)
+        spent = result.timings["generate"] + result.timings["decode"]
+        console.print(
+            f"{duration:g} s of audio x {len(written)} in {spent:.1f} s: {result.steps_per_s:.1f} steps/s, "
+            f"{result.realtime_factor:.2f}x real time, peak RAM {human_bytes(result.peaks.get('rss_bytes'))}"
+            + (f", peak VRAM {human_bytes(result.peaks['vram_bytes'])}" if result.peaks.get("vram_bytes") else ""),
+            highlight=False,
+        )
 
 
 @app.command("test-suite")

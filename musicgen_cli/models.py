@@ -17,10 +17,16 @@ from .manifest import Manifest, ModelEntry
 
 def build_random_model(manifest: Manifest, entry: ModelEntry) -> Path:
     """Write a random-weight model (entry.builder names the variant) and mark it ready."""
+    from transformers.utils import logging as hf_logging
+
     from .testing import ModelSpec, write_model_folder
 
     folder = manifest.folder(entry)
-    write_model_folder(folder, ModelSpec(shape=entry.shape or "tiny", variant=entry.builder))
+    hf_logging.disable_progress_bar()  # transformers' shard-writing bar; the reporter said what happens
+    try:
+        write_model_folder(folder, ModelSpec(shape=entry.shape or "tiny", variant=entry.builder))
+    finally:
+        hf_logging.enable_progress_bar()
     mark_ready(folder, {"key": entry.key, "random_weights": True, "builder": entry.builder})
     return folder
 

@@ -172,8 +172,8 @@ class GenerationPanel:
         update = self.current
         if update is not None:
             rate = self.rate_now
-            if update.total:
-                parts.append(ProgressBar(total=update.total, completed=update.done, width=60))
-            parts.append(Text(describe(update, rate)))
+            row = Table.grid(padding=(0, 1))
+            row.add_row(ProgressBar(total=update.total or 1, completed=update.done, width=30), Text(describe(update, rate)))
+            parts.append(row)
             parts.extend(Text(line, style="dim") for line in readout_lines(update.readouts))
         return Panel(Group(*parts), title=self.title, border_style="blue")
