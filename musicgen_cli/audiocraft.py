@@ -14,14 +14,13 @@ with the match report saying which.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cache import is_ready, mark_ready, safe_child
+from .cache import is_ready, safe_child
 from .errors import MgenError, ModelNotFound
 from .events import NullReporter, Reporter
 from .keymatch import MatchReport, Rule, match_keys, rename
@@ -483,7 +482,7 @@ def write_folder(folder: Path, config, tensors: dict, base_folder: Path, lm: Aud
     """The model folder in the facebook/musicgen-* layout (weights, configs, tokenizer)."""
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     save_file({n: t.contiguous() for n, t in tensors.items()}, str(folder / "model.safetensors"), metadata={"format": "pt"})
     config.save_pretrained(folder)
     generation = _read_json(base_folder / "generation_config.json")
@@ -590,30 +589,19 @@ def import_audiocraft(
     if report.unmatched_source:
         notes.append(f"{len(report.unmatched_source)} source weight(s) matched nothing and were left out (listed above)")
     reporter.phase("write", str(folder))
-    tmp = safe_child(manifest.root, f".import-{key}.{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    audio_shape = None
+    with models.staged_model_folder(manifest, key) as tmp:
         write_folder(tmp, config, tensors, base_folder, lm, report)
-        audio_shape = None
         if check:
             reporter.phase("check", "loading the converted model and generating 8 frames")
             audio_shape = smoke_check(tmp, config)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    mark_ready(folder, {"key": key, "imported_from": str(lm_path), "base": base_entry.key, "counts": report.counts()})
-    entry = manifest.register(
-        ModelEntry(
-            key=key,
-            folder=key,
-            repo_id=None,
-            revision=None,
-            shape=_shape_name(arch),
-            description=f"imported from audiocraft checkpoint {lm_path.parent.name}/{lm_path.name}",
-            capabilities=Capabilities(text=True, melody=arch.melody, stereo=arch.channels == 2, channels=arch.channels),
-        )
+    entry = models.register_local_model(
+        manifest,
+        key,
+        shape=_shape_name(arch),
+        capabilities=Capabilities(text=True, melody=arch.melody, stereo=arch.channels == 2, channels=arch.channels),
+        description=f"imported from audiocraft checkpoint {lm_path.parent.name}/{lm_path.name}",
+        marker={"imported_from": str(lm_path), "base": base_entry.key, "counts": report.counts()},
     )
     return ImportResult(entry, folder, report, arch, codec_cfg, base_entry.key, audio_shape, notes)
 

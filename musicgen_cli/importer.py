@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import is_ready, mark_ready, safe_child
+from .cache import is_ready, safe_child
 from .errors import MgenError
 from .events import NullReporter, Progress, Reporter
 from .layout import MUSICGEN_TYPES, is_weight_file, traits_from_config, wanted_by_transformers
 from .manifest import Manifest, ModelEntry
+from .models import register_local_model, staged_model_folder
 
 # Checkpoints written before torch's parametrized weight norm name its two halves the old way;
 # transformers renames them on load, so they count as the same tensors.
@@ -179,36 +179,25 @@ def import_model(manifest: Manifest, source: Path | str, key: str, *, reporter: 
     reporter.phase("check", str(source))
     checked = check_model_folder(source)
     reporter.phase("copy", f"{len(checked.files)} files to {target}")
-    manifest.root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".import-{key}.", dir=manifest.root))
     sizes = {name: (checked.folder / name).stat().st_size for name in checked.files}
     copied = 0
     try:
-        for name, size in sizes.items():
-            shutil.copyfile(checked.folder / name, staging / name)
-            copied += size
-            reporter.progress(Progress(task="copy", done=copied, total=sum(sizes.values()), unit="B"))
-        if target.exists():
-            shutil.rmtree(target)  # an unready leftover: a partial download or an interrupted import
-        staging.rename(target)
+        with staged_model_folder(manifest, key) as staging:
+            for name, size in sizes.items():
+                shutil.copyfile(checked.folder / name, staging / name)
+                copied += size
+                reporter.progress(Progress(task="copy", done=copied, total=sum(sizes.values()), unit="B"))
     except OSError as exc:
         raise MgenError(
             f"could not copy into {manifest.root}: {exc.strerror or exc}", "free some space or pass --cache-dir on a bigger disk"
         ) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     shape, caps = traits_from_config(checked.config)
-    entry = manifest.register(
-        ModelEntry(
-            key=key,
-            folder=key,
-            repo_id=None,
-            revision=None,
-            shape=shape,
-            capabilities=caps,
-            description=f"imported from {checked.folder}",
-            source="user",
-        )
+    entry = register_local_model(
+        manifest,
+        key,
+        shape=shape,
+        capabilities=caps,
+        description=f"imported from {checked.folder}",
+        marker={"imported_from": str(checked.folder), "files": checked.files},
     )
-    mark_ready(target, {"key": key, "imported_from": str(checked.folder), "files": checked.files})
     return entry

@@ -7,12 +7,16 @@ first use, downloads hub models when allowed, and otherwise says exactly how to 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from .cache import mark_ready
+from .cache import mark_ready, safe_child
 from .errors import ModelNotFound
 from .events import NullReporter, Reporter
-from .manifest import Manifest, ModelEntry
+from .manifest import Capabilities, Manifest, ModelEntry
 
 
 def build_random_model(manifest: Manifest, entry: ModelEntry) -> Path:
@@ -58,3 +62,39 @@ def model_folder(
 
     download_model(manifest, entry, reporter=reporter)
     return folder
+
+
+@contextmanager
+def staged_model_folder(manifest: Manifest, key: str) -> Iterator[Path]:
+    """A scratch folder in the cache root that replaces <cache>/<key> only if the block succeeds,
+    so an interrupted import never leaves a half-written model where a model is expected."""
+    target = safe_child(manifest.root, key)
+    manifest.root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".import-{key}.", dir=manifest.root))
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)  # an unready leftover: a partial download or an interrupted import
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def register_local_model(
+    manifest: Manifest, key: str, *, shape: str | None, capabilities: Capabilities, description: str, marker: dict
+) -> ModelEntry:
+    """Register an imported folder under `key` in the user manifest, then mark it ready (last)."""
+    entry = manifest.register(
+        ModelEntry(
+            key=key,
+            folder=key,
+            repo_id=None,
+            revision=None,
+            shape=shape,
+            capabilities=capabilities,
+            description=description,
+            source="user",
+        )
+    )
+    mark_ready(manifest.folder(entry), {"key": key, **marker})
+    return entry
