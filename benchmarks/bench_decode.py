@@ -14,6 +14,7 @@ this machine. Also checks token identity (greedy and seeded sampling) between th
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -138,7 +139,13 @@ def timed(name, model, text, frames, sampling, engine, device, seed=0) -> Run:
 
 def spectral_distance(model, a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean absolute difference of the two decoded clips' log-magnitude spectrograms (dB), each
-    clip normalised to unit RMS first (random-weight codecs output very quiet signals)."""
+    clip normalised to unit RMS first. A random-weight codec's codebooks are all zeros (every
+    code sounds the same), so they get seeded random entries here first."""
+    generator = torch.Generator().manual_seed(0)
+    for name, buffer in model.audio_encoder.quantizer.named_buffers():
+        if name.endswith("codebook.embed") and not buffer.any():
+            buffer.copy_(torch.randn(buffer.shape, generator=generator))
+
     def spectrum(codes):
         with torch.inference_mode():
             channels = model.decoder.config.audio_channels
@@ -173,6 +180,8 @@ def main() -> None:
     parser.add_argument("--check-frames", type=int, default=10, help="frames of the greedy identity check")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quantize", choices=["int8"], help="also time the int8 loop (after the fp runs)")
+    parser.add_argument("--int8-schemes", nargs="+", default=["weight-only", "dynamic"],
+                        choices=["weight-only", "dynamic"], help="each runs on its own copy of the model")
     parser.add_argument("--no-reference", action="store_true", help="skip transformers' generate")
     parser.add_argument("--gpu-budget-gib", type=float, help="keep only this much decoder on the GPU")
     args = parser.parse_args()
@@ -216,16 +225,18 @@ def main() -> None:
         from musicgen_cli.quantize import quantize_int8
 
         fp = runs[-1]
-        quantize_int8(model)
-        int8 = timed("fast int8", model, text, args.frames, Sampling(), "fast", device)
-        runs.append(int8)
-        other_seed = timed("fast seed 1", model, text, args.frames, Sampling(), "fast", device, seed=1)
-        agree = float((int8.codes == fp.codes).float().mean())
-        print(f"int8 vs {dtype} tokens, same seed: {100 * agree:.1f}% equal; log-spectrum distance "
-              f"{spectral_distance(model, fp.codes, int8.codes):.2f} dB (int8 seed 0 vs int8 seed 1, "
-              f"i.e. two unrelated clips: {spectral_distance(model, int8.codes, other_seed.codes):.2f} dB)")
+        for scheme in args.int8_schemes:
+            quantized = quantize_int8(copy.deepcopy(model), scheme)
+            int8 = timed(f"fast int8 {scheme[:3]}", quantized, text, args.frames, Sampling(), "fast", device)
+            runs.append(int8)
+            other = timed("seed 1", quantized, text, args.frames, Sampling(), "fast", device, seed=1).codes
+            agree = float((int8.codes == fp.codes).float().mean())
+            print(f"int8 {scheme} vs {dtype}, same seed: {100 * agree:.1f}% of tokens equal; log-spectrum "
+                  f"distance {spectral_distance(model, fp.codes, int8.codes):.2f} dB (two unrelated clips, "
+                  f"seeds 0 and 1: {spectral_distance(model, int8.codes, other):.2f} dB)")
+            del quantized
         if offloaded == 0:
-            print(f"int8 bandwidth bound: {bandwidth / bytes_per_step(model):.1f} steps/s")
+            print(f"int8 bandwidth bound: {bandwidth * dtype.itemsize / full_bytes:.1f} steps/s")
 
     base = runs[0].ms_per_step if not args.no_reference else None
     limit = bandwidth / full_bytes

@@ -120,7 +120,7 @@ class Decoder:
             positions.make_weights(length, positions.embedding_dim)
         self.positions = positions.weights.to(self.device)
         self.streamer = streamer_for(self.stack.layers, self.device)
-        self.where = [self.device if self.streamer and i in self.streamer.order else layer.fc1.weight.device
+        self.where = [self.device if self.streamer and i in self.streamer.order else layer.final_layer_norm.weight.device
                       for i, layer in enumerate(self.stack.layers)]
         shape = (rows, lm.config.num_attention_heads, length, self.head_dim)
         self.cache = [(torch.zeros(shape, dtype=self.dtype, device=d), torch.zeros(shape, dtype=self.dtype, device=d))
@@ -129,7 +129,7 @@ class Decoder:
         if conditioning.cross is not None:
             mask = conditioning.cross_mask
             for layer, device in zip(self.stack.layers, self.where):
-                states = conditioning.cross.to(layer.fc1.weight.device)
+                states = conditioning.cross.to(layer.final_layer_norm.weight.device)
                 attn = layer.encoder_attn
                 self.cross.append((self._split(attn.k_proj(states)).to(device),
                                    self._split(attn.v_proj(states)).to(device),

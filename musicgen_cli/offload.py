@@ -113,7 +113,7 @@ def streamer_for(layers: nn.ModuleList, device: torch.device) -> LayerStreamer |
     moves it (those layers then compute on the CPU)."""
     if device.type != "cuda":
         return None
-    order = [i for i, layer in enumerate(layers) if layer.fc1.weight.device.type == "cpu"]
+    order = [i for i, layer in enumerate(layers) if layer.final_layer_norm.weight.device.type == "cpu"]
     if not order:
         return None
     h2d, host_read = measured_bandwidths(device)

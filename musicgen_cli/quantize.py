@@ -1,15 +1,23 @@
-"""int8 weight-only quantisation of the MusicGen LM's linear layers (`--quantize int8`).
+"""int8 quantisation of the MusicGen LM's linear layers (`--quantize int8`).
 
-Decoding reads every decoder weight once per step, so on a CPU the step time is set by memory
-bandwidth: int8 weights read a quarter of the fp32 bytes. Weights get one symmetric scale per
-output channel; activations stay in floating point.
+Decoding reads every decoder weight once per step, so the step time follows the bytes read:
+int8 weights are a quarter of fp32. Two schemes, both torch's own kernels:
 
-torchao's int8 weight-only tensors run ~50x slower than fp32 on our CPU build (torch 2.13,
-AVX2), so this uses torch's own packed kernel `aten._weight_int8pack_mm`, whose vectorised CPU
-path takes bf16 activations (the fp32 one is scalar). Elsewhere it dequantises inside the matmul.
+- "weight-only": int8 weights with one symmetric scale per output channel, activations stay
+  floating point (`aten._weight_int8pack_mm`, whose vectorised CPU path takes bf16
+  activations; on GPUs the weight is dequantised inside the matmul). Closest to fp32.
+- "dynamic": torch's dynamic quantisation (fbgemm): int8 weights and int8 activations
+  quantised per call. On AVX2 CPUs without VNNI it is 2-4x faster per layer than the
+  weight-only kernel, at about 4x its numeric error (see BENCHMARKS.md). CPU only, and built
+  on torch.ao.quantization, which torch has deprecated: opt-in.
+
+torchao's int8 weight-only tensors ran ~50x slower than fp32 on our CPU build (torch 2.13,
+AVX2), so it is not used.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn as nn
@@ -42,9 +50,18 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-def quantize_int8(model) -> nn.Module:
+def quantize_int8(model, scheme: str = "weight-only") -> nn.Module:
     """Replace every nn.Linear of the LM decoder (attention, FFN, LM heads) in place; the text
     encoder, the codec and the embeddings keep their precision. Returns the same model."""
+    if scheme == "dynamic":
+        # torch marks torch.ao.quantization deprecated but ships and runs it in 2.13; its warnings
+        # would reach the user on every run, so they are silenced here and the scheme is opt-in.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.ao.quantization.quantize_dynamic(model.decoder, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        return model
+    if scheme != "weight-only":
+        raise ValueError(f"unknown int8 scheme {scheme!r}: use 'weight-only' or 'dynamic'")
     targets = [(parent, name, child) for parent in model.decoder.modules()
                for name, child in parent.named_children() if isinstance(child, nn.Linear)]
     for parent, name, child in targets:

@@ -209,3 +209,13 @@ def test_models_with_accelerate_offloaded_weights_fall_back_to_the_reference(tex
     fast = generate_codes(offloaded, input_ids=text.input_ids, attention_mask=text.attention_mask,
                           num_frames=10, sampling=Sampling())
     assert torch.equal(ref, fast)
+
+
+def test_dynamic_int8_scheme_generates_valid_codes(text):
+    model = quantize_int8(build_model(ModelSpec(variant="mono")), scheme="dynamic")
+    assert not any(isinstance(m, torch.nn.Linear) and type(m) is torch.nn.Linear for m in model.decoder.modules())
+    ref, fast = both_engines(model, text, num_frames=10, sampling=Sampling())
+    assert torch.equal(ref, fast)
+    assert fast.shape == (2, 4, 10) and 0 <= int(fast.min()) and int(fast.max()) < 64
+    with pytest.raises(ValueError, match="scheme"):
+        quantize_int8(model, scheme="int4")
