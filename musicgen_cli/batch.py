@@ -113,6 +113,7 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
         batchlog.state_dir(out_dir).mkdir(exist_ok=True)
         batchlog.clear_state(out_dir)
         batchlog.fold(out_dir, order)
+        _fetch_models(list(dict.fromkeys(item.model for item in items)), options)
     state.wait_for_everyone()
 
     # After the barrier every rank reads the same files, so every rank computes the same work list.
@@ -141,7 +142,7 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
     state.wait_for_everyone()  # every rank has read the rank files before rank 0 folds them away
     if state.is_main_process:
         latest = batchlog.fold(out_dir, order)
-        batchlog.clear_state(out_dir)
+        batchlog.clear_state(out_dir, remove=True)
     mine_now = [latest.get(item.id, {}) for item in items]
     generated = [r for r in mine_now if r.get("run") == run and not r.get("recovered")]
     wall = time.time() - start
@@ -157,6 +158,24 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
         manifest=out_dir / batchlog.MANIFEST,
         failures=[(r["id"], r.get("error") or "") for r in mine_now if r.get("status") == "failed"],
     )
+
+
+def _fetch_models(models: list[str], options: BatchOptions) -> None:
+    """Build or download each model once, on rank 0, before any rank loads it.
+
+    A model that cannot be fetched is left to the ranks: loading it fails its items with the reason.
+    """
+    from .manifest import load_manifest
+    from .models import model_folder
+
+    manifest = load_manifest(options.cache_dir)
+    for name in models:
+        if Path(name).is_dir():
+            continue
+        try:
+            model_folder(manifest, manifest.get(name), download=options.download)
+        except MgenError:
+            continue
 
 
 class _Worker:

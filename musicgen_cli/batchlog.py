@@ -208,10 +208,12 @@ def write_status(out_dir: Path, status: RankStatus) -> None:
     atomic_write_text(state_dir(out_dir) / f"status.rank-{status.rank}.json", json.dumps(asdict(status)))
 
 
-def clear_state(out_dir: Path) -> None:
+def clear_state(out_dir: Path, remove: bool = False) -> None:
     folder = state_dir(out_dir)
     for path in folder.glob("*.json"):
         path.unlink(missing_ok=True)
+    if remove and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 @dataclass

@@ -127,3 +127,134 @@ def test_fold_keeps_latest_record_per_id_and_loses_nothing(tmp_path):
     assert not list(tmp_path.glob("manifest.rank-*.jsonl"))
     batchlog.fold(tmp_path, ["c", "b", "a"])  # idempotent
     assert len((tmp_path / "manifest.jsonl").read_text().splitlines()) == 3
+
+
+def test_outputs_verify_only_for_their_own_item(tmp_path):
+    src = write(tmp_path / "p.txt", "jazz trio\n")
+    (item,) = read_items(src, DEFAULTS, tmp_path)
+    (wav,) = item.audio_paths(tmp_path)
+    assert batchlog.verified_outputs(item, tmp_path) is None
+    sf.write(wav, [[0.1]] * 320, 32000)
+    meta = {"batch_item": item.id, "prompt": item.prompt, "sample_rate": 32000, "seed": 3}
+    wav.with_suffix(".json").write_text(json.dumps(meta))
+    assert batchlog.verified_outputs(item, tmp_path)["seed"] == 3
+    wav.with_suffix(".json").write_text(json.dumps({**meta, "prompt": "something else"}))
+    assert batchlog.verified_outputs(item, tmp_path) is None
+    wav.with_suffix(".json").write_text(json.dumps(meta))
+    wav.write_bytes(b"RIFF....")  # a torn file
+    assert batchlog.verified_outputs(item, tmp_path) is None
+
+
+# -- end to end on the tiny model ---------------------------------------------------------------------
+
+SECONDS = 0.3
+
+
+def run_cli(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "musicgen_cli", "batch", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def manifest_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def prompts_file(tmp_path: Path, n: int) -> Path:
+    return write(tmp_path / "prompts.txt", "".join(f"clip number {i}\n" for i in range(n)))
+
+
+def test_ten_items_on_one_process_batched_resumable(tmp_path, cache_dir):
+    from musicgen_cli.batch import BatchOptions, run_batch
+    from musicgen_cli.hardware import probe, simulate
+
+    out = tmp_path / "out"
+    lines = [json.dumps({"prompt": f"clip {i}"}) for i in range(9)]
+    lines.append(json.dumps({"prompt": "too long a window", "window_s": 500.0}))  # passes parsing, fails on the model
+    src = write(tmp_path / "items.jsonl", "\n".join(lines))
+    items = read_items(src, Defaults("tiny-random", GenerateSettings(duration=SECONDS), base_seed=10), out)
+    options = BatchOptions(max_batch=4, cache_dir=cache_dir, machine=simulate(probe(), no_gpu=True))
+
+    summary = run_batch(items, out, options)
+    assert (summary.items, summary.done, summary.failed, summary.generated) == (10, 9, 1, 10)
+    records = manifest_lines(out)
+    assert [r["id"] for r in records] == [it.id for it in items]
+    ok = [r for r in records if r["status"] == "ok"]
+    # Nine items sharing model and settings: passes of 4, 4 and 1, each on its first item's seed.
+    assert sorted({(r["batch"]["size"], r["seed"]) for r in ok}) == [(1, 18), (4, 10), (4, 14)]
+    for record in ok:
+        wav = out / record["files"][0]
+        data, rate = sf.read(wav)
+        assert rate == 32000 and abs(len(data) - SECONDS * rate) <= 640
+        meta = json.loads(wav.with_suffix(".json").read_text())
+        assert meta["batch_item"] == record["id"] and meta["seed"] == record["seed"] and meta["item_seed"] == record["item_seed"]
+        assert record["timings_s"]["generate"] > 0 and record["attempt"] == 1
+    (failed,) = [r for r in records if r["status"] == "failed"]
+    assert "window" in failed["error"] and failed["files"] == [] and not list(out.glob("0010-*"))
+    assert not list(out.glob("manifest.rank-*")) and not (out / ".mgen-batch").exists()
+
+    stamp = {p.name: p.stat().st_mtime_ns for p in out.glob("*.wav")}
+    again = run_batch(items, out, options)  # nothing to do: good outputs are never rewritten, failures wait for --retry-failed
+    assert (again.generated, again.skipped, again.failed) == (0, 10, 1)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.wav")} == stamp
+    retry = run_batch(items, out, BatchOptions(**{**options.__dict__, "retry_failed": True}))
+    assert retry.generated == 1
+    assert [r["attempt"] for r in manifest_lines(out)] == [1] * 9 + [2]
+    assert len(manifest_lines(out)) == 10
+
+
+def test_two_processes_under_accelerate_do_each_item_once(tmp_path, cache_dir):
+    out = tmp_path / "out"
+    src = prompts_file(tmp_path, 10)
+    done = run_cli(str(src), "--out-dir", str(out), "--model-key", "tiny-random", "--duration", str(SECONDS),
+                   "--max-batch", "5", "--processes", "2", "--device", "cpu", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{"):])
+    assert (summary["done"], summary["failed"], summary["generated"]) == (10, 0, 10)
+    records = manifest_lines(out)
+    assert len(records) == 10 and len({r["id"] for r in records}) == 10
+    assert all(r["status"] == "ok" and r["attempt"] == 1 for r in records)
+    assert {r["rank"] for r in records} == {0, 1}
+    assert len(list(out.glob("*.wav"))) == 10 and not list(out.glob("manifest.rank-*"))
+
+
+def test_kill_mid_batch_then_rerun_finishes_only_the_rest(tmp_path, cache_dir):
+    out = tmp_path / "out"
+    src = prompts_file(tmp_path, 6)
+    args = [str(src), "--out-dir", str(out), "--model-key", "tiny-random", "--duration", str(SECONDS), "--max-batch", "1", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "musicgen_cli", "batch", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rank0 = out / "manifest.rank-0.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not rank0.exists() or len(rank0.read_text().splitlines()) < 2):
+        assert proc.poll() is None, "the batch ended before it could be killed"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = {r["id"]: r for r in batchlog.read_jsonl(rank0)}
+    assert 2 <= len(first) < 6
+
+    again = run_cli(*args, "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    records = manifest_lines(out)
+    assert len(records) == 6 and len({r["id"] for r in records}) == 6
+    assert all(r["status"] == "ok" and r["attempt"] == 1 for r in records)
+    for record in records:
+        if record["id"] in first:  # finished before the kill: kept as it was
+            assert record == first[record["id"]]
+        else:  # generated by the rerun (or found on disk if it was written just before the kill)
+            assert record["run"] != next(iter(first.values()))["run"]
+    summary = json.loads(again.stdout[again.stdout.index("{"):])
+    assert summary["generated"] + summary["skipped"] == 6 and summary["generated"] <= 6 - len(first)
+
+
+def test_bad_jsonl_line_is_reported_before_anything_starts(tmp_path, cache_dir):
+    from typer.testing import CliRunner
+
+    from musicgen_cli.cli import app
+
+    src = write(tmp_path / "items.jsonl", json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": "x", "seed": "one"}) + "\n")
+    result = CliRunner().invoke(app, ["batch", str(src), "--out-dir", str(tmp_path / "out"), "--model-key", "tiny-random"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, BatchInputError) and "line 2: seed must be a int" in str(result.exception)
+    assert not (tmp_path / "out").exists() and not any(cache_dir.iterdir())
