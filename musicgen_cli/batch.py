@@ -160,20 +160,49 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
     )
 
 
+def batch_fit(config, job, machine, max_batch: int, dtype: str | None = None) -> int:
+    """How many items (at most `max_batch`) one pass may hold on `machine`.
+
+    A pass fits when the planner can place it without offloading more decoder layers than a
+    single item needs: a bigger batch that streams weights is slower than smaller ones.
+    """
+    from .planner import plan_memory
+
+    def offloaded(n: int) -> int:
+        plan = plan_memory(config, replace(job, num_samples=job.num_samples * n), machine, dtype=dtype)
+        return len(plan.offload.cpu_layers) + len(plan.offload.disk_layers)
+
+    single = offloaded(1)  # PlanError here: not even one item fits, and the caller records why
+    n = max_batch
+    while n > 1:
+        try:
+            if offloaded(n) <= single:
+                return n
+        except PlanError:
+            pass
+        n //= 2
+    return 1
+
+
+def _folder(model: str, options: BatchOptions) -> Path:
+    """The ready folder of a manifest key, repo id or folder path (rank 0 fetched it already)."""
+    from .manifest import load_manifest
+    from .models import model_folder
+
+    if Path(model).is_dir():
+        return Path(model)
+    manifest = load_manifest(options.cache_dir)
+    return model_folder(manifest, manifest.get(model), download=options.download)
+
+
 def _fetch_models(models: list[str], options: BatchOptions) -> None:
     """Build or download each model once, on rank 0, before any rank loads it.
 
     A model that cannot be fetched is left to the ranks: loading it fails its items with the reason.
     """
-    from .manifest import load_manifest
-    from .models import model_folder
-
-    manifest = load_manifest(options.cache_dir)
     for name in models:
-        if Path(name).is_dir():
-            continue
         try:
-            model_folder(manifest, manifest.get(name), download=options.download)
+            _folder(name, options)
         except MgenError:
             continue
 
@@ -211,34 +240,30 @@ class _Worker:
         self.reporter.phase("finished", f"{self.status.done} done, {self.status.failed} failed")
 
     def _load(self, model: str, items: list[BatchItem]) -> tuple[MusicGen, int]:
-        """The model loaded once for all its items, and how many items one pass may hold.
+        """The model, loaded once for all its items by the plan of its largest pass, and that pass's size."""
+        from transformers import AutoConfig
 
-        The plan is made for the largest pass (--max-batch items at the longest window); a
-        pass the planner cannot fit is halved until it fits.
-        """
         from .planner import Job
 
         machine = rank_machine(self.options.machine, self.state)
-        longest = max(min(it.settings.duration, it.settings.window_s) for it in items)
-        samples = max(it.settings.num_samples for it in items)
-        guidance = any(it.settings.guidance > 1 for it in items)
-        fit = max(1, min(self.options.max_batch, len(items)))
-        while True:
-            try:
-                mg = load_model(
-                    model,
-                    cache_dir=self.options.cache_dir,
-                    job=Job(duration_s=longest, num_samples=fit * samples, guidance=guidance),
-                    machine=machine,
-                    dtype=self.options.dtype,
-                    download=self.options.download,
-                    reporter=self.reporter,
-                )
-                return mg, fit
-            except PlanError:
-                if fit == 1:
-                    raise
-                fit //= 2
+        job = Job(
+            duration_s=max(it.settings.duration for it in items),
+            num_samples=max(it.settings.num_samples for it in items),
+            guidance=any(it.settings.guidance > 1 for it in items),
+            window_s=max(it.settings.window_s for it in items),
+        )
+        config = AutoConfig.from_pretrained(_folder(model, self.options))
+        fit = batch_fit(config, job, machine, min(self.options.max_batch, len(items)), self.options.dtype)
+        mg = load_model(
+            model,
+            cache_dir=self.options.cache_dir,
+            job=replace(job, num_samples=job.num_samples * fit),
+            machine=machine,
+            dtype=self.options.dtype,
+            download=self.options.download,
+            reporter=self.reporter,
+        )
+        return mg, fit
 
     def _generate(self, mg: MusicGen, batch: list[BatchItem]) -> None:
         first = batch[0]

@@ -28,6 +28,13 @@ err_console = Console(stderr=True)
 
 CacheDirOpt = typer.Option(None, "--cache-dir", envvar="MGEN_CACHE_DIR", help="Model cache root (default: model-cache/ beside manifest.json).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+GpuMemOpt = typer.Option(None, "--gpu-mem", help="Simulate a GPU of this size (repeat for several), e.g. 8GiB.")
+RamOpt = typer.Option(None, "--ram", help="Simulate this much RAM, e.g. 16GiB.")
+CoresOpt = typer.Option(None, "--cores", help="Simulate this many CPU cores.")
+NoGpuOpt = typer.Option(False, "--no-gpu", help="Plan and run as if there were no GPU.")
+ReserveOpt = typer.Option(None, "--reserve", help="VRAM to leave free per GPU (default: 8 % of the card, at least 512MiB).")
+MaxVramOpt = typer.Option(None, "--max-vram", help="Use at most this much VRAM per GPU.")
+DeviceOpt = typer.Option("auto", "--device", help="auto (GPU when there is one), cpu, or cuda.")
 
 
 def _version(value: bool) -> None:
@@ -147,7 +154,13 @@ def generate_cmd(
     engine: str = typer.Option("fast", "--engine", help="fast (mgen's static-cache loop) or reference (transformers' generate)."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: weight-only int8 decoder (faster on CPU, small quality cost)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned for the device)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, or cuda."),
+    device: str = DeviceOpt,
+    gpu_mem: Optional[list[str]] = GpuMemOpt,
+    ram: Optional[str] = RamOpt,
+    cores: Optional[int] = CoresOpt,
+    no_gpu: bool = NoGpuOpt,
+    reserve: Optional[str] = ReserveOpt,
+    max_vram: Optional[str] = MaxVramOpt,
     num_threads: Optional[int] = typer.Option(None, "--num-threads", help="CPU threads for torch (intra- and inter-op)."),
     cpu_util_target: Optional[float] = typer.Option(None, "--cpu-util-target", help="Fraction of logical cores to use, e.g. 0.8."),
     offline: bool = typer.Option(False, "--offline", envvar="HF_HUB_OFFLINE", help="Never download; fail with the command that would."),
@@ -190,8 +203,10 @@ def generate_cmd(
         melody=melody_file,
     )
     paths = output_paths(out, hint, num_samples, fmt.lower())
-    threads = _configure_threads(num_threads, cpu_util_target)
-    machine = _machine(device, cache_dir)
+    from .hardware import configure_threads, parse_size
+
+    threads = configure_threads(num_threads, cpu_util_target)
+    machine = _machine_for(cache_dir, gpu_mem, ram, cores, no_gpu, device)
     with _reporter(quiet or as_json) as reporter:
         mg = load_model(
             size or model_key or "small",
@@ -200,12 +215,14 @@ def generate_cmd(
             machine=machine,
             dtype=dtype,
             quantize=None if quantize == "none" else quantize,
+            reserve_bytes=parse_size(reserve) if reserve else None,
+            max_vram_bytes=parse_size(max_vram) if max_vram else None,
             download=not offline,
             reporter=reporter,
         )
         result = mg.generate(text, settings)
         reporter.phase("write", str(paths[0].parent))
-        written = write_result(result, mg, paths, subtype=subtype, normalize=normalize, extra={"threads": threads})
+        written = write_result(result, mg, paths, subtype=subtype, normalize=normalize, extra={"torch_threads": threads})
     if as_json:
         print(json.dumps({"files": [str(p) for p in written], "seed": result.seed, "timings_s": result.timings,
                           "steps_per_s": result.steps_per_s, "realtime_factor": result.realtime_factor}, indent=2))
@@ -227,7 +244,7 @@ def test_suite_cmd(
     lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics for the large job (default: lyrics_terraform_my_heart.txt if present)."),
     large_duration: float = typer.Option(45.0, "--large-duration", help="Seconds for the large job (30-60)."),
     seed: int = typer.Option(0, "--seed", help="Seed for every job."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, or cuda."),
+    device: str = DeviceOpt,
     as_json: bool = JsonOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
 ) -> None:
@@ -246,7 +263,7 @@ def test_suite_cmd(
         large_duration,
         find_lyrics(lyrics, out_dir),
     )
-    machine = _machine(device, cache_dir)
+    machine = _machine_for(cache_dir, device=device)
     results = run_suite(
         jobs,
         out_dir,
@@ -343,7 +360,7 @@ def batch_cmd(
         max_batch=max_batch,
         retry_failed=retry_failed,
         cache_dir=cache_dir,
-        machine=_machine(device, cache_dir),
+        machine=_machine_for(cache_dir, device=device),
         cpu=device == "cpu",
         dtype=dtype,
         download=not offline,
@@ -375,6 +392,199 @@ def batch_cmd(
             console.print(f"[red]{item_id}:[/] {error}", highlight=False)
     if summary.failed:
         raise typer.Exit(1)
+
+
+@app.command("download")
+def download_cmd(
+    model: Optional[str] = typer.Argument(None, help="Manifest key (e.g. small) or hub repo id (e.g. facebook/musicgen-small)."),
+    model_key: Optional[str] = typer.Option(None, "--model-key", help="Same as the MODEL argument."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit (default: the manifest's, else main)."),
+    include_audiocraft: bool = typer.Option(
+        False, "--include-audiocraft", help="Also fetch audiocraft's state_dict.bin files (into AUDIOCRAFT_CACHE_DIR if set)."
+    ),
+    cache_dir: Optional[Path] = CacheDirOpt,
+) -> None:
+    """Download a model from the Hugging Face hub into the cache (resumable, checksum-verified)."""
+    from .hub import download_model
+    from .manifest import load_manifest
+    from .ui import RichReporter
+
+    if model and model_key and model != model_key:
+        raise MgenError(f"two models given: {model!r} and --model-key {model_key!r}", "pass just one")
+    name = model or model_key
+    if not name:
+        raise MgenError("no model given", "run `mgen download small` or `mgen download facebook/musicgen-small`")
+    manifest = load_manifest(cache_dir)
+    entry = manifest.get(name)
+    with RichReporter(console) as reporter:
+        if entry.random_weights:
+            from .models import model_folder
+
+            folder = model_folder(manifest, entry, reporter=reporter)  # built locally, nothing to download
+        else:
+            folder = download_model(manifest, entry, reporter=reporter, revision=revision, include_audiocraft=include_audiocraft)
+    console.print(f"[green]ready:[/] {folder}", highlight=False)
+
+
+@app.command("import")
+def import_cmd(
+    folder: Path = typer.Argument(..., help="A folder with config.json, model.safetensors and tokenizer files."),
+    key: str = typer.Option(..., "--key", help="The manifest key to register it under (also its cache folder name)."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+) -> None:
+    """Check a local MusicGen folder (config, weight names and shapes, tokenizer) and copy it into the cache."""
+    from .importer import import_model
+    from .manifest import load_manifest
+    from .ui import RichReporter
+
+    manifest = load_manifest(cache_dir)
+    with RichReporter(console) as reporter:
+        entry = import_model(manifest, folder, key, reporter=reporter)
+    console.print(f"[green]imported:[/] {entry.key} -> {manifest.folder(entry)}", highlight=False)
+
+
+@app.command("import-audiocraft")
+def import_audiocraft_cmd(
+    paths: list[Path] = typer.Argument(..., help="Folder holding state_dict.bin and compression_state_dict.bin, or those files."),
+    key: str = typer.Option(..., "--key", help="Manifest key to register the converted model under."),
+    base: Optional[str] = typer.Option(
+        None, "--base", help="Model lending the T5 text encoder and tokenizer: small|medium|large|melody|<key> (default: small, melody for melody checkpoints)."
+    ),
+    apply_proposed: bool = typer.Option(
+        False, "--apply-proposed", envvar="APPLY_PROPOSED", help="Apply high-confidence fuzzy name matches too (default: only propose them)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an existing model with the same key."),
+    check: bool = typer.Option(True, "--check/--no-check", help="After writing, load the model and generate a few frames."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Convert an audiocraft MusicGen checkpoint (state_dict.bin + compression_state_dict.bin) into the cache."""
+    from .audiocraft import ImportRefused, import_audiocraft
+    from .importview import render_match_report
+
+    try:
+        result = import_audiocraft(
+            paths, key, base=base, apply_proposed=apply_proposed, force=force, check=check, cache_dir=cache_dir
+        )
+    except ImportRefused as exc:
+        if as_json:
+            print(json.dumps({"imported": False, "error": str(exc), "report": exc.report.to_json()}, indent=2))
+        else:
+            render_match_report(err_console, exc.report, from_base=base)
+        raise
+    if as_json:
+        print(json.dumps({"imported": True, "key": key, "folder": str(result.folder), "report": result.report.to_json()}, indent=2))
+        return
+    render_match_report(console, result.report, from_base=result.base)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    arch = result.arch
+    console.print(
+        f"[green]imported[/] {key!r} -> {result.folder}\n"
+        f"  decoder: {arch.layers} layers x {arch.hidden} hidden, {arch.heads} heads, {arch.codebooks} codebooks of {arch.card}, "
+        f"{'stereo' if arch.channels == 2 else 'mono'}{', melody' if arch.melody else ''}; T5 and tokenizer from {result.base!r}"
+    )
+    if result.audio_shape:
+        console.print(f"  smoke check: generated audio {list(result.audio_shape)}")
+
+
+def _machine_for(cache_dir, gpu_mem=None, ram=None, cores=None, no_gpu=False, device="auto"):
+    """The probed machine with any simulated parts (--gpu-mem, --ram, --cores, --no-gpu, --device)."""
+    from .hardware import parse_size, probe, simulate
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise MgenError(f"unknown device {device!r}", "use --device auto, cpu or cuda")
+    machine = probe(cache_dir)
+    if device == "cuda" and not machine.gpus and not gpu_mem:
+        raise MgenError("--device cuda but torch sees no CUDA GPU", "install a CUDA build of torch, or use --device cpu")
+    return simulate(
+        machine,
+        gpu_mem=[parse_size(s) for s in gpu_mem or []],
+        ram=parse_size(ram) if ram else None,
+        cores=cores,
+        no_gpu=no_gpu or device == "cpu",
+    )
+
+
+@app.command("memory-plan")
+def memory_plan_cmd(
+    size: Optional[str] = typer.Option(None, "--size", help="small, medium or large (default: small)."),
+    model_key: Optional[str] = typer.Option(None, "--model-key", help="Any manifest key or repo id instead of --size."),
+    duration: float = typer.Option(30.0, "--duration", help="Seconds of audio to generate."),
+    num_samples: int = typer.Option(1, "--num-samples", help="Clips generated together."),
+    gpu_mem: Optional[list[str]] = GpuMemOpt,
+    ram: Optional[str] = RamOpt,
+    cores: Optional[int] = CoresOpt,
+    no_gpu: bool = NoGpuOpt,
+    reserve: Optional[str] = ReserveOpt,
+    max_vram: Optional[str] = MaxVramOpt,
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: by device)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 to halve the decoder's weights."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Where every part of the model would live for this job, and how fast it would run. Loads nothing."""
+    from .hardware import parse_size
+    from .manifest import load_manifest
+    from .planner import Job, plan_memory
+    from .sizing import entry_config
+
+    if size and model_key:
+        raise MgenError("--size and --model-key both name a model", "pass one of them")
+    if size and size not in ("small", "medium", "large"):
+        raise MgenError(f"unknown size {size!r}", "use --size small, medium or large")
+    manifest = load_manifest(cache_dir)
+    entry = manifest.get(model_key or size or "small")
+    machine = _machine_for(cache_dir, gpu_mem, ram, cores, no_gpu)
+    plan = plan_memory(
+        entry_config(manifest, entry),
+        Job(duration_s=duration, num_samples=num_samples),
+        machine,
+        dtype=dtype,
+        quantize=quantize,
+        reserve_bytes=parse_size(reserve) if reserve else None,
+        max_vram_bytes=parse_size(max_vram) if max_vram else None,
+    )
+    if as_json:
+        print(json.dumps({"model": entry.key, **plan.to_json()}, indent=2))
+        return
+    from .memory_views import plan_view
+
+    title = f"Memory plan: {entry.key} ({entry.repo_id or 'local'}), {duration:g} s x {num_samples}"
+    console.print(plan_view(plan, title))
+
+
+@app.command("inspect-memory")
+def inspect_memory_cmd(
+    watch: bool = typer.Option(False, "--watch", help="Refresh every second until Ctrl-C."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+) -> None:
+    """What the machine has and uses now: GPUs, RAM, per-core CPU, torch threads, GPU processes, cache size."""
+    import time
+
+    from rich.live import Live
+
+    from .cache import cache_root, folder_size
+    from .memory_views import readout_view
+    from .monitor import gpu_processes, snapshot
+
+    root = cache_root(cache_dir)
+
+    def view():
+        return readout_view(snapshot(), gpu_processes(), folder_size(root), str(root))
+
+    snapshot()  # CPU percentages are measured between calls: start the clock
+    time.sleep(0.2)
+    if not watch:
+        console.print(view())
+        return
+    try:
+        with Live(view(), console=console, refresh_per_second=4) as live:
+            while True:
+                time.sleep(1.0)
+                live.update(view())
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:

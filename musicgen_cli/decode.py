@@ -1,0 +1,159 @@
+"""Token generation for MusicGen: the public entry point and the transformers reference engine.
+
+`generate_codes` returns undelayed EnCodec codes. Two engines produce the same tokens for the
+same seed: "fast" (our static-cache loop, `fastloop.py`) and "reference" (transformers'
+`generate`). Clips longer than one window are made window by window, each window continuing
+from the tail of the previous one, the way audiocraft extends past 30 s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from musicgen_cli import delay
+
+StepCallback = Callable[[int, int], None]
+
+WINDOW_SECONDS = 30.0  # what the released models were trained on
+CONTEXT_FRACTION = 0.4  # audiocraft's default keeps 12 s of a 30 s window as context
+
+
+@dataclass(frozen=True)
+class Sampling:
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int = 250
+    top_p: float = 0.0  # 0 = off
+    guidance_scale: float = 3.0  # <= 1 disables CFG
+
+    @property
+    def cfg(self) -> bool:
+        return self.guidance_scale > 1
+
+
+@dataclass(frozen=True)
+class Request:
+    """One window of work for an engine: conditioning, what to continue from, and how far."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor | None
+    frames: int
+    sampling: Sampling
+    prompt_codes: torch.Tensor | None
+    melody_features: torch.Tensor | None
+
+
+def layout(model) -> tuple[int, int, int]:
+    """(codebooks, audio channels, pad token) of a loaded MusicGen."""
+    config = model.decoder.config
+    return config.num_codebooks, config.audio_channels, model.generation_config.pad_token_id
+
+
+def decode_steps(model, frames: int) -> int:
+    """Forward passes that yield `frames` new frames: the delay adds one per extra codebook."""
+    num_codebooks, channels, _ = layout(model)
+    return frames + num_codebooks // channels - 1
+
+
+def generate_codes(model, *, input_ids, attention_mask, num_frames: int, sampling: Sampling,
+                   prompt_codes=None, melody_features=None, engine: str = "fast",
+                   on_step: StepCallback | None = None,
+                   window_frames: int | None = None) -> torch.LongTensor:
+    """Undelayed codes `[batch, K, prompt_frames + num_frames]` for a batch of text prompts."""
+    if engine == "fast":
+        from musicgen_cli.fastloop import generate_window
+    elif engine == "reference":
+        generate_window = reference_window
+    else:
+        raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")
+    num_codebooks, channels, _ = layout(model)
+    prompt_frames = 0 if prompt_codes is None else prompt_codes.shape[-1]
+    if num_frames < 1 or prompt_frames + num_frames < num_codebooks // channels:
+        raise ValueError(f"need at least {num_codebooks // channels} frames in all, got {num_frames}")
+    window = window_frames or int(WINDOW_SECONDS * model.config.audio_encoder.frame_rate)
+    plan = window_plan(prompt_frames, num_frames, window)
+    total = sum(decode_steps(model, new) for _, new in plan)
+    done = 0
+    codes = prompt_codes
+
+    def report(step: int, _: int) -> None:
+        if on_step is not None:
+            on_step(done + step, total)
+
+    for context, new in plan:
+        request = Request(input_ids, attention_mask, new, sampling,
+                          None if codes is None or context == 0 else codes[..., -context:], melody_features)
+        window_codes = generate_window(model, request, report)
+        fresh = window_codes[..., window_codes.shape[-1] - new :]
+        codes = fresh if codes is None else torch.cat([codes, fresh.to(codes.device)], dim=-1)
+        done += decode_steps(model, new)
+    return codes
+
+
+def window_plan(prompt_frames: int, num_frames: int, window: int) -> list[tuple[int, int]]:
+    """(context frames kept, new frames) per window. One window when everything fits; after
+    that each window keeps the last CONTEXT_FRACTION of a window and fills the rest."""
+    if prompt_frames + num_frames <= window:
+        return [(prompt_frames, num_frames)]
+    context = max(1, int(window * CONTEXT_FRACTION))
+    plan, have, left = [], prompt_frames, num_frames
+    while left > 0:
+        kept = min(have, context)
+        new = min(left, window - kept)
+        plan.append((kept, new))
+        have, left = have + new, left - new
+    return plan
+
+
+def reference_window(model, request: Request, on_step: StepCallback) -> torch.LongTensor:
+    """One window through transformers' `generate`, capturing the tokens on the way.
+
+    `generate` always decodes audio at the end and (in transformers 5) does not forward a
+    streamer to its sampling loop, so a stopping criterion that never stops watches the
+    delayed sequence after every step; its last view is forced through the delay pattern and
+    undelayed exactly as `generate` does before its audio decode.
+    """
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    num_codebooks, channels, pad = layout(model)
+    steps = decode_steps(model, request.frames)
+    batch = request.input_ids.shape[0]
+
+    class Watcher(StoppingCriteria):
+        def __init__(self) -> None:
+            self.sequence: torch.Tensor | None = None
+            self.step = 0
+
+        def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.BoolTensor:
+            self.sequence = input_ids
+            self.step += 1
+            on_step(self.step, steps)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    device = model.text_encoder.device
+    kwargs = dict(
+        input_ids=request.input_ids.to(device),
+        attention_mask=None if request.attention_mask is None else request.attention_mask.to(device),
+        max_new_tokens=steps,
+        guidance_scale=request.sampling.guidance_scale,
+        do_sample=request.sampling.do_sample,
+    )
+    if request.sampling.do_sample:
+        kwargs.update(temperature=request.sampling.temperature, top_k=request.sampling.top_k,
+                      top_p=request.sampling.top_p or 1.0)
+    else:
+        kwargs.update(temperature=None, top_k=None, top_p=None)
+    if request.prompt_codes is not None:
+        kwargs["decoder_input_ids"] = request.prompt_codes.reshape(batch * num_codebooks, -1).to(device)
+    if request.melody_features is not None:
+        kwargs["input_features"] = request.melody_features.to(device=device, dtype=model.dtype)
+    watcher = Watcher()
+    with torch.no_grad():
+        model.generate(stopping_criteria=StoppingCriteriaList([watcher]), **kwargs)
+    sequence = watcher.sequence.cpu().reshape(batch, num_codebooks, -1)
+    forced = delay.pattern(request.prompt_codes, batch, num_codebooks, channels, sequence.shape[-1], pad)
+    sequence = torch.where(forced == delay.PREDICT, sequence, forced)
+    return delay.undelay(sequence, channels)

@@ -1,0 +1,111 @@
+"""The constants of mgen's memory and speed model, in one place, with where they come from.
+
+Decoding one MusicGen frame is memory-bound: every step reads every weight of the LM once
+(plus the KV cache), so a step takes about bytes-read / bandwidth on whatever device reads
+them. The figures below are vendor peaks scaled by the share decode kernels reach in
+practice; they are estimates, and the plan says so.
+"""
+
+from __future__ import annotations
+
+GiB = 2**30
+MiB = 2**20
+
+# --- GPU ---------------------------------------------------------------------------------
+# Peak memory bandwidth (bytes/s) from the vendors' spec sheets, matched by name substring,
+# most specific first.
+GPU_BANDWIDTHS: tuple[tuple[str, float], ...] = (
+    ("H200", 4.8e12),
+    ("H100 PCIe", 2.0e12),
+    ("H100", 3.35e12),
+    ("A100", 1.94e12),
+    ("L40", 864e9),
+    ("A10", 600e9),
+    ("L4", 300e9),
+    ("T4", 320e9),
+    ("V100", 900e9),
+    ("4090", 1008e9),
+    ("4080", 717e9),
+    ("4070 Ti", 504e9),
+    ("4070", 504e9),
+    ("4060 Ti", 288e9),
+    ("4060", 272e9),
+    ("3090", 936e9),
+    ("3080", 760e9),
+    ("3070", 448e9),
+    ("3060", 360e9),
+    ("2080", 448e9),
+    ("2070", 448e9),
+    ("2060", 336e9),
+    ("1080", 320e9),
+    ("1070", 256e9),
+)
+# An unknown card, and a simulated one: an RTX 3060-class consumer GPU (360 GB/s).
+DEFAULT_GPU_BANDWIDTH = 300e9
+SIMULATED_GPU_BANDWIDTH = 360e9
+# Share of peak bandwidth that batch-2 GEMV decode kernels reach (vendor GEMV benchmarks and
+# gpt-fast's measured tokens/s: 60-80 %).
+GPU_BANDWIDTH_EFFICIENCY = 0.7
+# Kernel launches per decoder layer and step in eager PyTorch: ~15 kernels at ~5 us each.
+GPU_LAYER_OVERHEAD_S = 80e-6
+# What torch.cuda.mem_get_info already misses once the CUDA context and cuBLAS workspaces
+# exist (PyTorch docs, "CUDA memory management": several hundred MiB per device).
+CUDA_CONTEXT_BYTES = 400 * MiB
+# Host RSS added by loading the CUDA runtime, cuBLAS and cuDNN into the process.
+CUDA_HOST_RSS_BYTES = 1 * GiB
+# VRAM left unused by default: max of this floor and a share of the card, for allocator
+# fragmentation, the desktop and other processes.
+DEFAULT_RESERVE_FLOOR = 512 * MiB
+DEFAULT_RESERVE_SHARE = 0.08
+# The caching allocator rounds blocks up; transient tensors cost a little more than their size.
+ALLOCATOR_SLACK = 1.10
+
+# --- host --------------------------------------------------------------------------------
+# Host-to-device copies from pageable memory over PCIe 3.0/4.0 x16 (~12 GB/s measured with
+# CUDA's bandwidthTest; pinned memory reaches ~25 GB/s on 4.0).
+PCIE_BANDWIDTH = 12e9
+# Effective DRAM bandwidth of a desktop (dual-channel DDR4/DDR5 STREAM triad ~25-60 GB/s),
+# reached only with enough cores: each core streams about PER_CORE.
+CPU_MEM_BANDWIDTH = 25e9
+CPU_PER_CORE_BANDWIDTH = 6e9
+# Operator dispatch per decoder layer and step on CPU (eager PyTorch, ~15 ops).
+CPU_LAYER_OVERHEAD_S = 150e-6
+# RSS of a Python process with torch, transformers and the MusicGen modules imported and a
+# tokenizer loaded, before any weight (measured: torch 2.13 CPU, transformers 5, Linux x86-64).
+RUNTIME_BASE_RSS = 360 * MiB
+# Sequential reads of disk-offloaded weights (NVMe SSD ~2 GB/s; SATA is 0.5).
+DISK_BANDWIDTH = 1.5e9
+# RAM kept free for the OS and the desktop when planning against available memory.
+RAM_RESERVE = 512 * MiB
+
+# --- job ---------------------------------------------------------------------------------
+# Text prompt length budgeted for cross-attention (T5 tokens; MusicGen prompts are short).
+TEXT_TOKENS = 64
+# Live activations of the EnCodec decoder, in tensors of num_filters channels at the full
+# sample rate: its last upsampling stage holds this many at once. Measured: peak RSS growth
+# of a 32 kHz decode on CPU is 40 MiB per second of audio (benchmarks, 5 s vs 20 s clips).
+CODEC_LIVE_TENSORS = 5.2
+# Seconds of decode per second of audio for EnCodec (32 kHz): GPU (estimate), and one CPU
+# core (measured: 20 s of audio in 17.7 s on one thread).
+CODEC_S_PER_AUDIO_S_GPU = 0.004
+CODEC_S_PER_AUDIO_S_CPU_CORE = 0.9
+# Chunk length EnCodec decodes at a time when the whole clip does not fit (seconds).
+CODEC_CHUNK_S = 10.0
+# T5-base encoding of one prompt on CPU (s); small next to the decode loop.
+TEXT_ENCODER_S = 0.2
+
+
+def gpu_bandwidth(name: str) -> float:
+    """Peak bandwidth of a GPU by its marketing name (DEFAULT_GPU_BANDWIDTH when unknown)."""
+    for needle, bandwidth in GPU_BANDWIDTHS:
+        if needle.lower() in name.lower():
+            return bandwidth
+    return DEFAULT_GPU_BANDWIDTH
+
+
+def cpu_bandwidth(cores: int) -> float:
+    return min(CPU_MEM_BANDWIDTH, max(1, cores) * CPU_PER_CORE_BANDWIDTH)
+
+
+def default_reserve(total_bytes: int) -> int:
+    return int(max(DEFAULT_RESERVE_FLOOR, DEFAULT_RESERVE_SHARE * total_bytes))

@@ -1,0 +1,170 @@
+"""`mgen import`: check that a local folder holds a loadable MusicGen, then copy it into the cache.
+
+The check reads no tensor data: the model is built on the meta device and its expected tensor
+names and shapes are compared with the safetensors headers, so checking a 3B model is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cache import is_ready, mark_ready, safe_child
+from .errors import MgenError
+from .events import NullReporter, Reporter
+from .layout import MUSICGEN_TYPES, is_weight_file, traits_from_config, wanted_by_transformers
+from .manifest import Manifest, ModelEntry
+
+# Checkpoints written before torch's parametrized weight norm name its two halves the old way;
+# transformers renames them on load, so they count as the same tensors.
+_LEGACY_NAMES = {".weight_g": ".parametrizations.weight.original0", ".weight_v": ".parametrizations.weight.original1"}
+_SHOWN = 3  # how many offending tensor names an error lists
+_VOCAB_FILES = ("tokenizer.json", "spiece.model")
+
+
+@dataclass(frozen=True)
+class CheckedFolder:
+    folder: Path
+    config: dict
+    files: list[str]  # what to copy
+
+
+def _fail(folder: Path, what: str, fix: str) -> MgenError:
+    return MgenError(f"{folder} is not a loadable MusicGen: {what}", fix)
+
+
+def _read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise _fail(folder, "config.json is missing", "point at the folder that holds config.json and model.safetensors")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise _fail(folder, f"config.json line {exc.lineno}: {exc.msg}", "fix or re-download config.json") from None
+    if not isinstance(config, dict) or config.get("model_type") not in MUSICGEN_TYPES:
+        found = config.get("model_type") if isinstance(config, dict) else None
+        raise _fail(folder, f"config.json has model_type {found!r}, not musicgen or musicgen_melody", "import a MusicGen checkpoint (transformers format)")
+    return config
+
+
+def _weight_files(folder: Path) -> list[str]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, AttributeError):
+            raise _fail(folder, "model.safetensors.index.json has no weight_map", "re-download the index file") from None
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if missing:
+            raise _fail(folder, f"weight shard {missing[0]} is missing", "copy every model-*.safetensors shard the index names")
+        return shards
+    if (folder / "model.safetensors").is_file():
+        return ["model.safetensors"]
+    raise _fail(folder, "no model.safetensors (or sharded index) found", "save the model with safe_serialization=True")
+
+
+def _modern_name(name: str) -> str:
+    for old, new in _LEGACY_NAMES.items():
+        if name.endswith(old):
+            return name[: -len(old)] + new
+    return name
+
+
+def _stored_shapes(folder: Path, shards: list[str]) -> dict[str, tuple[int, ...]]:
+    from safetensors import SafetensorError, safe_open
+
+    shapes = {}
+    for shard in shards:
+        try:
+            with safe_open(str(folder / shard), framework="pt") as fh:
+                for name in fh.keys():
+                    shapes[_modern_name(name)] = tuple(fh.get_slice(name).get_shape())
+        except (SafetensorError, OSError) as exc:
+            raise _fail(folder, f"{shard} is not a readable safetensors file ({exc})", "re-download or re-save the weights") from None
+    return shapes
+
+
+def _expected_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes the config's model has, minus weights tied to another (saved once)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig
+
+    from .testing import model_class
+
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise _fail(folder, f"transformers cannot read config.json ({exc})", "re-download config.json") from None
+    with init_empty_weights():
+        model = model_class(config)(config)
+    tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+    return {name: tuple(t.shape) for name, t in model.state_dict().items() if name not in tied}
+
+
+def _check_tokenizer(folder: Path, config: dict) -> None:
+    """The T5 tokenizer loads from its own vocabulary and only yields ids the text encoder can embed."""
+    from transformers import AutoTokenizer
+
+    fix = "copy tokenizer.json (or spiece.model), tokenizer_config.json and special_tokens_map.json from the original repo"
+    # Without a vocabulary file transformers quietly builds an empty tokenizer; that is not loadable for us.
+    if not any((folder / name).is_file() for name in _VOCAB_FILES):
+        raise _fail(folder, "no tokenizer vocabulary (tokenizer.json or spiece.model)", fix)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:  # transformers raises many types for a broken tokenizer; any of them means unusable
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _fail(folder, f"the tokenizer does not load ({reason})", fix) from None
+    vocab = (config.get("text_encoder") or {}).get("vocab_size")
+    if vocab is not None and len(tokenizer) > vocab:
+        raise _fail(folder, f"the tokenizer has {len(tokenizer)} tokens but the text encoder embeds {vocab}", fix)
+
+
+def check_model_folder(folder: Path | str) -> CheckedFolder:
+    """Everything mgen needs to load the folder, checked without reading tensor data."""
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise MgenError(f"{folder} is not a folder", "pass the folder that holds config.json and model.safetensors")
+    config = _read_config(folder)
+    shards = _weight_files(folder)
+    stored = _stored_shapes(folder, shards)
+    expected = _expected_shapes(folder)
+    missing = sorted(set(expected) - set(stored))
+    if missing:
+        raise _fail(folder, f"{len(missing)} tensors missing from the weights, e.g. {', '.join(missing[:_SHOWN])}", "the weights belong to another model or are incomplete")
+    wrong = [f"{n} {list(stored[n])} != {list(expected[n])}" for n in expected if stored[n] != expected[n]]
+    if wrong:
+        raise _fail(folder, f"{len(wrong)} tensors have the wrong shape, e.g. {'; '.join(wrong[:_SHOWN])}", "config.json does not describe these weights")
+    _check_tokenizer(folder, config)
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and wanted_by_transformers(p.name))
+    files = [f for f in files if not is_weight_file(f) or f in shards]
+    return CheckedFolder(folder=folder, config=config, files=files)
+
+
+def import_model(manifest: Manifest, source: Path | str, key: str, *, reporter: Reporter | None = None) -> ModelEntry:
+    """Check `source`, copy it to <cache>/<key> atomically, register `key` and mark the copy ready."""
+    reporter = reporter or NullReporter()
+    target = safe_child(manifest.root, key)
+    if is_ready(target):
+        raise MgenError(f"model key {key!r} already has a ready folder {target}", "pick another --key or delete that folder first")
+    reporter.phase("check", str(source))
+    checked = check_model_folder(source)
+    reporter.phase("copy", f"{len(checked.files)} files to {target}")
+    manifest.root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".import-{key}.", dir=manifest.root))
+    try:
+        for name in checked.files:
+            shutil.copyfile(checked.folder / name, staging / name)
+        if target.exists():
+            shutil.rmtree(target)  # an unready leftover: a partial download or an interrupted import
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shape, caps = traits_from_config(checked.config)
+    entry = manifest.register(
+        ModelEntry(key=key, folder=key, repo_id=None, revision=None, shape=shape, capabilities=caps, description=f"imported from {checked.folder}", source="user")
+    )
+    mark_ready(target, {"key": key, "imported_from": str(checked.folder), "files": checked.files})
+    return entry

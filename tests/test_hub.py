@@ -1,0 +1,339 @@
+"""`mgen download` against a real HTTP server speaking the hub's protocol, through huggingface_hub itself."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_hub import GOOD_TOKEN, FakeHub, FakeHubServer, FakeRepo
+
+from musicgen_cli.cache import READY_MARKER, read_marker
+from musicgen_cli.errors import DownloadError
+from musicgen_cli.events import Progress
+from musicgen_cli.hub import PARTIAL_SUFFIX, download_model
+from musicgen_cli.manifest import load_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = "facebook/musicgen-small"
+BIG = "acme/musicgen-big"
+TRANSFORMERS_FILES = {
+    "README.md",
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+}
+AUDIOCRAFT = {"state_dict.bin": b"\x80audiocraft-lm" * 300, "compression_state_dict.bin": b"\x80encodec" * 200}
+
+
+@pytest.fixture(scope="module")
+def repo_folder(tiny_models, tmp_path_factory) -> Path:
+    """The tiny mono model laid out like facebook/musicgen-small, audiocraft checkpoints included."""
+    folder = tmp_path_factory.mktemp("repo") / "musicgen-small"
+    shutil.copytree(tiny_models["mono"], folder)
+    for name, data in AUDIOCRAFT.items():
+        (folder / name).write_bytes(data)
+    (folder / "pytorch_model.bin").write_bytes(b"not needed by mgen")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def big_repo_folder(repo_folder, tmp_path_factory) -> Path:
+    """The same repo with a 12 MiB weights file: the hub client writes in 10 MiB chunks, so a cut keeps one."""
+    from safetensors.numpy import save_file
+
+    folder = tmp_path_factory.mktemp("repo") / "musicgen-big"
+    shutil.copytree(repo_folder, folder)
+    save_file({"blob": np.random.default_rng(0).integers(0, 255, 12 * 2**20, dtype=np.uint8)}, str(folder / "model.safetensors"))
+    return folder
+
+
+@pytest.fixture()
+def hub(repo_folder, big_repo_folder):
+    fake = FakeHub()
+    fake.add(FakeRepo.from_folder(SMALL, repo_folder))
+    fake.add(FakeRepo.from_folder(BIG, big_repo_folder))
+    fake.add(FakeRepo.from_folder("acme/musicgen-tiny", repo_folder))
+    fake.add(FakeRepo.from_folder("acme/gated-musicgen", repo_folder, gated=True))
+    with FakeHubServer(fake) as running:
+        yield running
+
+
+def mgen(cache_dir: Path, endpoint: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, with the hub client configured only through the environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "AUDIOCRAFT_"))}
+    base.update(
+        PYTHONPATH=str(ROOT),
+        HF_ENDPOINT=endpoint,
+        HF_HOME=str(cache_dir.parent / "hf-home"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        MGEN_CACHE_DIR=str(cache_dir),
+        COLUMNS="200",
+    )
+    base.update(env)
+    return subprocess.run([sys.executable, "-m", "musicgen_cli", *args], env=base, capture_output=True, text=True, timeout=120)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    return lines[0]
+
+
+def file_gets(hub: FakeHub, name: str) -> list:
+    return [r for r in hub.requests("GET", "/resolve/") if r[1].endswith("/" + name)]
+
+
+def test_download_fetches_transformers_files_verifies_and_marks_ready(hub, cache_dir, repo_folder):
+    result = mgen(cache_dir, hub.url, "download", "small")
+
+    assert result.returncode == 0, result.stderr
+    folder = cache_dir / "musicgen-small"
+    assert {p.name for p in folder.iterdir()} == TRANSFORMERS_FILES | {READY_MARKER}
+    for name in TRANSFORMERS_FILES:
+        assert (folder / name).read_bytes() == (repo_folder / name).read_bytes()
+    marker = read_marker(folder)
+    assert marker["repo_id"] == SMALL and marker["revision"] == "main"
+    assert marker["commit"] == hub.repos[SMALL].commit
+    weights = (repo_folder / "model.safetensors").read_bytes()
+    assert marker["files"]["model.safetensors"] == {"size": len(weights), "sha256": hashlib.sha256(weights).hexdigest()}
+    assert not file_gets(hub, "state_dict.bin") and not file_gets(hub, "pytorch_model.bin")
+    assert "total: " in result.stdout and "(100%)" in result.stdout
+
+
+def test_second_download_of_a_ready_model_fetches_nothing(hub, cache_dir):
+    assert mgen(cache_dir, hub.url, "download", "small").returncode == 0
+    hub.log.clear()
+
+    again = mgen(cache_dir, hub.url, "download", "--model-key", SMALL)
+
+    assert again.returncode == 0, again.stderr
+    assert "already downloaded" in again.stdout
+    assert not hub.requests("GET", "/resolve/")
+
+
+def test_models_lists_download_as_cached(hub, cache_dir):
+    def cached(key: str) -> bool:
+        listing = mgen(cache_dir, hub.url, "models", "--json")
+        assert listing.returncode == 0, listing.stderr
+        return {row["key"]: row["cached"] for row in json.loads(listing.stdout)}.get(key, False)
+
+    assert not cached("small")
+    assert mgen(cache_dir, hub.url, "download", "small").returncode == 0
+    assert cached("small")
+
+
+def test_unlisted_repo_id_is_registered_in_user_manifest(hub, cache_dir):
+    result = mgen(cache_dir, hub.url, "download", "--model-key", "acme/musicgen-tiny")
+
+    assert result.returncode == 0, result.stderr
+    manifest = load_manifest(cache_dir)
+    entry = manifest.get("musicgen-tiny")
+    assert entry.repo_id == "acme/musicgen-tiny" and entry.source == "user"
+    assert entry.shape == "tiny" and entry.capabilities.channels == 1 and not entry.capabilities.melody
+    assert manifest.is_cached(entry)
+    assert (cache_dir / "acme--musicgen-tiny" / "model.safetensors").is_file()
+
+
+def test_include_audiocraft_goes_to_audiocraft_cache_dir(hub, cache_dir, tmp_path):
+    audiocraft = tmp_path / "audiocraft-cache"
+    result = mgen(cache_dir, hub.url, "download", "small", "--include-audiocraft", AUDIOCRAFT_CACHE_DIR=str(audiocraft))
+
+    assert result.returncode == 0, result.stderr
+    commit = hub.repos[SMALL].commit
+    repo_dir = audiocraft / "models--facebook--musicgen-small"
+    for name, data in AUDIOCRAFT.items():
+        assert (repo_dir / "snapshots" / commit / name).read_bytes() == data
+        assert not (cache_dir / "musicgen-small" / name).exists()
+    assert (repo_dir / "refs" / "main").read_text() == commit
+    assert set(read_marker(cache_dir / "musicgen-small")["files"]) == TRANSFORMERS_FILES | set(AUDIOCRAFT)
+
+
+def test_include_audiocraft_without_its_cache_dir_uses_the_model_folder(hub, cache_dir):
+    result = mgen(cache_dir, hub.url, "download", "small", "--include-audiocraft")
+
+    assert result.returncode == 0, result.stderr
+    for name, data in AUDIOCRAFT.items():
+        assert (cache_dir / "musicgen-small" / name).read_bytes() == data
+
+
+def test_cut_transfer_resumes_with_range_on_next_run(hub, cache_dir, big_repo_folder):
+    hub.cut.add((BIG, "model.safetensors"))
+
+    first = mgen(cache_dir, hub.url, "download", BIG)
+
+    one_line_error(first)
+    assert "dropped" in first.stdout or "resume" in first.stdout
+    folder = cache_dir / "acme--musicgen-big"
+    assert not (folder / READY_MARKER).exists() and not (folder / "model.safetensors").exists()
+    partials = list(folder.glob(f".model.safetensors.*{PARTIAL_SUFFIX}"))
+    assert len(partials) == 1
+    kept = partials[0].stat().st_size
+    weights = (big_repo_folder / "model.safetensors").read_bytes()
+    assert 0 < kept < len(weights)
+
+    hub.outage = False
+    hub.log.clear()
+    second = mgen(cache_dir, hub.url, "download", BIG)
+
+    assert second.returncode == 0, second.stderr
+    assert [r[2] for r in file_gets(hub, "model.safetensors")] == [f"bytes={kept}-"]
+    assert (folder / "model.safetensors").read_bytes() == weights
+    assert not list(folder.glob(f"*{PARTIAL_SUFFIX}"))
+    assert (folder / READY_MARKER).exists()
+
+
+def test_corrupted_files_are_fetched_again(hub, cache_dir, repo_folder):
+    # Wrong bytes of the right size: caught by the LFS sha256 and, for plain files, the git blob id.
+    hub.corrupt[(SMALL, "model.safetensors")] = 1
+    hub.corrupt[(SMALL, "config.json")] = 1
+
+    result = mgen(cache_dir, hub.url, "download", "small")
+
+    assert result.returncode == 0, result.stderr
+    assert "model.safetensors failed its checksum" in result.stdout
+    assert len(file_gets(hub, "model.safetensors")) == 2 and len(file_gets(hub, "config.json")) == 2
+    for name in ("model.safetensors", "config.json"):
+        assert (cache_dir / "musicgen-small" / name).read_bytes() == (repo_folder / name).read_bytes()
+
+
+def test_file_corrupted_twice_fails_and_is_not_marked_ready(hub, cache_dir):
+    hub.corrupt[(SMALL, "model.safetensors")] = 2
+
+    line = one_line_error(mgen(cache_dir, hub.url, "download", "small"))
+
+    assert "failed verification twice" in line
+    folder = cache_dir / "musicgen-small"
+    assert not (folder / READY_MARKER).exists() and not (folder / "model.safetensors").exists()
+
+
+def test_unknown_repo_is_one_line_error(hub, cache_dir):
+    line = one_line_error(mgen(cache_dir, hub.url, "download", "nobody/no-such-model"))
+    assert "nobody/no-such-model not found" in line
+
+
+def test_unknown_revision_is_one_line_error(hub, cache_dir):
+    line = one_line_error(mgen(cache_dir, hub.url, "download", "small", "--revision", "v9"))
+    assert "revision 'v9' not found" in line
+
+
+def test_unreachable_hub_is_one_line_error(cache_dir):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again below, so nothing listens there
+    line = one_line_error(mgen(cache_dir, f"http://127.0.0.1:{port}", "download", "small"))
+    assert "cannot reach the hub" in line
+    assert not (cache_dir / "musicgen-small" / READY_MARKER).exists()
+
+
+def test_offline_mode_refuses_without_a_request_unless_cached(hub, cache_dir):
+    line = one_line_error(mgen(cache_dir, hub.url, "download", "small", HF_HUB_OFFLINE="1"))
+    assert "HF_HUB_OFFLINE" in line
+    assert not hub.requests("GET", "/models/")
+
+    assert mgen(cache_dir, hub.url, "download", "small").returncode == 0
+    hub.log.clear()
+    cached = mgen(cache_dir, hub.url, "download", "small", HF_HUB_OFFLINE="1")
+    assert cached.returncode == 0 and "in the cache" in cached.stdout
+    assert not hub.log
+
+
+def test_random_weight_entry_is_built_not_downloaded(cache_dir):
+    from typer.testing import CliRunner
+
+    from musicgen_cli.cli import app
+
+    result = CliRunner().invoke(app, ["download", "tiny-random"])
+
+    assert result.exit_code == 0, result.output
+    assert "random-weight" in result.output
+    assert read_marker(cache_dir / "tiny-random")["random_weights"] is True
+
+
+@pytest.mark.parametrize("token", [None, "hf_wrong_token_456"])
+def test_gated_repo_without_access_names_hf_token(hub, cache_dir, token):
+    env = {"HF_TOKEN": token} if token else {}
+    result = mgen(cache_dir, hub.url, "download", "acme/gated-musicgen", **env)
+
+    line = one_line_error(result)
+    assert "gated" in line and "HF_TOKEN" in line and "huggingface-cli login" in line
+    if token:
+        assert token not in result.stdout + result.stderr
+
+
+def test_gated_repo_with_token_downloads_without_printing_it(hub, cache_dir):
+    result = mgen(cache_dir, hub.url, "download", "acme/gated-musicgen", HF_TOKEN=GOOD_TOKEN)
+
+    assert result.returncode == 0, result.stderr
+    assert GOOD_TOKEN not in result.stdout + result.stderr
+    assert (cache_dir / "acme--gated-musicgen" / READY_MARKER).exists()
+    assert GOOD_TOKEN not in (cache_dir / "acme--gated-musicgen" / READY_MARKER).read_text()
+
+
+@pytest.fixture()
+def in_process_hub(hub, monkeypatch):
+    """Point the already-imported hub client at the fake hub (it reads HF_ENDPOINT at import)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    return hub
+
+
+class Recorder:
+    def __init__(self):
+        self.events: list = []
+
+    def phase(self, name: str, detail: str = "") -> None:
+        self.events.append(("phase", name))
+
+    def progress(self, update: Progress) -> None:
+        self.events.append(update)
+
+    def message(self, text: str, level: str = "info") -> None:
+        self.events.append(("message", level, text))
+
+
+def test_reporter_gets_byte_progress_per_file_and_overall(in_process_hub, cache_dir, repo_folder):
+    manifest = load_manifest(cache_dir)
+    recorder = Recorder()
+
+    folder = download_model(manifest, manifest.get("small"), reporter=recorder)
+
+    updates = [e for e in recorder.events if isinstance(e, Progress)]
+    assert all(u.unit == "B" for u in updates)
+    sizes = {name: (repo_folder / name).stat().st_size for name in TRANSFORMERS_FILES}
+    last = {u.task: u for u in updates}
+    assert set(last) == set(sizes) | {"total"}
+    for name, size in sizes.items():
+        assert (last[name].done, last[name].total) == (size, size)
+    assert (last["total"].done, last["total"].total) == (sum(sizes.values()), sum(sizes.values()))
+    assert [e[1] for e in recorder.events if isinstance(e, tuple) and e[0] == "phase"] == ["resolve", "download", "verify"]
+    assert folder == cache_dir / "musicgen-small"
+
+
+def test_not_enough_disk_space_stops_before_downloading(in_process_hub, cache_dir, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 1000, 1000))
+    manifest = load_manifest(cache_dir)
+
+    with pytest.raises(DownloadError, match="not enough disk space"):
+        download_model(manifest, manifest.get("small"))
+
+    assert not in_process_hub.requests("GET", "/resolve/")
+    assert not (cache_dir / "musicgen-small" / READY_MARKER).exists()
