@@ -148,11 +148,23 @@ def test_outputs_verify_only_for_their_own_item(tmp_path):
 # -- end to end on the tiny model ---------------------------------------------------------------------
 
 SECONDS = 0.3
+# One torch thread a process: tiny models gain nothing from more, and on a shared 2-core machine
+# spinning OpenMP threads of parallel test processes slow each other down tenfold.
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture()
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def run_cli(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "musicgen_cli", "batch", *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "musicgen_cli", "batch", *args], capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
 def manifest_lines(out: Path) -> list[dict]:
@@ -163,7 +175,7 @@ def prompts_file(tmp_path: Path, n: int) -> Path:
     return write(tmp_path / "prompts.txt", "".join(f"clip number {i}\n" for i in range(n)))
 
 
-def test_ten_items_on_one_process_batched_resumable(tmp_path, cache_dir):
+def test_ten_items_on_one_process_batched_resumable(tmp_path, cache_dir, one_thread):
     from musicgen_cli.batch import BatchOptions, run_batch
     from musicgen_cli.hardware import probe, simulate
 
@@ -221,8 +233,7 @@ def test_kill_mid_batch_then_rerun_finishes_only_the_rest(tmp_path, cache_dir):
     out = tmp_path / "out"
     src = prompts_file(tmp_path, 6)
     args = [str(src), "--out-dir", str(out), "--model-key", "tiny-random", "--duration", str(SECONDS), "--max-batch", "1", "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "musicgen_cli", "batch", *args], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "musicgen_cli", "batch", *args], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rank0 = out / "manifest.rank-0.jsonl"
     deadline = time.time() + 300
@@ -258,3 +269,23 @@ def test_bad_jsonl_line_is_reported_before_anything_starts(tmp_path, cache_dir):
     assert result.exit_code != 0
     assert isinstance(result.exception, BatchInputError) and "line 2: seed must be a int" in str(result.exception)
     assert not (tmp_path / "out").exists() and not any(cache_dir.iterdir())
+
+
+def test_rank0_display_sums_every_rank_from_the_files(tmp_path):
+    from rich.console import Console
+
+    from musicgen_cli.batchpanel import BatchDisplay
+
+    batchlog.write_run(tmp_path, "r1", pending=4, skipped=2, processes=2)
+    for rank, statuses in [(0, ["ok", "failed"]), (1, ["ok"])]:
+        log = batchlog.RankLog(tmp_path, rank)
+        for n, status in enumerate(statuses):
+            log.append({"id": f"{rank}-{n}", "status": status, "files": ["a.wav"] if status == "ok" else [], "run": "r1"})
+        log.append({"id": "old", "status": "ok", "files": ["b.wav"], "run": "r0"})  # an earlier run's leftover
+        log.close()
+        batchlog.write_status(tmp_path, batchlog.RankStatus(rank=rank, phase="generate", detail="7/15 frames", done=len(statuses), assigned=2))
+    console = Console(record=True, width=140)
+    console.print(BatchDisplay(console, tmp_path).render())
+    text = console.export_text()
+    assert "3/4 items  done 2  failed 1  already done 2" in text
+    assert "rank 0: generate 7/15 frames  (2 done, 0 failed of 2)" in text and "rank 1: generate" in text
