@@ -143,20 +143,20 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
     if state.is_main_process:
         latest = batchlog.fold(out_dir, order)
         batchlog.clear_state(out_dir, remove=True)
-    mine_now = [latest.get(item.id, {}) for item in items]
-    generated = [r for r in mine_now if r.get("run") == run and not r.get("recovered")]
+    final = [latest.get(item.id, {}) for item in items]
+    generated = [r for r in final if r.get("run") == run and not r.get("recovered")]
     wall = time.time() - start
     clips = sum(len(r.get("files") or ()) for r in generated)
     return BatchSummary(
         items=len(items),
-        done=sum(r.get("status") == "ok" for r in mine_now),
-        failed=sum(r.get("status") == "failed" for r in mine_now),
+        done=sum(r.get("status") == "ok" for r in final),
+        failed=sum(r.get("status") == "failed" for r in final),
         skipped=work.skipped,
         generated=len(generated),
         wall_s=wall,
         clips_per_min=60.0 * clips / wall if wall > 0 else 0.0,
         manifest=out_dir / batchlog.MANIFEST,
-        failures=[(r["id"], r.get("error") or "") for r in mine_now if r.get("status") == "failed"],
+        failures=[(r["id"], r.get("error") or "") for r in final if r.get("status") == "failed"],
     )
 
 

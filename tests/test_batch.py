@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -208,7 +209,7 @@ def test_ten_items_on_one_process_batched_resumable(tmp_path, cache_dir, one_thr
     again = run_batch(items, out, options)  # nothing to do: good outputs are never rewritten, failures wait for --retry-failed
     assert (again.generated, again.skipped, again.failed) == (0, 10, 1)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.wav")} == stamp
-    retry = run_batch(items, out, BatchOptions(**{**options.__dict__, "retry_failed": True}))
+    retry = run_batch(items, out, replace(options, retry_failed=True))
     assert retry.generated == 1
     assert [r["attempt"] for r in manifest_lines(out)] == [1] * 9 + [2]
     assert len(manifest_lines(out)) == 10
