@@ -18,6 +18,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from musicgen_cli.batch import BatchOptions, run_batch
 from musicgen_cli.batchfile import Defaults, read_items
 from musicgen_cli.engine import GenerateSettings, load_model
@@ -58,7 +60,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/mgen-bench-batch"))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     machine = simulate(probe(), no_gpu=True)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -66,7 +71,7 @@ def main() -> None:
     src = args.work / "prompts.txt"
     src.write_text("\n".join(prompts) + "\n")
     settings = GenerateSettings(duration=args.seconds, seed=0)
-    print(f"{args.clips} clips x {args.seconds:g} s, CPU, {machine.logical_cores} logical cores")
+    print(f"{args.clips} clips x {args.seconds:g} s, CPU, {machine.logical_cores} logical cores, {torch.get_num_threads()} torch threads")
     print(f"{'shape':6} {'run':28} {'seconds':>8} {'clips/min':>10} {'vs sequential':>14}")
     for shape in args.shapes.split(","):
         folder = model(args.work, shape)
