@@ -28,8 +28,13 @@ def encode(model, wave: torch.Tensor) -> torch.LongTensor:
     dtype = next(codec.parameters()).dtype
     wave = wave.to(_device(codec), dtype)
 
+    per_channel = model.decoder.config.num_codebooks // channels_of(model)
+
     def one(channel: torch.Tensor) -> torch.Tensor:
-        return codec.encode(channel, bandwidth=max(codec.config.target_bandwidths)).audio_codes[0]
+        # At the model's bandwidth a small codebook yields more quantisers than the LM models;
+        # the LM predicts only the first ones, so only those can prompt it.
+        codes = codec.encode(channel, bandwidth=max(codec.config.target_bandwidths)).audio_codes[0]
+        return codes[:, :per_channel]
 
     if channels_of(model) == 1:
         return one(wave.mean(dim=1, keepdim=True))
@@ -39,9 +44,31 @@ def encode(model, wave: torch.Tensor) -> torch.LongTensor:
     return codes
 
 
+OVERLAP_S = 1.0  # context decoded on each side of a chunk and dropped: hides the seams
+
+
 @torch.inference_mode()
-def decode(model, codes: torch.LongTensor) -> torch.Tensor:
-    """[batch, K, frames] codes -> [batch, channels, samples] float32 audio on the CPU."""
+def decode(model, codes: torch.LongTensor, chunk_s: float | None = None) -> torch.Tensor:
+    """[batch, K, frames] codes -> [batch, channels, samples] float32 audio on the CPU.
+
+    With `chunk_s` (the plan's, when a whole-clip decode would not fit) the clip is decoded in
+    chunks, each with OVERLAP_S of neighbouring codes that are decoded and then cut away.
+    """
+    frames = codes.shape[-1]
+    rate = frame_rate(model)
+    if chunk_s and chunk_s * rate < frames:
+        chunk, overlap = max(1, int(chunk_s * rate)), int(OVERLAP_S * rate)
+        hop = round(model.config.audio_encoder.sampling_rate / rate)
+        parts = []
+        for start in range(0, frames, chunk):
+            lo, hi = max(0, start - overlap), min(frames, start + chunk + overlap)
+            audio = _decode_all(model, codes[..., lo:hi])
+            parts.append(audio[..., (start - lo) * hop : (min(frames, start + chunk) - lo) * hop])
+        return torch.cat(parts, dim=-1)
+    return _decode_all(model, codes)
+
+
+def _decode_all(model, codes: torch.LongTensor) -> torch.Tensor:
     codec = _codec(model)
     codes = codes.to(_device(codec))
 

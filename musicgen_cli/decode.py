@@ -18,7 +18,7 @@ from musicgen_cli import delay
 StepCallback = Callable[[int, int], None]
 
 WINDOW_SECONDS = 30.0  # what the released models were trained on
-CONTEXT_FRACTION = 0.4  # audiocraft's default keeps 12 s of a 30 s window as context
+CONTEXT_SECONDS = 10.0  # each later window is prompted by the last 10 s: a 20 s stride
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ def decode_steps(model, frames: int) -> int:
 def generate_codes(model, *, input_ids, attention_mask, num_frames: int, sampling: Sampling,
                    prompt_codes=None, melody_features=None, engine: str = "fast",
                    on_step: StepCallback | None = None,
-                   window_frames: int | None = None) -> torch.LongTensor:
+                   window_frames: int | None = None,
+                   context_frames: int | None = None) -> torch.LongTensor:
     """Undelayed codes `[batch, K, prompt_frames + num_frames]` for a batch of text prompts."""
     if engine == "fast":
         from musicgen_cli.fastloop import generate_window
@@ -73,8 +74,10 @@ def generate_codes(model, *, input_ids, attention_mask, num_frames: int, samplin
     prompt_frames = 0 if prompt_codes is None else prompt_codes.shape[-1]
     if num_frames < 1 or prompt_frames + num_frames < num_codebooks // channels:
         raise ValueError(f"need at least {num_codebooks // channels} frames in all, got {num_frames}")
-    window = window_frames or int(WINDOW_SECONDS * model.config.audio_encoder.frame_rate)
-    plan = window_plan(prompt_frames, num_frames, window)
+    frame_rate = model.config.audio_encoder.frame_rate
+    window = window_frames or int(WINDOW_SECONDS * frame_rate)
+    context = int(CONTEXT_SECONDS * frame_rate) if context_frames is None else context_frames
+    plan = window_plan(prompt_frames, num_frames, window, context)
     total = sum(decode_steps(model, new) for _, new in plan)
     done = 0
     codes = prompt_codes
@@ -93,12 +96,13 @@ def generate_codes(model, *, input_ids, attention_mask, num_frames: int, samplin
     return codes
 
 
-def window_plan(prompt_frames: int, num_frames: int, window: int) -> list[tuple[int, int]]:
+def window_plan(prompt_frames: int, num_frames: int, window: int, context: int) -> list[tuple[int, int]]:
     """(context frames kept, new frames) per window. One window when everything fits; after
-    that each window keeps the last CONTEXT_FRACTION of a window and fills the rest."""
+    that each window keeps the last `context` frames and fills the rest."""
     if prompt_frames + num_frames <= window:
         return [(prompt_frames, num_frames)]
-    context = max(1, int(window * CONTEXT_FRACTION))
+    if not 0 <= context < window:
+        raise ValueError(f"context of {context} frames must be shorter than the window of {window}")
     plan, have, left = [], prompt_frames, num_frames
     while left > 0:
         kept = min(have, context)

@@ -153,18 +153,15 @@ class MusicGen:
         timings["encode"] = time.perf_counter() - t0
 
         total = max(1, round(settings.duration * self.frame_rate))
-        window = int(settings.window_s * self.frame_rate)
-        context = int(settings.context_s * self.frame_rate)
         prompt_frames = 0 if codes is None else codes.shape[-1]
-        done = 0
-        steps = 0
+        steps = frames_done = 0
         last_readout = 0.0
         readouts: dict = {}
         peaks = {"rss_bytes": 0.0, "vram_bytes": 0.0}
 
         def on_step(step: int, step_total: int) -> None:
-            nonlocal steps, last_readout, readouts
-            steps += 1
+            nonlocal steps, frames_done, last_readout, readouts
+            steps = step
             now = time.perf_counter()
             if now - last_readout > 0.25 or step == step_total:
                 snap = snapshot()
@@ -172,37 +169,33 @@ class MusicGen:
                 peaks["rss_bytes"] = max(peaks["rss_bytes"], snap.rss_bytes)
                 peaks["vram_bytes"] = max(peaks["vram_bytes"], sum(g.peak_allocated_bytes for g in snap.gpus))
                 last_readout = now
-            frames = min(done + step, total)
+            # Steps include the codebook delay of each window; show progress in audio frames.
+            frames_done = round(total * step / step_total)
             report.progress(
-                Progress("generate", frames, total, "frames", {**readouts, "steps": steps, "frame_rate": self.frame_rate})
+                Progress("generate", frames_done, total, "frames", {**readouts, "steps": steps, "frame_rate": self.frame_rate})
             )
 
         report.phase("generate", f"{settings.duration:g} s, {n} clip(s), seed {seed}")
         t0 = time.perf_counter()
         torch.manual_seed(seed)
         try:
-            while done < total:
-                ctx = None if codes is None else codes[..., -min(context, codes.shape[-1]) :]
-                ctx_len = 0 if ctx is None else ctx.shape[-1]
-                new = min(total - done, window - ctx_len)
-                out = generate_codes(
-                    self.model,
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    num_frames=new,
-                    sampling=sampling,
-                    prompt_codes=ctx,
-                    melody_features=melody,
-                    engine=settings.engine,
-                    on_step=on_step,
-                )
-                fresh = out[..., ctx_len:].cpu()
-                codes = fresh if codes is None else torch.cat([codes.cpu(), fresh], dim=-1)
-                done += new
+            codes = generate_codes(
+                self.model,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                num_frames=total,
+                sampling=sampling,
+                prompt_codes=codes,
+                melody_features=melody,
+                engine=settings.engine,
+                on_step=on_step,
+                window_frames=int(settings.window_s * self.frame_rate),
+                context_frames=int(settings.context_s * self.frame_rate),
+            ).cpu()
         except KeyboardInterrupt:
-            got = done / self.frame_rate
+            got = frames_done / self.frame_rate
             raise Interrupted(
-                f"stopped after {got:.1f} s of {settings.duration:g} s of audio; nothing was written",
+                f"stopped after about {got:.1f} s of {settings.duration:g} s of audio; nothing was written",
                 "run again, or ask for a shorter --duration",
             ) from None
         timings["generate"] = time.perf_counter() - t0
@@ -210,7 +203,7 @@ class MusicGen:
         report.phase("decode audio", f"{codes.shape[-1]} frames")
         t0 = time.perf_counter()
         try:
-            wave = codec.decode(self.model, codes)
+            wave = codec.decode(self.model, codes, self.plan.codec_chunk_s)
         except KeyboardInterrupt:
             raise Interrupted("stopped while decoding audio; nothing was written", "run again") from None
         timings["decode"] = time.perf_counter() - t0
@@ -273,10 +266,5 @@ def load_model(
     )
     for warning in plan.warnings:
         report.message(warning, "warning")
-    report.phase("load", str(folder))
     loaded = load_by_plan(folder, plan, reporter=report)
-    if quantize == "int8":
-        from .quantize import quantize_int8
-
-        quantize_int8(loaded.model)
     return MusicGen(loaded, entry, folder, report)

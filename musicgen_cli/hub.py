@@ -16,18 +16,22 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .cache import atomic_write_text, audiocraft_cache_dir, is_ready, mark_ready, read_marker, safe_child, unmark_ready
 from .errors import DownloadError, Interrupted, ModelNotFound
 from .events import NullReporter, Progress, Reporter
 from .layout import AUDIOCRAFT_FILES, is_weight_file, traits_from_config, wanted_by_transformers
-from .manifest import Manifest, ModelEntry, derived_entry
+from .manifest import Manifest, ModelEntry
 
 PARTIAL_SUFFIX = ".incomplete"
+_OFFLINE = (
+    "HF_HUB_OFFLINE is set, so the hub cannot be reached",
+    "unset HF_HUB_OFFLINE or import a local copy with `mgen import`",
+)
 _HASH_CHUNK = 8 * 1024 * 1024
 
 
@@ -58,9 +62,13 @@ def select_files(siblings: list, include_audiocraft: bool = False) -> list[Remot
         lfs = sib.lfs
         size = lfs["size"] if lfs else sib.size
         if size is None:
-            raise DownloadError(f"the hub gave no size for {name}", "the endpoint may not be a Hugging Face hub; check HF_ENDPOINT")
+            raise DownloadError(
+                f"the hub gave no size for {name}", "the endpoint may not be a Hugging Face hub; check HF_ENDPOINT"
+            )
         chosen.append(
-            RemoteFile(name=name, size=int(size), sha256=lfs["sha256"] if lfs else None, blob_id=sib.blob_id, audiocraft=audiocraft)
+            RemoteFile(
+                name=name, size=int(size), sha256=lfs["sha256"] if lfs else None, blob_id=sib.blob_id, audiocraft=audiocraft
+            )
         )
     return chosen
 
@@ -90,11 +98,13 @@ def _hub_errors(repo_id: str, endpoint: str, revision: str) -> Iterator[None]:
     try:
         yield
     except hf.OfflineModeIsEnabled:
-        raise DownloadError("HF_HUB_OFFLINE is set, so the hub cannot be reached", "unset HF_HUB_OFFLINE or import a local copy with `mgen import`") from None
+        raise DownloadError(*_OFFLINE) from None
     except hf.GatedRepoError:
         raise DownloadError(f"{repo_id} is a gated repo and the hub refused access", _fix_for_token(repo_id)) from None
     except hf.RevisionNotFoundError:
-        raise ModelNotFound(f"revision {revision!r} not found in {repo_id}", "pass --revision main or an existing branch, tag or commit") from None
+        raise ModelNotFound(
+            f"revision {revision!r} not found in {repo_id}", "pass --revision main or an existing branch, tag or commit"
+        ) from None
     except hf.RepositoryNotFoundError:
         raise ModelNotFound(
             f"repo {repo_id} not found on {endpoint}",
@@ -114,9 +124,12 @@ def _hub_errors(repo_id: str, endpoint: str, revision: str) -> Iterator[None]:
         raise Interrupted("download interrupted; partial files are kept", resume) from None
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise DownloadError("the disk filled up during the download", f"free some space or pass --cache-dir on a bigger disk, then {resume}") from None
+            raise DownloadError(
+                "the disk filled up during the download", f"free some space or pass --cache-dir on a bigger disk, then {resume}"
+            ) from None
         where = f" {exc.filename}" if exc.filename else ""
-        raise DownloadError(f"download failed:{where} {exc.strerror or exc}", resume) from None
+        reason = (exc.strerror or str(exc)).splitlines()[0]
+        raise DownloadError(f"download failed:{where} {reason}", resume) from None
 
 
 class _ToReporter(logging.Handler):
@@ -154,8 +167,9 @@ class _Tally:
 
     def advance(self, name: str, nbytes: int) -> None:
         self.done[name] += nbytes
-        self.reporter.progress(Progress(task=name, done=self.done[name], total=self.sizes[name], unit="B"))
+        # The overall task first, so a front end that lists tasks as they appear shows it on top.
         self.reporter.progress(Progress(task="total", done=sum(self.done.values()), total=self.total, unit="B"))
+        self.reporter.progress(Progress(task=name, done=self.done[name], total=self.sizes[name], unit="B"))
 
     def reset(self, name: str) -> None:
         self.advance(name, -self.done[name])
@@ -175,7 +189,7 @@ class _FileBar:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "_FileBar":
+    def __enter__(self) -> _FileBar:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -218,23 +232,25 @@ def _fetch(url: str, target: Path, remote: RemoteFile, token: str | None, tally:
     os.replace(partial, target)
 
 
-def file_digest(path: Path, algorithm: str = "sha256", prefix: bytes = b"") -> str:
+def _digest(path: Path, algorithm: str = "sha256", prefix: bytes = b"", on_bytes=None) -> str:
     digest = hashlib.new(algorithm, prefix)
     with open(path, "rb") as fh:
         while chunk := fh.read(_HASH_CHUNK):
             digest.update(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
     return digest.hexdigest()
 
 
-def _verify(path: Path, remote: RemoteFile) -> str | None:
+def _verify(path: Path, remote: RemoteFile, on_bytes=None) -> str | None:
     """The file's sha256 when it matches what the hub published, else None."""
     if _present(path) != remote.size:
         return None
-    sha256 = file_digest(path)
+    sha256 = _digest(path, on_bytes=on_bytes)
     if remote.sha256 and sha256 != remote.sha256:
         return None
     # Regular (non-LFS) files carry their git blob id, a sha1 over a "blob <size>\0" header.
-    if not remote.sha256 and remote.blob_id and file_digest(path, "sha1", f"blob {remote.size}\0".encode()) != remote.blob_id:
+    if not remote.sha256 and remote.blob_id and _digest(path, "sha1", f"blob {remote.size}\0".encode()) != remote.blob_id:
         return None
     return sha256
 
@@ -291,8 +307,15 @@ def _still_to_fetch(files: list[RemoteFile], targets: dict[str, Path]) -> dict[P
 def _verify_all(files: list[RemoteFile], targets: dict[str, Path], fetch, tally: _Tally, repo_id: str) -> dict:
     """{name: {size, sha256}} once every file checks out; a bad file is fetched again once."""
     record = {}
+    hashed = 0
+
+    def on_bytes(n: int) -> None:  # hashing gigabytes takes a while: show it
+        nonlocal hashed
+        hashed = min(hashed + n, tally.total)
+        tally.reporter.progress(Progress(task="verify", done=hashed, total=tally.total, unit="B"))
+
     for f in files:
-        sha256 = _verify(targets[f.name], f)
+        sha256 = _verify(targets[f.name], f, on_bytes)
         if sha256 is None:
             tally.reporter.message(f"{f.name} failed its checksum; fetching it again", "warning")
             targets[f.name].unlink(missing_ok=True)
@@ -301,9 +324,40 @@ def _verify_all(files: list[RemoteFile], targets: dict[str, Path], fetch, tally:
             sha256 = _verify(targets[f.name], f)
         if sha256 is None:
             targets[f.name].unlink(missing_ok=True)
-            raise DownloadError(f"{f.name} from {repo_id} failed verification twice", "check for a proxy or mirror altering files, then run again")
+            raise DownloadError(
+                f"{f.name} from {repo_id} failed verification twice", "check for a proxy or mirror altering files, then run again"
+            )
         record[f.name] = {"size": f.size, "sha256": sha256}
     return record
+
+
+def _model_info(endpoint: str, repo_id: str, revision: str, token: str | None):
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, files_metadata=True, token=token)
+    except (ValueError, KeyError, TypeError):  # a 200 that is not the hub's JSON: a proxy or a wrong endpoint
+        raise DownloadError(
+            f"{endpoint} did not answer like a Hugging Face hub", "check HF_ENDPOINT and any proxy settings"
+        ) from None
+
+
+def _usable_files(info, token: str | None, include_audiocraft: bool, reporter: Reporter) -> list[RemoteFile]:
+    """The files to fetch, after checking the repo is a transformers MusicGen we may download."""
+    files = select_files(info.siblings or [], include_audiocraft)
+    names = {f.name for f in files}
+    if "config.json" not in names or not any(is_weight_file(n) for n in names):
+        raise DownloadError(
+            f"{info.id} has no config.json and model*.safetensors",
+            "it is not a transformers MusicGen repo; pick one like facebook/musicgen-small",
+        )
+    if info.gated and not token:
+        raise DownloadError(f"{info.id} is a gated repo and no token is set", _fix_for_token(info.id))
+    if include_audiocraft and not names & AUDIOCRAFT_FILES:
+        reporter.message(
+            f"{info.id} has no audiocraft checkpoints (state_dict.bin); fetching the transformers files only", "warning"
+        )
+    return files
 
 
 def download_model(
@@ -316,7 +370,8 @@ def download_model(
     token: str | None = None,
 ) -> Path:
     """Download `entry`'s repo into its cache folder, verify every file, then mark the folder ready."""
-    from huggingface_hub import HfApi, constants, get_token, hf_hub_url
+    from huggingface_hub import constants, get_token, hf_hub_url
+    from huggingface_hub.utils import WeakFileLock
 
     reporter = reporter or NullReporter()
     if not entry.repo_id:
@@ -328,50 +383,45 @@ def download_model(
         if is_ready(folder):
             reporter.message(f"{repo_id} is in the cache; HF_HUB_OFFLINE is set, so it was not checked for updates")
             return folder
-        raise DownloadError("HF_HUB_OFFLINE is set, so the hub cannot be reached", "unset HF_HUB_OFFLINE or import a local copy with `mgen import`")
+        raise DownloadError(*_OFFLINE)
     endpoint = constants.ENDPOINT
     token = token or get_token()
 
     with _hub_errors(repo_id, endpoint, revision), _hub_log_to(reporter):
         reporter.phase("resolve", f"{repo_id}@{revision}")
-        info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, files_metadata=True, token=token)
+        info = _model_info(endpoint, repo_id, revision, token)
         commit = info.sha or revision
-        files = select_files(info.siblings or [], include_audiocraft)
-        names = {f.name for f in files}
-        if "config.json" not in names or not any(is_weight_file(n) for n in names):
-            raise DownloadError(f"{repo_id} has no config.json and model*.safetensors", "it is not a transformers MusicGen repo; pick one like facebook/musicgen-small")
-        if info.gated and not token:
-            raise DownloadError(f"{repo_id} is a gated repo and no token is set", _fix_for_token(repo_id))
-        if include_audiocraft and not names & AUDIOCRAFT_FILES:
-            reporter.message(f"{repo_id} has no audiocraft checkpoints (state_dict.bin); fetching the transformers files only", "warning")
+        files = _usable_files(info, token, include_audiocraft, reporter)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # A second mgen fetching the same model waits here, then finds it ready below.
+        with WeakFileLock(folder.parent / f".{folder.name}.lock"):
+            marker = read_marker(folder)
+            if is_ready(folder) and marker.get("commit") == commit and {f.name for f in files} <= set(marker.get("files", {})):
+                reporter.message(f"{repo_id} is already downloaded at {commit[:12]} in {folder}")
+                return folder
+            crafted = _audiocraft_dir(repo_id, commit) if include_audiocraft else None
+            targets = {f.name: safe_child(crafted if f.audiocraft and crafted else folder, f.name) for f in files}
+            _check_space(_still_to_fetch(files, targets))
+            unmark_ready(folder)  # its files are about to change
 
-        marker = read_marker(folder)
-        if is_ready(folder) and marker.get("commit") == commit and names <= set(marker.get("files", {})):
-            reporter.message(f"{repo_id} is already downloaded at {commit[:12]} in {folder}")
-            return folder
-        unmark_ready(folder)
-        crafted = _audiocraft_dir(repo_id, commit) if include_audiocraft else None
-        targets = {f.name: safe_child(crafted if f.audiocraft and crafted else folder, f.name) for f in files}
-        _check_space(_still_to_fetch(files, targets))
+            tally = _Tally(reporter, files)
+            reporter.phase("download", f"{len(files)} files, {tally.total / 1e6:,.1f} MB from {endpoint}")
 
-        tally = _Tally(reporter, files)
-        reporter.phase("download", f"{len(files)} files, {tally.total} bytes from {endpoint}")
+            def fetch(f: RemoteFile) -> None:
+                _fetch(hf_hub_url(repo_id, f.name, revision=commit, endpoint=endpoint), targets[f.name], f, token, tally)
 
-        def fetch(f: RemoteFile) -> None:
-            _fetch(hf_hub_url(repo_id, f.name, revision=commit, endpoint=endpoint), targets[f.name], f, token, tally)
+            for f in files:
+                if _present(targets[f.name]) == f.size:
+                    tally.advance(f.name, f.size)  # complete from an earlier run; the verify step still checks it
+                else:
+                    fetch(f)
+            reporter.phase("verify", f"sizes and checksums of {len(files)} files")
+            record = _verify_all(files, targets, fetch, tally, repo_id)
 
-        for f in files:
-            if _present(targets[f.name]) == f.size:
-                tally.advance(f.name, f.size)  # complete from an earlier run; the verify step still checks it
-            else:
-                fetch(f)
-        reporter.phase("verify", f"sizes and checksums of {len(files)} files")
-        record = _verify_all(files, targets, fetch, tally, repo_id)
-
-    if crafted is not None:
-        _point_ref(crafted, revision, commit)
-    if manifest.entries.get(entry.key) is not entry:
-        _register(manifest, entry, revision, folder)
-    mark_ready(folder, {"repo_id": repo_id, "revision": revision, "commit": commit, "files": record})
+            if crafted is not None:
+                _point_ref(crafted, revision, commit)
+            if manifest.entries.get(entry.key) is not entry:
+                _register(manifest, entry, revision, folder)
+            mark_ready(folder, {"repo_id": repo_id, "revision": revision, "commit": commit, "files": record})
     reporter.message(f"downloaded {repo_id} ({commit[:12]}) to {folder}")
     return folder

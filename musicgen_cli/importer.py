@@ -7,6 +7,7 @@ names and shapes are compared with the safetensors headers, so checking a 3B mod
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from .cache import is_ready, mark_ready, safe_child
 from .errors import MgenError
-from .events import NullReporter, Reporter
+from .events import NullReporter, Progress, Reporter
 from .layout import MUSICGEN_TYPES, is_weight_file, traits_from_config, wanted_by_transformers
 from .manifest import Manifest, ModelEntry
 
@@ -23,6 +24,7 @@ from .manifest import Manifest, ModelEntry
 _LEGACY_NAMES = {".weight_g": ".parametrizations.weight.original0", ".weight_v": ".parametrizations.weight.original1"}
 _SHOWN = 3  # how many offending tensor names an error lists
 _VOCAB_FILES = ("tokenizer.json", "spiece.model")
+_KEY = re.compile(r"^[A-Za-z0-9][\w.-]*$")  # also a folder name, and never mistaken for a repo id
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,11 @@ def _read_config(folder: Path) -> dict:
         raise _fail(folder, f"config.json line {exc.lineno}: {exc.msg}", "fix or re-download config.json") from None
     if not isinstance(config, dict) or config.get("model_type") not in MUSICGEN_TYPES:
         found = config.get("model_type") if isinstance(config, dict) else None
-        raise _fail(folder, f"config.json has model_type {found!r}, not musicgen or musicgen_melody", "import a MusicGen checkpoint (transformers format)")
+        raise _fail(
+            folder,
+            f"config.json has model_type {found!r}, not musicgen or musicgen_melody",
+            "import a MusicGen checkpoint (transformers format)",
+        )
     return config
 
 
@@ -83,12 +89,18 @@ def _stored_shapes(folder: Path, shards: list[str]) -> dict[str, tuple[int, ...]
                 for name in fh.keys():
                     shapes[_modern_name(name)] = tuple(fh.get_slice(name).get_shape())
         except (SafetensorError, OSError) as exc:
-            raise _fail(folder, f"{shard} is not a readable safetensors file ({exc})", "re-download or re-save the weights") from None
+            raise _fail(
+                folder, f"{shard} is not a readable safetensors file ({exc})", "re-download or re-save the weights"
+            ) from None
     return shapes
 
 
-def _expected_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes the config's model has, minus weights tied to another (saved once)."""
+def _expected_shapes(folder: Path) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """{tensor name: (shape, required)} for the config's model; weights tied to another are saved once.
+
+    Only parameters are required: a missing one would load as random noise, while buffers
+    (e.g. sinusoidal position tables) are rebuilt from the config and older checkpoints omit them.
+    """
     from accelerate import init_empty_weights
     from transformers import AutoConfig
 
@@ -101,7 +113,8 @@ def _expected_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     with init_empty_weights():
         model = model_class(config)(config)
     tied = set(getattr(model, "all_tied_weights_keys", None) or {})
-    return {name: tuple(t.shape) for name, t in model.state_dict().items() if name not in tied}
+    params = {name for name, _ in model.named_parameters()}
+    return {name: (tuple(t.shape), name in params) for name, t in model.state_dict().items() if name not in tied}
 
 
 def _check_tokenizer(folder: Path, config: dict) -> None:
@@ -131,12 +144,22 @@ def check_model_folder(folder: Path | str) -> CheckedFolder:
     shards = _weight_files(folder)
     stored = _stored_shapes(folder, shards)
     expected = _expected_shapes(folder)
-    missing = sorted(set(expected) - set(stored))
+    missing = sorted(name for name, (_, required) in expected.items() if required and name not in stored)
     if missing:
-        raise _fail(folder, f"{len(missing)} tensors missing from the weights, e.g. {', '.join(missing[:_SHOWN])}", "the weights belong to another model or are incomplete")
-    wrong = [f"{n} {list(stored[n])} != {list(expected[n])}" for n in expected if stored[n] != expected[n]]
+        raise _fail(
+            folder,
+            f"{len(missing)} tensors missing from the weights, e.g. {', '.join(missing[:_SHOWN])}",
+            "the weights belong to another model or are incomplete",
+        )
+    wrong = [
+        f"{n} {list(stored[n])} != {list(shape)}" for n, (shape, _) in expected.items() if n in stored and stored[n] != shape
+    ]
     if wrong:
-        raise _fail(folder, f"{len(wrong)} tensors have the wrong shape, e.g. {'; '.join(wrong[:_SHOWN])}", "config.json does not describe these weights")
+        raise _fail(
+            folder,
+            f"{len(wrong)} tensors have the wrong shape, e.g. {'; '.join(wrong[:_SHOWN])}",
+            "config.json does not describe these weights",
+        )
     _check_tokenizer(folder, config)
     files = sorted(p.name for p in folder.iterdir() if p.is_file() and wanted_by_transformers(p.name))
     files = [f for f in files if not is_weight_file(f) or f in shards]
@@ -146,25 +169,46 @@ def check_model_folder(folder: Path | str) -> CheckedFolder:
 def import_model(manifest: Manifest, source: Path | str, key: str, *, reporter: Reporter | None = None) -> ModelEntry:
     """Check `source`, copy it to <cache>/<key> atomically, register `key` and mark the copy ready."""
     reporter = reporter or NullReporter()
+    if not _KEY.match(key):
+        raise MgenError(f"--key {key!r} is not a plain name", "use letters, digits, '.', '_' or '-', e.g. --key my-musicgen")
     target = safe_child(manifest.root, key)
     if is_ready(target):
-        raise MgenError(f"model key {key!r} already has a ready folder {target}", "pick another --key or delete that folder first")
+        raise MgenError(
+            f"model key {key!r} already has a ready folder {target}", "pick another --key or delete that folder first"
+        )
     reporter.phase("check", str(source))
     checked = check_model_folder(source)
     reporter.phase("copy", f"{len(checked.files)} files to {target}")
     manifest.root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".import-{key}.", dir=manifest.root))
+    sizes = {name: (checked.folder / name).stat().st_size for name in checked.files}
+    copied = 0
     try:
-        for name in checked.files:
+        for name, size in sizes.items():
             shutil.copyfile(checked.folder / name, staging / name)
+            copied += size
+            reporter.progress(Progress(task="copy", done=copied, total=sum(sizes.values()), unit="B"))
         if target.exists():
             shutil.rmtree(target)  # an unready leftover: a partial download or an interrupted import
         staging.rename(target)
+    except OSError as exc:
+        raise MgenError(
+            f"could not copy into {manifest.root}: {exc.strerror or exc}", "free some space or pass --cache-dir on a bigger disk"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     shape, caps = traits_from_config(checked.config)
     entry = manifest.register(
-        ModelEntry(key=key, folder=key, repo_id=None, revision=None, shape=shape, capabilities=caps, description=f"imported from {checked.folder}", source="user")
+        ModelEntry(
+            key=key,
+            folder=key,
+            repo_id=None,
+            revision=None,
+            shape=shape,
+            capabilities=caps,
+            description=f"imported from {checked.folder}",
+            source="user",
+        )
     )
     mark_ready(target, {"key": key, "imported_from": str(checked.folder), "files": checked.files})
     return entry

@@ -38,7 +38,7 @@ def wanted_by_transformers(name: str) -> bool:
 
 
 def is_weight_file(name: str) -> bool:
-    return fnmatch.fnmatch(name, WEIGHT_PATTERN)
+    return "/" not in name and fnmatch.fnmatch(name, WEIGHT_PATTERN)
 
 
 def traits_from_config(config: dict) -> tuple[str | None, Capabilities]:

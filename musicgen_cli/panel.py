@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -126,7 +127,7 @@ class GenerationPanel:
         self.phases.append((name, detail, time.perf_counter(), None))
         self.current, self.rate = None, _Rate()
         if not self.live_mode:
-            self.console.print(f"[{name}] {detail}".rstrip(), highlight=False)
+            self.console.print(f"[{name}] {detail}".rstrip(), markup=False, highlight=False, soft_wrap=True)
         self._refresh()
 
     def progress(self, update: Progress) -> None:
@@ -138,13 +139,14 @@ class GenerationPanel:
             if now - self.last_plain >= PLAIN_EVERY_S or finished:
                 self.last_plain = now
                 extra = readout_lines(update.readouts)[:1]
-                self.console.print(f"  {update.task}: {describe(update, rate)}" + (f"  | {extra[0]}" if extra else ""), highlight=False)
+                line = f"  {update.task}: {describe(update, rate)}" + (f"  | {extra[0]}" if extra else "")
+                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
             return
         self._refresh()
 
     def message(self, text: str, level: str = "info") -> None:
         style = "yellow" if level == "warning" else "cyan"
-        self.console.print(f"[{style}]{level}:[/] {text}", highlight=False)
+        self.console.print(f"[{style}]{level}:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
     # -- rendering ----------------------------------------------------------------------------
     def _close_phase(self) -> None:

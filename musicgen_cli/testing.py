@@ -191,6 +191,13 @@ def build_model(spec: ModelSpec, dtype=None):
     config = build_config(spec)
     torch.manual_seed(spec.seed)
     model = model_class(config)(config)
+    # transformers starts EnCodec's codebooks at zero (they are learnt by k-means), which would
+    # make every code decode to the same sound: give them random vectors like a trained codec.
+    with torch.no_grad():
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_()
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
+            layer.codebook.cluster_size.fill_(1.0)
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()

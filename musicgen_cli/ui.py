@@ -54,7 +54,7 @@ class RichReporter:
         self._tasks: dict[str, int] = {}
         self._last_line: dict[str, float] = {}
 
-    def __enter__(self) -> "RichReporter":
+    def __enter__(self) -> RichReporter:
         if self.live:
             self._bars = RichProgress(
                 TextColumn("{task.description}"),
@@ -99,4 +99,6 @@ class RichReporter:
             return
         self._last_line[update.task] = _DONE if finished else now
         percent = f" ({100 * update.done / update.total:.0f}%)" if update.total else ""
-        self.console.print(f"{update.task}: {_amount(update.done, update.total, update.unit)}{percent}", highlight=False, soft_wrap=True)
+        self.console.print(
+            f"{update.task}: {_amount(update.done, update.total, update.unit)}{percent}", highlight=False, soft_wrap=True
+        )

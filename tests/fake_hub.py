@@ -28,7 +28,7 @@ class FakeRepo:
     gated: bool = False
 
     @classmethod
-    def from_folder(cls, repo_id: str, folder: Path, gated: bool = False) -> "FakeRepo":
+    def from_folder(cls, repo_id: str, folder: Path, gated: bool = False) -> FakeRepo:
         files = {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file() and not p.name.startswith(".")}
         commit = hashlib.sha1(repo_id.encode() + b"".join(files.values())).hexdigest()
         return cls(repo_id, files, commit, gated)
@@ -102,6 +102,8 @@ def _handler(hub: FakeHub):
             hub.log.append((self.command, path, self.headers.get("Range")))
             if hub.outage:
                 return self._send(503, {}, b"down for maintenance", body)
+            if path.startswith("/captive-portal/"):  # what a hotel wifi or a wrong HF_ENDPOINT answers
+                return self._send(200, {"Content-Type": "text/html"}, b"<html>please log in</html>", body)
             segs = path.strip("/").split("/")
             if segs[:2] == ["api", "models"] and len(segs) >= 4:
                 rev = segs[5] if len(segs) >= 6 and segs[4] == "revision" else "main"

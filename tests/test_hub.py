@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import one_line_error, run_main, run_subprocess
 from fake_hub import GOOD_TOKEN, FakeHub, FakeHubServer, FakeRepo
 
 from musicgen_cli.cache import READY_MARKER, read_marker
-from musicgen_cli.errors import DownloadError
+from musicgen_cli.errors import DownloadError, Interrupted
 from musicgen_cli.events import Progress
 from musicgen_cli.hub import PARTIAL_SUFFIX, download_model
 from musicgen_cli.manifest import load_manifest
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = "facebook/musicgen-small"
 BIG = "acme/musicgen-big"
 TRANSFORMERS_FILES = {
@@ -70,28 +69,36 @@ def hub(repo_folder, big_repo_folder):
         yield running
 
 
-def mgen(cache_dir: Path, endpoint: str, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """Run the CLI as a user would, with the hub client configured only through the environment."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "AUDIOCRAFT_"))}
-    base.update(
-        PYTHONPATH=str(ROOT),
-        HF_ENDPOINT=endpoint,
-        HF_HOME=str(cache_dir.parent / "hf-home"),
-        HF_HUB_DISABLE_TELEMETRY="1",
-        MGEN_CACHE_DIR=str(cache_dir),
-        COLUMNS="200",
+def mgen(cache_dir: Path, endpoint: str, *args: str, **env: str):
+    """A real `mgen` process: proves HF_ENDPOINT and friends reach the hub client from the environment."""
+    return run_subprocess(
+        *args, HF_ENDPOINT=endpoint, HF_HOME=str(cache_dir.parent / "hf-home"), MGEN_CACHE_DIR=str(cache_dir), **env
     )
-    base.update(env)
-    return subprocess.run([sys.executable, "-m", "musicgen_cli", *args], env=base, capture_output=True, text=True, timeout=120)
 
 
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:")
-    return lines[0]
+@pytest.fixture()
+def in_process_hub(hub, monkeypatch):
+    """Point the already-imported hub client at the fake hub (it reads HF_ENDPOINT at import)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    for name in ("HF_HUB_OFFLINE", "HF_TOKEN", "AUDIOCRAFT_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return hub
+
+
+@pytest.fixture()
+def run(in_process_hub, capsys, monkeypatch):
+    """`mgen ARGS` in this process against the fake hub, with extra environment for that run only."""
+
+    def invoke(*args: str, **env: str):
+        with monkeypatch.context() as scoped:
+            for name, value in env.items():
+                scoped.setenv(name, value)
+            return run_main(capsys, *args)
+
+    return invoke
 
 
 def file_gets(hub: FakeHub, name: str) -> list:
@@ -115,30 +122,30 @@ def test_download_fetches_transformers_files_verifies_and_marks_ready(hub, cache
     assert "total: " in result.stdout and "(100%)" in result.stdout
 
 
-def test_second_download_of_a_ready_model_fetches_nothing(hub, cache_dir):
-    assert mgen(cache_dir, hub.url, "download", "small").returncode == 0
+def test_second_download_of_a_ready_model_fetches_nothing(hub, run, cache_dir):
+    assert run("download", "small").returncode == 0
     hub.log.clear()
 
-    again = mgen(cache_dir, hub.url, "download", "--model-key", SMALL)
+    again = run("download", "--model-key", SMALL)
 
     assert again.returncode == 0, again.stderr
     assert "already downloaded" in again.stdout
     assert not hub.requests("GET", "/resolve/")
 
 
-def test_models_lists_download_as_cached(hub, cache_dir):
+def test_models_lists_download_as_cached(hub, run, cache_dir):
     def cached(key: str) -> bool:
-        listing = mgen(cache_dir, hub.url, "models", "--json")
+        listing = run("models", "--json")
         assert listing.returncode == 0, listing.stderr
         return {row["key"]: row["cached"] for row in json.loads(listing.stdout)}.get(key, False)
 
     assert not cached("small")
-    assert mgen(cache_dir, hub.url, "download", "small").returncode == 0
+    assert run("download", "small").returncode == 0
     assert cached("small")
 
 
-def test_unlisted_repo_id_is_registered_in_user_manifest(hub, cache_dir):
-    result = mgen(cache_dir, hub.url, "download", "--model-key", "acme/musicgen-tiny")
+def test_unlisted_repo_id_is_registered_in_user_manifest(hub, run, cache_dir):
+    result = run("download", "--model-key", "acme/musicgen-tiny")
 
     assert result.returncode == 0, result.stderr
     manifest = load_manifest(cache_dir)
@@ -149,9 +156,9 @@ def test_unlisted_repo_id_is_registered_in_user_manifest(hub, cache_dir):
     assert (cache_dir / "acme--musicgen-tiny" / "model.safetensors").is_file()
 
 
-def test_include_audiocraft_goes_to_audiocraft_cache_dir(hub, cache_dir, tmp_path):
+def test_include_audiocraft_goes_to_audiocraft_cache_dir(hub, run, cache_dir, tmp_path):
     audiocraft = tmp_path / "audiocraft-cache"
-    result = mgen(cache_dir, hub.url, "download", "small", "--include-audiocraft", AUDIOCRAFT_CACHE_DIR=str(audiocraft))
+    result = run("download", "small", "--include-audiocraft", AUDIOCRAFT_CACHE_DIR=str(audiocraft))
 
     assert result.returncode == 0, result.stderr
     commit = hub.repos[SMALL].commit
@@ -163,18 +170,18 @@ def test_include_audiocraft_goes_to_audiocraft_cache_dir(hub, cache_dir, tmp_pat
     assert set(read_marker(cache_dir / "musicgen-small")["files"]) == TRANSFORMERS_FILES | set(AUDIOCRAFT)
 
 
-def test_include_audiocraft_without_its_cache_dir_uses_the_model_folder(hub, cache_dir):
-    result = mgen(cache_dir, hub.url, "download", "small", "--include-audiocraft")
+def test_include_audiocraft_without_its_cache_dir_uses_the_model_folder(hub, run, cache_dir):
+    result = run("download", "small", "--include-audiocraft")
 
     assert result.returncode == 0, result.stderr
     for name, data in AUDIOCRAFT.items():
         assert (cache_dir / "musicgen-small" / name).read_bytes() == data
 
 
-def test_cut_transfer_resumes_with_range_on_next_run(hub, cache_dir, big_repo_folder):
+def test_cut_transfer_resumes_with_range_on_next_run(hub, run, cache_dir, big_repo_folder):
     hub.cut.add((BIG, "model.safetensors"))
 
-    first = mgen(cache_dir, hub.url, "download", BIG)
+    first = run("download", BIG)
 
     one_line_error(first)
     assert "dropped" in first.stdout or "resume" in first.stdout
@@ -188,7 +195,7 @@ def test_cut_transfer_resumes_with_range_on_next_run(hub, cache_dir, big_repo_fo
 
     hub.outage = False
     hub.log.clear()
-    second = mgen(cache_dir, hub.url, "download", BIG)
+    second = run("download", BIG)
 
     assert second.returncode == 0, second.stderr
     assert [r[2] for r in file_gets(hub, "model.safetensors")] == [f"bytes={kept}-"]
@@ -197,12 +204,12 @@ def test_cut_transfer_resumes_with_range_on_next_run(hub, cache_dir, big_repo_fo
     assert (folder / READY_MARKER).exists()
 
 
-def test_corrupted_files_are_fetched_again(hub, cache_dir, repo_folder):
+def test_corrupted_files_are_fetched_again(hub, run, cache_dir, repo_folder):
     # Wrong bytes of the right size: caught by the LFS sha256 and, for plain files, the git blob id.
     hub.corrupt[(SMALL, "model.safetensors")] = 1
     hub.corrupt[(SMALL, "config.json")] = 1
 
-    result = mgen(cache_dir, hub.url, "download", "small")
+    result = run("download", "small")
 
     assert result.returncode == 0, result.stderr
     assert "model.safetensors failed its checksum" in result.stdout
@@ -211,10 +218,10 @@ def test_corrupted_files_are_fetched_again(hub, cache_dir, repo_folder):
         assert (cache_dir / "musicgen-small" / name).read_bytes() == (repo_folder / name).read_bytes()
 
 
-def test_file_corrupted_twice_fails_and_is_not_marked_ready(hub, cache_dir):
+def test_file_corrupted_twice_fails_and_is_not_marked_ready(hub, run, cache_dir):
     hub.corrupt[(SMALL, "model.safetensors")] = 2
 
-    line = one_line_error(mgen(cache_dir, hub.url, "download", "small"))
+    line = one_line_error(run("download", "small"))
 
     assert "failed verification twice" in line
     folder = cache_dir / "musicgen-small"
@@ -226,8 +233,8 @@ def test_unknown_repo_is_one_line_error(hub, cache_dir):
     assert "nobody/no-such-model not found" in line
 
 
-def test_unknown_revision_is_one_line_error(hub, cache_dir):
-    line = one_line_error(mgen(cache_dir, hub.url, "download", "small", "--revision", "v9"))
+def test_unknown_revision_is_one_line_error(hub, run, cache_dir):
+    line = one_line_error(run("download", "small", "--revision", "v9"))
     assert "revision 'v9' not found" in line
 
 
@@ -240,34 +247,35 @@ def test_unreachable_hub_is_one_line_error(cache_dir):
     assert not (cache_dir / "musicgen-small" / READY_MARKER).exists()
 
 
-def test_offline_mode_refuses_without_a_request_unless_cached(hub, cache_dir):
-    line = one_line_error(mgen(cache_dir, hub.url, "download", "small", HF_HUB_OFFLINE="1"))
+def test_endpoint_that_is_not_a_hub_is_one_line_error(hub, cache_dir):
+    line = one_line_error(mgen(cache_dir, hub.url + "/captive-portal", "download", "small"))
+    assert "did not answer like a Hugging Face hub" in line and "HF_ENDPOINT" in line
+
+
+def test_offline_mode_refuses_without_a_request_unless_cached(hub, run, cache_dir):
+    line = one_line_error(run("download", "small", HF_HUB_OFFLINE="1"))
     assert "HF_HUB_OFFLINE" in line
     assert not hub.requests("GET", "/models/")
 
-    assert mgen(cache_dir, hub.url, "download", "small").returncode == 0
+    assert run("download", "small").returncode == 0
     hub.log.clear()
-    cached = mgen(cache_dir, hub.url, "download", "small", HF_HUB_OFFLINE="1")
+    cached = run("download", "small", HF_HUB_OFFLINE="1")
     assert cached.returncode == 0 and "in the cache" in cached.stdout
     assert not hub.log
 
 
-def test_random_weight_entry_is_built_not_downloaded(cache_dir):
-    from typer.testing import CliRunner
+def test_random_weight_entry_is_built_not_downloaded(cache_dir, capsys):
+    result = run_main(capsys, "download", "tiny-random")
 
-    from musicgen_cli.cli import app
-
-    result = CliRunner().invoke(app, ["download", "tiny-random"])
-
-    assert result.exit_code == 0, result.output
-    assert "random-weight" in result.output
+    assert result.returncode == 0, result.stderr
+    assert "random-weight" in result.stdout
     assert read_marker(cache_dir / "tiny-random")["random_weights"] is True
 
 
 @pytest.mark.parametrize("token", [None, "hf_wrong_token_456"])
-def test_gated_repo_without_access_names_hf_token(hub, cache_dir, token):
+def test_gated_repo_without_access_names_hf_token(hub, run, cache_dir, token):
     env = {"HF_TOKEN": token} if token else {}
-    result = mgen(cache_dir, hub.url, "download", "acme/gated-musicgen", **env)
+    result = run("download", "acme/gated-musicgen", **env)
 
     line = one_line_error(result)
     assert "gated" in line and "HF_TOKEN" in line and "huggingface-cli login" in line
@@ -275,25 +283,13 @@ def test_gated_repo_without_access_names_hf_token(hub, cache_dir, token):
         assert token not in result.stdout + result.stderr
 
 
-def test_gated_repo_with_token_downloads_without_printing_it(hub, cache_dir):
-    result = mgen(cache_dir, hub.url, "download", "acme/gated-musicgen", HF_TOKEN=GOOD_TOKEN)
+def test_gated_repo_with_token_downloads_without_printing_it(hub, run, cache_dir):
+    result = run("download", "acme/gated-musicgen", HF_TOKEN=GOOD_TOKEN)
 
     assert result.returncode == 0, result.stderr
     assert GOOD_TOKEN not in result.stdout + result.stderr
     assert (cache_dir / "acme--gated-musicgen" / READY_MARKER).exists()
     assert GOOD_TOKEN not in (cache_dir / "acme--gated-musicgen" / READY_MARKER).read_text()
-
-
-@pytest.fixture()
-def in_process_hub(hub, monkeypatch):
-    """Point the already-imported hub client at the fake hub (it reads HF_ENDPOINT at import)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    return hub
 
 
 class Recorder:
@@ -320,10 +316,11 @@ def test_reporter_gets_byte_progress_per_file_and_overall(in_process_hub, cache_
     assert all(u.unit == "B" for u in updates)
     sizes = {name: (repo_folder / name).stat().st_size for name in TRANSFORMERS_FILES}
     last = {u.task: u for u in updates}
-    assert set(last) == set(sizes) | {"total"}
+    assert set(last) == set(sizes) | {"total", "verify"}
     for name, size in sizes.items():
         assert (last[name].done, last[name].total) == (size, size)
-    assert (last["total"].done, last["total"].total) == (sum(sizes.values()), sum(sizes.values()))
+    for task in ("total", "verify"):
+        assert (last[task].done, last[task].total) == (sum(sizes.values()), sum(sizes.values()))
     assert [e[1] for e in recorder.events if isinstance(e, tuple) and e[0] == "phase"] == ["resolve", "download", "verify"]
     assert folder == cache_dir / "musicgen-small"
 
@@ -337,3 +334,48 @@ def test_not_enough_disk_space_stops_before_downloading(in_process_hub, cache_di
 
     assert not in_process_hub.requests("GET", "/resolve/")
     assert not (cache_dir / "musicgen-small" / READY_MARKER).exists()
+
+
+def test_ctrl_c_leaves_nothing_marked_ready_and_says_how_to_resume(in_process_hub, cache_dir):
+    class InterruptOnWeights(Recorder):
+        def progress(self, update: Progress) -> None:
+            if update.task == "model.safetensors" and update.done:
+                raise KeyboardInterrupt
+
+    manifest = load_manifest(cache_dir)
+    with pytest.raises(Interrupted, match="resume") as caught:
+        download_model(manifest, manifest.get(BIG), reporter=InterruptOnWeights())
+
+    assert caught.value.exit_code == 130
+    folder = cache_dir / "acme--musicgen-big"
+    assert not (folder / READY_MARKER).exists() and not (folder / "model.safetensors").exists()
+    assert BIG not in {e.repo_id for e in load_manifest(cache_dir).entries.values()}
+
+
+def test_disk_filling_up_mid_download_is_a_download_error(in_process_hub, cache_dir):
+    class DiskFull(Recorder):
+        def progress(self, update: Progress) -> None:
+            if update.task == "model.safetensors" and update.done:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    manifest = load_manifest(cache_dir)
+    with pytest.raises(DownloadError, match="disk filled up"):
+        download_model(manifest, manifest.get("small"), reporter=DiskFull())
+
+    assert not (cache_dir / "musicgen-small" / READY_MARKER).exists()
+
+
+def test_a_second_download_of_the_same_model_waits_for_the_first(in_process_hub, cache_dir):
+    from huggingface_hub.utils import WeakFileLock
+
+    manifest = load_manifest(cache_dir)
+    done = []
+    with WeakFileLock(cache_dir / ".musicgen-small.lock"):  # as another mgen process holds it
+        worker = threading.Thread(target=lambda: done.append(download_model(manifest, manifest.get("small"))))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and not in_process_hub.requests("GET", "/resolve/")
+    worker.join(timeout=30)
+
+    assert done == [cache_dir / "musicgen-small"]
+    assert (cache_dir / "musicgen-small" / READY_MARKER).exists()

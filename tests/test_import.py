@@ -4,38 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import one_line_error, run_main
 
-from musicgen_cli import cli
 from musicgen_cli.cache import READY_MARKER, read_marker
 from musicgen_cli.manifest import load_manifest
 
 
 def run_mgen(capsys, *args: str) -> tuple[int, str, str]:
-    """The console-script entry in-process (transformers is imported once per test session)."""
-    argv = sys.argv
-    sys.argv = ["mgen", *args]
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    result = run_main(capsys, *args)
+    return result.returncode, result.stdout, result.stderr
 
 
 def rejected(capsys, *args: str) -> str:
-    code, _, err = run_mgen(capsys, *args)
-    assert code != 0
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    return lines[0]
+    return one_line_error(run_main(capsys, *args))
 
 
 @pytest.fixture()
@@ -76,63 +60,50 @@ def test_import_refuses_a_key_that_is_already_ready(capsys, cache_dir, copy_of):
     assert "already has a ready folder" in rejected(capsys, "import", str(source), "--key", "mine")
 
 
-def test_missing_weights_rejected(capsys, cache_dir, copy_of):
-    source = copy_of()
-    (source / "model.safetensors").unlink()
-
-    line = rejected(capsys, "import", str(source), "--key", "broken")
-
-    assert "no model.safetensors" in line
-    assert not (cache_dir / "broken").exists()
-    assert "broken" not in load_manifest(cache_dir).entries
-
-
-def test_weights_of_other_shapes_rejected(capsys, cache_dir, copy_of):
-    source = copy_of()
+def _edit_config(source: Path, change) -> None:
     config = json.loads((source / "config.json").read_text())
-    config["decoder"]["hidden_size"] = 48  # the saved decoder is 32 wide
+    change(config)
     (source / "config.json").write_text(json.dumps(config))
 
-    line = rejected(capsys, "import", str(source), "--key", "broken")
 
-    assert "wrong shape" in line and "decoder" in line
-    assert not (cache_dir / "broken").exists()
+# case -> (how to break a copy of the tiny mono folder, what the error line must name)
+BROKEN = {
+    "missing weights": (lambda src, copy_of: (src / "model.safetensors").unlink(), "no model.safetensors"),
+    "wrong shapes": (
+        lambda src, copy_of: _edit_config(src, lambda c: c["decoder"].update(hidden_size=48)),  # saved: 32 wide
+        "have the wrong shape, e.g. decoder.",
+    ),
+    "another model's weights": (
+        lambda src, copy_of: shutil.copyfile(copy_of("melody") / "model.safetensors", src / "model.safetensors"),
+        "missing from the weights",
+    ),
+    "not a musicgen config": (
+        lambda src, copy_of: (src / "config.json").write_text(json.dumps({"model_type": "t5", "d_model": 16})),
+        "model_type 't5'",
+    ),
+    "unparsable config": (lambda src, copy_of: (src / "config.json").write_text("{ not json"), "config.json line 1"),
+    "no tokenizer vocabulary": (lambda src, copy_of: (src / "tokenizer.json").unlink(), "no tokenizer vocabulary"),
+}
 
 
-def test_weights_of_another_model_rejected(capsys, cache_dir, copy_of):
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_folder_rejected_naming_the_problem(capsys, cache_dir, copy_of, case):
     source = copy_of()
-    shutil.copyfile(copy_of("melody") / "model.safetensors", source / "model.safetensors")
-
-    line = rejected(capsys, "import", str(source), "--key", "broken")
-
-    assert "missing from the weights" in line or "wrong shape" in line
-
-
-def test_non_musicgen_config_rejected(capsys, cache_dir, copy_of):
-    source = copy_of()
-    (source / "config.json").write_text(json.dumps({"model_type": "t5", "d_model": 16}))
-
-    line = rejected(capsys, "import", str(source), "--key", "broken")
-
-    assert "model_type 't5'" in line
-
-
-def test_unparsable_config_rejected(capsys, cache_dir, copy_of):
-    source = copy_of()
-    (source / "config.json").write_text("{ not json")
-
-    assert "config.json line 1" in rejected(capsys, "import", str(source), "--key", "broken")
-
-
-def test_broken_tokenizer_rejected(capsys, cache_dir, copy_of):
-    source = copy_of()
-    (source / "tokenizer.json").unlink()
+    breaker, expected = BROKEN[case]
+    breaker(source, copy_of)
 
     line = rejected(capsys, "import", str(source), "--key", "broken")
 
-    assert "no tokenizer vocabulary" in line
-    assert not (cache_dir / "broken").exists()
+    assert expected in line
+    assert not (cache_dir / "broken").exists() and not list(cache_dir.glob(".import-*"))
+    assert "broken" not in load_manifest(cache_dir).entries
 
 
 def test_missing_folder_rejected(capsys, cache_dir, tmp_path):
     assert "is not a folder" in rejected(capsys, "import", str(tmp_path / "nowhere"), "--key", "x")
+
+
+@pytest.mark.parametrize("key", ["../escape", "owner/name", ".hidden"])
+def test_key_that_is_not_a_plain_name_rejected(capsys, cache_dir, tmp_path, key):
+    assert "is not a plain name" in rejected(capsys, "import", str(tmp_path), "--key", key)
+    assert not list(cache_dir.iterdir())
