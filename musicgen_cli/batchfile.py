@@ -128,6 +128,9 @@ def _parse_jsonl(line: str, base: Path) -> dict:
     return data
 
 
+_KIND_NAMES = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
+
+
 def _typed(key: str, value, kind):
     """`value` checked against the settings field type (bools are not numbers here)."""
     ok = {
@@ -137,7 +140,7 @@ def _typed(key: str, value, kind):
         str: isinstance(value, str),
     }.get(kind, True)
     if not ok:
-        raise MgenError(f"{key} must be a {kind.__name__}, not {json.dumps(value)}")
+        raise MgenError(f"{key} must be {_KIND_NAMES[kind]}, not {json.dumps(value)}")
     return float(value) if kind is float else value
 
 

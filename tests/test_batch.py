@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from cli_run import one_line_error, run_main
 
 from musicgen_cli import batchlog
 from musicgen_cli.batchfile import BatchInputError, Defaults, by_group, make_batches, read_items
@@ -88,7 +89,7 @@ def test_bad_lines_are_all_reported_with_line_numbers(tmp_path):
     message = str(caught.value)
     assert "9 bad line(s)" in message
     for number, words in [(2, "not valid JSON"), (3, "unknown key(s) speed"), (4, "no prompt"), (5, "escapes"),
-                          (6, "duration must be a float"), (7, "already used by line 1"), (8, "unknown model key"),
+                          (6, "duration must be a number"), (7, "already used by line 1"), (8, "unknown model key"),
                           (9, "out of range"), (10, "JSON object")]:
         assert re.search(rf"line {number}: [^;]*{re.escape(words)}", message), (number, message)
     assert not (tmp_path / "out").exists()
@@ -260,15 +261,11 @@ def test_kill_mid_batch_then_rerun_finishes_only_the_rest(tmp_path, cache_dir):
     assert summary["generated"] + summary["skipped"] == 6 and summary["generated"] <= 6 - len(first)
 
 
-def test_bad_jsonl_line_is_reported_before_anything_starts(tmp_path, cache_dir):
-    from typer.testing import CliRunner
-
-    from musicgen_cli.cli import app
-
+def test_bad_jsonl_line_is_reported_before_anything_starts(tmp_path, cache_dir, capsys):
     src = write(tmp_path / "items.jsonl", json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": "x", "seed": "one"}) + "\n")
-    result = CliRunner().invoke(app, ["batch", str(src), "--out-dir", str(tmp_path / "out"), "--model-key", "tiny-random"])
-    assert result.exit_code != 0
-    assert isinstance(result.exception, BatchInputError) and "line 2: seed must be a int" in str(result.exception)
+    result = run_main(capsys, "batch", str(src), "--out-dir", str(tmp_path / "out"), "--model-key", "tiny-random")
+    error = one_line_error(result)
+    assert result.returncode == 2 and "1 bad line(s): line 2: seed must be an integer" in error
     assert not (tmp_path / "out").exists() and not any(cache_dir.iterdir())
 
 
