@@ -58,7 +58,7 @@ class BatchSummary:
 
 
 class RankReporter:
-    """The engine's Reporter inside a batch: keeps this rank's status file current."""
+    """The engine's Reporter inside a batch: keeps this rank's status file current (at most once a second)."""
 
     def __init__(self, out_dir: Path, status: batchlog.RankStatus) -> None:
         self.out_dir = out_dir
@@ -67,20 +67,20 @@ class RankReporter:
 
     def phase(self, name: str, detail: str = "") -> None:
         self.status.phase, self.status.detail = name, detail
-        self.flush()
+        self.flush(force=False)
 
     def progress(self, update: Progress) -> None:
         if update.total and update.unit == "frames":
             self.status.detail = f"{int(update.done)}/{int(update.total)} frames"
-        if time.time() - self.last >= STATUS_EVERY_S:
-            self.flush()
+        self.flush(force=False)
 
     def message(self, text: str, level: str = "info") -> None:
         pass
 
-    def flush(self) -> None:
-        self.last = time.time()
-        batchlog.write_status(self.out_dir, self.status)
+    def flush(self, force: bool = True) -> None:
+        if force or time.time() - self.last >= STATUS_EVERY_S:
+            self.last = time.time()
+            batchlog.write_status(self.out_dir, self.status)
 
 
 def _distributed_state(cpu: bool):
@@ -223,8 +223,10 @@ class _Worker:
     def run(self, mine: list[BatchItem]) -> None:
         self.status.assigned = len(mine)
         self.reporter.phase("idle" if not mine else "starting", f"{len(mine)} item(s)")
-        for model, group in groupby(mine, key=lambda it: it.model):
+        for n, (model, group) in enumerate(groupby(mine, key=lambda it: it.model)):
             model_items = list(group)
+            if n:
+                gc.collect()  # the previous model's reference cycles go before the next model loads
             try:
                 mg, fit = self._load(model, model_items)
             except Interrupted:
@@ -236,8 +238,8 @@ class _Worker:
             for batch in make_batches(model_items, fit):
                 self._generate(mg, batch)
             del mg
-            gc.collect()
-        self.reporter.phase("finished", f"{self.status.done} done, {self.status.failed} failed")
+        self.reporter.phase("finished")
+        self.reporter.flush()
 
     def _load(self, model: str, items: list[BatchItem]) -> tuple[MusicGen, int]:
         """The model, loaded once for all its items by the plan of its largest pass, and that pass's size."""
@@ -308,7 +310,7 @@ class _Worker:
             self.status.done += 1
         else:
             self.status.failed += 1
-        self.reporter.flush()
+        self.reporter.flush(force=False)
 
 
 def _describe(exc: BaseException) -> str:
