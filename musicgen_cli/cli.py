@@ -304,6 +304,103 @@ def test_suite_cmd(
         raise typer.Exit(1)
 
 
+@app.command("batch")
+def batch_cmd(
+    input_file: Path = typer.Argument(..., help="Prompts: a text file (one a line) or .jsonl (prompt, duration, seed, model, output, any generate setting)."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the WAVs, their sidecars and manifest.jsonl."),
+    model_key: str = typer.Option("small", "--model-key", "-m", help="Model for lines that name none (manifest key, repo id or folder)."),
+    duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of audio for lines that give none."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Base seed: item i gets BASE + i unless its line sets one (default: derived from the output name)."),
+    max_batch: int = typer.Option(4, "--max-batch", help="Most items generated in one pass (lowered to what the memory plan fits); 1 makes every item reproducible from its own seed."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Generate items the manifest records as failed again."),
+    processes: int = typer.Option(1, "--processes", help="Processes to launch through accelerate (one per GPU; CPU processes use gloo)."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature for lines that give none."),
+    top_k: int = typer.Option(250, "--top-k", help="Top-k for lines that give none."),
+    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance for lines that give none."),
+    engine: str = typer.Option("fast", "--engine", help="fast or reference."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned per device)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, or cuda."),
+    subtype: Optional[str] = typer.Option(None, "--subtype", help="WAV sample format, e.g. PCM_16 (default), PCM_24, FLOAT."),
+    normalize: str = typer.Option("peak", "--normalize", help="peak, loudness or none."),
+    offline: bool = typer.Option(False, "--offline", envvar="HF_HUB_OFFLINE", help="Never download; fail with the command that would."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; print the summary line only."),
+    as_json: bool = JsonOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+) -> None:
+    """Generate many clips from a batch file: resumable, batched, on one or many processes.
+
+    Every item gets OUT_DIR/<name>.wav + <name>.json; manifest.jsonl records each item's status,
+    files, seed, timings and error. A rerun skips finished items (and failed ones unless
+    --retry-failed). Run on several GPUs with --processes N or under `accelerate launch -m musicgen_cli batch`.
+
+    Examples:
+
+      mgen batch prompts.txt --out-dir pack --duration 8 --seed 100
+
+      mgen batch items.jsonl --out-dir pack --max-batch 8 --processes 2
+    """
+    import os
+    import subprocess
+
+    from .batch import BatchOptions, launch_command, relaunch_args, run_batch, under_launcher
+    from .batchfile import Defaults, read_items
+    from .engine import GenerateSettings
+    from .manifest import load_manifest
+
+    if max_batch < 1 or processes < 1:
+        raise MgenError("--max-batch and --processes must be at least 1", "use --max-batch 1 or more")
+    manifest = load_manifest(cache_dir)
+
+    def known_model(name: str) -> None:
+        if not Path(name).is_dir():
+            manifest.get(name)
+
+    defaults = Defaults(
+        model=model_key,
+        settings=GenerateSettings(duration=duration, temperature=temperature, top_k=top_k, guidance=guidance, engine=engine),
+        base_seed=seed,
+    )
+    items = read_items(input_file, defaults, out_dir, known_model)
+    if processes > 1 and not under_launcher():
+        raise typer.Exit(subprocess.run(launch_command(processes, relaunch_args(sys.argv))).returncode)
+    options = BatchOptions(
+        max_batch=max_batch,
+        retry_failed=retry_failed,
+        cache_dir=cache_dir,
+        machine=_machine_for(cache_dir, device=device),
+        cpu=device == "cpu",
+        dtype=dtype,
+        download=not offline,
+        subtype=subtype,
+        normalize=normalize,
+    )
+    from .batchpanel import BatchDisplay
+
+    rank0 = not under_launcher() or os.environ.get("RANK", "0") == "0"
+    if rank0 and not (quiet or as_json):
+        with BatchDisplay(err_console, out_dir.resolve()):
+            summary = run_batch(items, out_dir, options)
+    else:
+        summary = run_batch(items, out_dir, options)
+    if not rank0:
+        return
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(summary), indent=2, default=str))
+    else:
+        colour = "red" if summary.failed else "green"
+        console.print(
+            f"[{colour}]{summary.done}/{summary.items} done[/], {summary.failed} failed, {summary.generated} generated now, "
+            f"{summary.skipped} already settled, {summary.clips_per_min:.1f} clips/min  manifest: {summary.manifest}",
+            highlight=False,
+        )
+        for item_id, error in summary.failures:
+            console.print(f"[red]{item_id}:[/] {error}", highlight=False)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
 @app.command("download")
 def download_cmd(
     model: Optional[str] = typer.Argument(None, help="Manifest key (e.g. small) or hub repo id (e.g. facebook/musicgen-small)."),
