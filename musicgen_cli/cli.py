@@ -56,7 +56,7 @@ def _root(
     """
 
 
-@app.command("models")
+@app.command("models", rich_help_panel="Models")
 def models_cmd(cache_dir: Optional[Path] = CacheDirOpt, as_json: bool = JsonOpt) -> None:
     """List the manifest's models: key, repo id, cached or not, size on disk, capabilities."""
     from .cache import folder_size
@@ -128,7 +128,7 @@ def _resolve_prompt(prompt: Optional[str], prompt_file: Optional[Path], lyrics: 
     return text, hint
 
 
-@app.command("generate")
+@app.command("generate", rich_help_panel="Making music")
 def generate_cmd(
     prompt: Optional[str] = typer.Argument(None, help="What to play, e.g. \"a 30-second grand piano jazz trio with bass and drums\"."),
     size: Optional[str] = typer.Option(None, "--size", help="Model size: small, medium, large (or any manifest key)."),
@@ -241,7 +241,7 @@ def generate_cmd(
         )
 
 
-@app.command("test-suite")
+@app.command("test-suite", rich_help_panel="Making music")
 def test_suite_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Where the WAVs and report.json go (default: /workspace if it exists, else here)."),
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated jobs to run: small,medium,large."),
@@ -304,7 +304,7 @@ def test_suite_cmd(
         raise typer.Exit(1)
 
 
-@app.command("batch")
+@app.command("batch", rich_help_panel="Making music")
 def batch_cmd(
     input_file: Path = typer.Argument(..., help="Prompts: a text file (one a line) or .jsonl (prompt, duration, seed, model, output, any generate setting)."),
     out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the WAVs, their sidecars and manifest.jsonl."),
@@ -401,7 +401,7 @@ def batch_cmd(
         raise typer.Exit(1)
 
 
-@app.command("download")
+@app.command("download", rich_help_panel="Models")
 def download_cmd(
     model: Optional[str] = typer.Argument(None, help="Manifest key (e.g. small) or hub repo id (e.g. facebook/musicgen-small)."),
     model_key: Optional[str] = typer.Option(None, "--model-key", help="Same as the MODEL argument."),
@@ -433,7 +433,7 @@ def download_cmd(
     console.print(f"[green]ready:[/] {folder}", highlight=False)
 
 
-@app.command("import")
+@app.command("import", rich_help_panel="Models")
 def import_cmd(
     folder: Path = typer.Argument(..., help="A folder with config.json, model.safetensors and tokenizer files."),
     key: str = typer.Option(..., "--key", help="The manifest key to register it under (also its cache folder name)."),
@@ -450,7 +450,7 @@ def import_cmd(
     console.print(f"[green]imported:[/] {entry.key} -> {manifest.folder(entry)}", highlight=False)
 
 
-@app.command("import-audiocraft")
+@app.command("import-audiocraft", rich_help_panel="Models")
 def import_audiocraft_cmd(
     paths: list[Path] = typer.Argument(..., help="Folder holding state_dict.bin and compression_state_dict.bin, or those files."),
     key: str = typer.Option(..., "--key", help="Manifest key to register the converted model under."),
@@ -514,7 +514,7 @@ def _machine_for(cache_dir, gpu_mem=None, ram=None, cores=None, no_gpu=False, de
     )
 
 
-@app.command("memory-plan")
+@app.command("memory-plan", rich_help_panel="Memory")
 def memory_plan_cmd(
     size: Optional[str] = typer.Option(None, "--size", help="small, medium or large (default: small)."),
     model_key: Optional[str] = typer.Option(None, "--model-key", help="Any manifest key or repo id instead of --size."),
@@ -562,7 +562,7 @@ def memory_plan_cmd(
     console.print(plan_view(plan, title))
 
 
-@app.command("inspect-memory")
+@app.command("inspect-memory", rich_help_panel="Memory")
 def inspect_memory_cmd(
     watch: bool = typer.Option(False, "--watch", help="Refresh every second until Ctrl-C."),
     cache_dir: Optional[Path] = CacheDirOpt,
