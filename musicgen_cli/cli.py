@@ -211,7 +211,7 @@ def generate_cmd(
         mg = load_model(
             size or model_key or "small",
             cache_dir=cache_dir,
-            job=Job(duration_s=min(duration, window), num_samples=num_samples, guidance=guidance > 1),
+            job=Job(duration_s=min(duration, window), num_samples=num_samples, guidance=guidance > 1, window_s=window),
             machine=machine,
             dtype=dtype,
             quantize=None if quantize == "none" else quantize,
