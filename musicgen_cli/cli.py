@@ -316,10 +316,12 @@ def batch_cmd(
     processes: int = typer.Option(1, "--processes", help="Processes to launch through accelerate (one per GPU; CPU processes use gloo)."),
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature for lines that give none."),
     top_k: int = typer.Option(250, "--top-k", help="Top-k for lines that give none."),
+    top_p: float = typer.Option(0.0, "--top-p", help="Nucleus sampling threshold for lines that give none; 0 turns it off."),
     guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance for lines that give none."),
+    greedy: bool = typer.Option(False, "--greedy", help="Greedy decoding for lines that give none."),
     engine: str = typer.Option("fast", "--engine", help="fast or reference."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned per device)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, or cuda."),
+    device: str = DeviceOpt,
     subtype: Optional[str] = typer.Option(None, "--subtype", help="WAV sample format, e.g. PCM_16 (default), PCM_24, FLOAT."),
     normalize: str = typer.Option("peak", "--normalize", help="peak, loudness or none."),
     offline: bool = typer.Option(False, "--offline", envvar="HF_HUB_OFFLINE", help="Never download; fail with the command that would."),
@@ -357,7 +359,9 @@ def batch_cmd(
 
     defaults = Defaults(
         model=model_key,
-        settings=GenerateSettings(duration=duration, temperature=temperature, top_k=top_k, guidance=guidance, engine=engine),
+        settings=GenerateSettings(
+            duration=duration, temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance, greedy=greedy, engine=engine
+        ),
         base_seed=seed,
     )
     items = read_items(input_file, defaults, out_dir, known_model)
