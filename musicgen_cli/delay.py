@@ -18,11 +18,6 @@ def channel_offsets(num_codebooks: int, audio_channels: int) -> list[int]:
     return [k // audio_channels for k in range(num_codebooks)]
 
 
-def delayed_length(frames: int, num_codebooks: int, audio_channels: int) -> int:
-    """Columns (start token included) needed so that `frames` whole frames come out."""
-    return frames + 1 + num_codebooks // audio_channels - 1
-
-
 def pattern(prompt: torch.Tensor | None, batch: int, num_codebooks: int, audio_channels: int,
             length: int, pad: int, device=None) -> torch.LongTensor:
     """The forced tokens of a delayed sequence `[batch, K, length]`: PREDICT where the model
