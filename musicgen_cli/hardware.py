@@ -56,9 +56,9 @@ class Machine:
     physical_cores: int
     disk_free_bytes: int | None
     simulated: tuple[str, ...] = field(default_factory=tuple)  # which parts were overridden
-    # RSS of the probing process: the runtime it will plan and load in, as it really is here
-    # (shared libraries' resident pages vary with the page cache); 0 when RAM is simulated.
-    process_rss_bytes: int = 0
+    # Anonymous memory the probing process already holds (the runtime it will load in, or more
+    # when it already holds models); 0 when RAM is simulated.
+    process_anon_bytes: int = 0
 
     def summary(self) -> dict:
         data = asdict(self)
@@ -98,6 +98,7 @@ def probe(cache_dir: str | Path | None = None) -> Machine:
     import psutil
 
     from .cache import cache_root
+    from .monitor import anon_rss_bytes
 
     memory = psutil.virtual_memory()
     logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
@@ -109,7 +110,7 @@ def probe(cache_dir: str | Path | None = None) -> Machine:
         logical_cores=int(logical),
         physical_cores=int(physical),
         disk_free_bytes=_disk_free(cache_root(cache_dir)),
-        process_rss_bytes=int(psutil.Process().memory_info().rss),
+        process_anon_bytes=anon_rss_bytes(),
     )
 
 
@@ -155,7 +156,7 @@ def simulate(
     if ram is not None:
         # A simulated machine runs nothing else: what it has is what is available.
         changes["ram_total_bytes"] = changes["ram_available_bytes"] = int(ram)
-        changes["process_rss_bytes"] = 0
+        changes["process_anon_bytes"] = 0
         parts.append("ram")
     if cores is not None:
         if cores < 1:

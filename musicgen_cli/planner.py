@@ -340,8 +340,9 @@ def _evaluate(layout: _Layout, sizes, job, machine: Machine, lm_dtype, quantize,
     # RAM: the runtime, T5 (float32), CPU-resident LM parts, and the CPU's share of the job.
     w = sizes.layer_bytes(lm_dtype, quantize)
     cpu_layers = [i for i, d in enumerate(layout.layer_device) if d == "cpu"]
-    # The runtime: this process as probed when it already holds more (torch, transformers loaded).
-    runtime = max(K.RUNTIME_BASE_RSS, machine.process_rss_bytes)
+    # RAM counts anonymous memory (what must fit); the runtime is this process as probed when it
+    # already holds more than a fresh one (torch, transformers, models loaded).
+    runtime = max(K.RUNTIME_BASE_ANON, machine.process_anon_bytes)
     ram = runtime + sizes.nbytes(["text_encoder"], "float32") + jb.text_encoder_run + jb.audio_out
     if main != "cpu":
         ram += K.CUDA_HOST_RSS_BYTES
