@@ -65,6 +65,23 @@ def anon_rss_bytes() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def mapped_weights_bytes(suffix: str = ".safetensors") -> int:
+    """Resident bytes of memory-mapped weight files (from_pretrained maps safetensors on the CPU,
+    so weights are file-backed, not anonymous). Parses /proc/self/smaps: call it once, not per step."""
+    total, path = 0, ""
+    try:
+        with open("/proc/self/smaps") as smaps:
+            for line in smaps:
+                head = line.split(None, 5)
+                if "-" in head[0]:
+                    path = head[5].strip() if len(head) > 5 else ""
+                elif line.startswith("Rss:") and path.endswith(suffix):
+                    total += int(head[1]) * 1024
+    except OSError:
+        return 0
+    return total
+
+
 class PeakSampler:
     """Samples anon_rss_bytes() on a thread while the block runs; `.peak` is the highest seen."""
 
