@@ -111,14 +111,15 @@ class GenerationPanel:
 
     def __enter__(self) -> "GenerationPanel":
         if self.live_mode:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            # Live calls _render at its own 4 Hz; progress() only records state, so a fast decode
+            # loop does not build a panel on every step.
+            self.live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4, transient=False)
             self.live.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         self._close_phase()
         if self.live:
-            self.live.update(self._render())
             self.live.__exit__(*exc)
 
     # -- Reporter -----------------------------------------------------------------------------
@@ -128,7 +129,6 @@ class GenerationPanel:
         self.current, self.rate = None, _Rate()
         if not self.live_mode:
             self.console.print(f"[{name}] {detail}".rstrip(), markup=False, highlight=False, soft_wrap=True)
-        self._refresh()
 
     def progress(self, update: Progress) -> None:
         self.current = update
@@ -141,8 +141,6 @@ class GenerationPanel:
                 extra = readout_lines(update.readouts)[:1]
                 line = f"  {update.task}: {describe(update, rate)}" + (f"  | {extra[0]}" if extra else "")
                 self.console.print(line, markup=False, highlight=False, soft_wrap=True)
-            return
-        self._refresh()
 
     def message(self, text: str, level: str = "info") -> None:
         style = "yellow" if level == "warning" else "cyan"
@@ -153,10 +151,6 @@ class GenerationPanel:
         if self.phases and self.phases[-1][3] is None:
             name, detail, start, _ = self.phases[-1]
             self.phases[-1] = (name, detail, start, time.perf_counter())
-
-    def _refresh(self) -> None:
-        if self.live:
-            self.live.update(self._render())
 
     def _render(self) -> Panel:
         table = Table.grid(padding=(0, 2))
