@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from musicgen_cli.batch import BatchOptions, run_batch
-from musicgen_cli.batchfile import Defaults, read_items
-from musicgen_cli.engine import GenerateSettings, load_model
-from musicgen_cli.hardware import probe, simulate
-from musicgen_cli.outputs import write_result
+from musicgen_cli.engine.musicgen import GenerateSettings, load_model
+from musicgen_cli.jobs.batch import BatchOptions, run_batch
+from musicgen_cli.jobs.batchfile import Defaults, read_items
+from musicgen_cli.jobs.outputs import write_result
+from musicgen_cli.planning.hardware import probe, simulate
 from musicgen_cli.testing import ModelSpec, write_model_folder
 
 

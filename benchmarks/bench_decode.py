@@ -29,7 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from musicgen_cli.decode import Sampling, decode_steps, generate_codes  # noqa: E402
+from musicgen_cli.decode.types import Sampling, decode_steps  # noqa: E402
+from musicgen_cli.decode.windows import generate_codes  # noqa: E402
 from musicgen_cli.testing import ModelSpec, build_model, build_tokenizer  # noqa: E402
 
 PROMPT = "jazz piano trio with drums"
@@ -197,7 +198,7 @@ def main() -> None:
     model = build_model(ModelSpec(shape=args.shape, variant=args.variant), dtype=dtype).to(device)
     offloaded = 0
     if args.gpu_budget_gib:
-        from musicgen_cli.offload import offload_layers
+        from musicgen_cli.decode.offload import offload_layers
 
         offloaded = offload_layers(model, int(args.gpu_budget_gib * 2**30))
     folder = Path(tempfile.mkdtemp())
@@ -222,7 +223,7 @@ def main() -> None:
         same = torch.equal(runs[0].codes, runs[1].codes)
         print(f"sampled tokens identical (seed 0, top-k 250, CFG 3): {same}")
     if args.quantize:
-        from musicgen_cli.quantize import quantize_int8
+        from musicgen_cli.engine.quantize import quantize_int8
 
         fp = runs[-1]
         for scheme in args.int8_schemes:

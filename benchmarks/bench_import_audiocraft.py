@@ -40,7 +40,7 @@ class Timer:
 
 def run_import(src: Path, cache: Path, check: bool) -> None:
     """The measured part, in its own process so its peak memory is its own."""
-    from musicgen_cli.audiocraft import import_audiocraft
+    from musicgen_cli.importing.audiocraft import import_audiocraft
 
     timer = Timer()
     start = time.perf_counter()
@@ -66,8 +66,9 @@ def main() -> None:
     import subprocess
 
     from audiocraft_export import write_audiocraft
-    from musicgen_cli.cache import mark_ready
-    from musicgen_cli.manifest import ModelEntry, load_manifest
+
+    from musicgen_cli.store.cache import mark_ready
+    from musicgen_cli.store.manifest import ModelEntry, load_manifest
     from musicgen_cli.testing import ModelSpec, build_model, write_model_folder
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,10 +30,14 @@ def child(folder: str, duration: float) -> dict:
     import torch
     from transformers import AutoConfig
 
-    from musicgen_cli.hardware import probe, simulate
-    from musicgen_cli.loader import load_model
-    from musicgen_cli.monitor import PeakSampler, mapped_weights_bytes, peak_rss_bytes
-    from musicgen_cli.planner import Job, plan_memory
+    from musicgen_cli.engine.loader import load_model
+    from musicgen_cli.planning.hardware import probe, simulate
+    from musicgen_cli.planning.monitor import (
+        PeakSampler,
+        mapped_weights_bytes,
+        peak_rss_bytes,
+    )
+    from musicgen_cli.planning.planner import Job, plan_memory
 
     config = AutoConfig.from_pretrained(folder)
     plan = plan_memory(config, Job(duration), simulate(probe(), no_gpu=True))

@@ -13,7 +13,7 @@ __all__ = ["GenerateSettings", "GenerationResult", "MusicGen", "load_model", "__
 def __getattr__(name: str):
     # The engine pulls in torch and transformers; keep `import musicgen_cli` (and `mgen --help`) light.
     if name in {"GenerateSettings", "GenerationResult", "MusicGen", "load_model"}:
-        from . import engine
+        from musicgen_cli.engine import musicgen as engine
 
         return getattr(engine, name)
     raise AttributeError(name)

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
     """`mgen ARGS` through cli.main() in this process: heavy imports are paid once per session."""
-    from musicgen_cli import cli
+    from musicgen_cli.cli import app as cli
 
     argv = sys.argv
     sys.argv = ["mgen", *args]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicgen_cli import audio
+from musicgen_cli.engine import audio
+from musicgen_cli.engine.prompts import fold_lyrics, read_lyrics, slugify
 from musicgen_cli.errors import AudioError, MgenError
-from musicgen_cli.prompts import fold_lyrics, read_lyrics, slugify
 
 
 def test_write_then_read_round_trip_in_each_format(tmp_path):
@@ -79,7 +79,7 @@ def test_lyrics_fold_into_the_prompt_and_name_the_file(tmp_path):
 
 
 def test_chroma_finds_the_pitch_class():
-    from musicgen_cli.melody import chroma
+    from musicgen_cli.engine.melody import chroma
 
     rate = 32000
     t = np.arange(rate * 3) / rate
@@ -95,10 +95,10 @@ def test_chroma_finds_the_pitch_class():
 def test_chunked_codec_decode_matches_the_whole_clip(tiny_models):
     import torch
 
-    from musicgen_cli import codec
-    from musicgen_cli.testing import ModelSpec, build_config, model_class
+    from musicgen_cli.arch import build_config, model_class
+    from musicgen_cli.engine import codec
 
-    model = model_class(build_config(ModelSpec(variant="stereo"))).from_pretrained(tiny_models["stereo"])
+    model = model_class(build_config("tiny", "stereo")).from_pretrained(tiny_models["stereo"])
     codes = torch.randint(0, 64, (2, 8, 250))  # 5 s
     whole = codec.decode(model, codes)
     chunked = codec.decode(model, codes, chunk_s=1.5)

@@ -9,16 +9,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from audiocraft_export import codec_state, lm_cfg, lm_state, package, write_audiocraft
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from audiocraft_export import codec_state, lm_cfg, lm_state, package, write_audiocraft
-from musicgen_cli.audiocraft import REPORT_FILE, ImportRefused, import_audiocraft
-from musicgen_cli.cache import read_marker
-from musicgen_cli.cli import app, main
+from musicgen_cli.arch import model_class
+from musicgen_cli.cli.app import app, main
 from musicgen_cli.errors import MgenError
-from musicgen_cli.manifest import load_manifest
-from musicgen_cli.testing import ModelSpec, build_model, model_class
+from musicgen_cli.importing.audiocraft import (
+    REPORT_FILE,
+    ImportRefused,
+    import_audiocraft,
+)
+from musicgen_cli.store.cache import read_marker
+from musicgen_cli.store.manifest import load_manifest
+from musicgen_cli.testing import ModelSpec, build_model
 
 # Tiny models on a shared 2-core machine: one thread avoids oversubscription stalls (10x here).
 torch.set_num_threads(1)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from musicgen_cli import delay
-from musicgen_cli.decode import Sampling, generate_codes, window_plan
-from musicgen_cli.quantize import Int8Linear, quantize_int8
+from musicgen_cli.decode import delay
+from musicgen_cli.decode.types import Sampling
+from musicgen_cli.decode.windows import generate_codes, window_plan
+from musicgen_cli.engine.quantize import Int8Linear, quantize_int8
 from musicgen_cli.testing import ModelSpec, build_model, build_tokenizer
 
 PROMPTS = ["jazz piano trio with drums", "slow ambient synth"]
@@ -160,8 +161,8 @@ def test_bad_requests_are_refused(models, text):
 
 
 def test_static_step_for_cuda_graphs_matches_the_dynamic_step(models, text):
-    from musicgen_cli.decode import Request
-    from musicgen_cli.fastloop import Decoder, condition
+    from musicgen_cli.decode.fastloop import Decoder, condition
+    from musicgen_cli.decode.types import Request
 
     model = models["mono"]
     request = Request(text.input_ids, text.attention_mask, 8, Sampling(), None, None)
@@ -181,7 +182,7 @@ def test_static_step_for_cuda_graphs_matches_the_dynamic_step(models, text):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_and_streamed_layers_decode_like_eager(text):
-    from musicgen_cli.offload import offload_layers
+    from musicgen_cli.decode.offload import offload_layers
 
     def run(model):
         torch.manual_seed(3)

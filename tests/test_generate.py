@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicgen_cli.engine import GenerateSettings, load_model
-from musicgen_cli.hardware import probe, simulate
-from musicgen_cli.outputs import output_paths, write_result
+from musicgen_cli.engine.musicgen import GenerateSettings, load_model
+from musicgen_cli.jobs.outputs import output_paths, write_result
+from musicgen_cli.planning.hardware import probe, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 32000

@@ -15,11 +15,11 @@ import pytest
 from cli_run import one_line_error, run_main, run_subprocess
 from fake_hub import GOOD_TOKEN, FakeHub, FakeHubServer, FakeRepo
 
-from musicgen_cli.cache import READY_MARKER, read_marker
 from musicgen_cli.errors import DownloadError, Interrupted
 from musicgen_cli.events import Progress
-from musicgen_cli.hub import PARTIAL_SUFFIX, download_model
-from musicgen_cli.manifest import load_manifest
+from musicgen_cli.store.cache import READY_MARKER, read_marker
+from musicgen_cli.store.hub import PARTIAL_SUFFIX, download_model
+from musicgen_cli.store.manifest import load_manifest
 
 SMALL = "facebook/musicgen-small"
 BIG = "acme/musicgen-big"

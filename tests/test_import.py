@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from cli_run import one_line_error, run_main
 
-from musicgen_cli.cache import READY_MARKER, read_marker
-from musicgen_cli.manifest import load_manifest
+from musicgen_cli.store.cache import READY_MARKER, read_marker
+from musicgen_cli.store.manifest import load_manifest
 
 
 def run_mgen(capsys, *args: str) -> tuple[int, str, str]:

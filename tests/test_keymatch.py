@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from musicgen_cli.keymatch import Rule, canonical, match_keys
+from musicgen_cli.importing.keymatch import Rule, canonical, match_keys
 
 TARGET = {
     "decoder.layers.0.fc1.weight": (8, 4),

@@ -12,13 +12,13 @@ import pytest
 import torch
 from transformers import AutoConfig
 
-from musicgen_cli import estimates as K
-from musicgen_cli.hardware import configure_threads, probe, simulate
-from musicgen_cli.loader import load_model
-from musicgen_cli.monitor import snapshot
-from musicgen_cli.quantize import Int8Linear
-from musicgen_cli.planner import Job, plan_memory
-from musicgen_cli.sizing import model_sizes
+from musicgen_cli.engine.loader import load_model
+from musicgen_cli.engine.quantize import Int8Linear
+from musicgen_cli.planning import estimates as K
+from musicgen_cli.planning.hardware import configure_threads, probe, simulate
+from musicgen_cli.planning.monitor import snapshot
+from musicgen_cli.planning.planner import Job, plan_memory
+from musicgen_cli.planning.sizing import model_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from musicgen_cli.cache import safe_child
 from musicgen_cli.errors import MgenError, ModelNotFound
-from musicgen_cli.manifest import Capabilities, ModelEntry, load_manifest
+from musicgen_cli.store.cache import safe_child
+from musicgen_cli.store.manifest import Capabilities, ModelEntry, load_manifest
 
 
 def test_shipped_manifest_has_the_released_models(cache_dir):

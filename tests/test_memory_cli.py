@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from musicgen_cli.cli import app
+from musicgen_cli.cli.app import app
 
 runner = CliRunner()
 
@@ -62,8 +62,8 @@ def test_inspect_memory(cache_dir):
 
 
 def test_memory_plan_reads_a_cached_config(cache_dir):
-    from musicgen_cli.manifest import load_manifest
-    from musicgen_cli.testing import ModelSpec, build_config
+    from musicgen_cli.arch import build_config
+    from musicgen_cli.store.manifest import load_manifest
 
     def layers() -> int:
         result = runner.invoke(app, ["memory-plan", "--model-key", "tiny-random", "--no-gpu", "--json"])
@@ -72,7 +72,7 @@ def test_memory_plan_reads_a_cached_config(cache_dir):
 
     assert layers() == 2  # not downloaded: the manifest's shape
     manifest = load_manifest(cache_dir)
-    config = build_config(ModelSpec("tiny"))
+    config = build_config("tiny")
     config.decoder.num_hidden_layers = 3
     config.save_pretrained(manifest.folder(manifest.get("tiny-random")))
     assert layers() == 3  # the folder's own config.json

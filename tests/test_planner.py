@@ -7,11 +7,11 @@ from collections import Counter
 
 import pytest
 
+from musicgen_cli.arch import build_config
 from musicgen_cli.errors import MgenError, PlanError
-from musicgen_cli.hardware import Machine, parse_size, simulate
-from musicgen_cli.planner import Job, Plan, plan_memory
-from musicgen_cli.sizing import DECODER, job_bytes, meta_model, model_sizes
-from musicgen_cli.testing import ModelSpec, build_config
+from musicgen_cli.planning.hardware import Machine, parse_size, simulate
+from musicgen_cli.planning.planner import Job, Plan, plan_memory
+from musicgen_cli.planning.sizing import DECODER, job_bytes, meta_model, model_sizes
 
 GiB = 2**30
 BASE = Machine(
@@ -38,7 +38,7 @@ _PARAMS: dict[tuple[str, str], list[str]] = {}
 def config(shape: str, variant: str = "mono"):
     key = (shape, variant)
     if key not in _CONFIGS:
-        _CONFIGS[key] = build_config(ModelSpec(shape, variant))
+        _CONFIGS[key] = build_config(shape, variant)
     return _CONFIGS[key]
 
 

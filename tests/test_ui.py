@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from musicgen_cli.events import Progress
-from musicgen_cli.ui import RichReporter
+from musicgen_cli.ui.reporter import RichReporter
 
 
 def console(terminal: bool) -> tuple[Console, io.StringIO]:

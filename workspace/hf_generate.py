@@ -3,7 +3,7 @@
 
 import sys
 
-from musicgen_cli.cli import main
+from musicgen_cli.cli.app import main
 
 if __name__ == "__main__":
     sys.argv = ["mgen", "generate", *sys.argv[1:]]

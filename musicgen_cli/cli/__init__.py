@@ -1,0 +1,1 @@
+"""The Typer app: commands parse options, call the library and format its results."""

@@ -1,0 +1,66 @@
+"""The `mgen` command line: one module per command group; this one assembles the app."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from musicgen_cli import config
+from musicgen_cli.cli import generate, jobs, memory, models
+from musicgen_cli.cli.options import console, err_console
+from musicgen_cli.errors import MgenError
+
+app = typer.Typer(
+    name="mgen",
+    help="Run MusicGen text-to-music models on the hardware you own: plans memory, shows progress, writes WAVs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from musicgen_cli import __version__
+
+        console.print(f"mgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Run MusicGen text-to-music models on the hardware you own.
+
+    Start with `mgen models`, `mgen download small`, `mgen memory-plan --size small`,
+    then `mgen generate "jazz trio"`.
+    """
+
+
+
+app.command("models", rich_help_panel="Models")(models.models_cmd)
+app.command("generate", rich_help_panel="Making music")(generate.generate_cmd)
+app.command("test-suite", rich_help_panel="Making music")(jobs.test_suite_cmd)
+app.command("batch", rich_help_panel="Making music")(jobs.batch_cmd)
+app.command("download", rich_help_panel="Models")(models.download_cmd)
+app.command("import", rich_help_panel="Models")(models.import_cmd)
+app.command("import-audiocraft", rich_help_panel="Models")(models.import_audiocraft_cmd)
+app.command("memory-plan", rich_help_panel="Memory")(memory.memory_plan_cmd)
+app.command("inspect-memory", rich_help_panel="Memory")(memory.inspect_memory_cmd)
+
+
+def main() -> None:
+    """Console-script entry: user errors become one line and a non-zero exit, no traceback."""
+    # transformers' config notes (e.g. MusicGen's pad id = vocab size) are noise to a CLI user.
+    config.quiet_transformers_env()
+    try:
+        app()
+    except MgenError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

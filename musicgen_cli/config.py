@@ -1,0 +1,71 @@
+"""Every environment variable mgen honours, read here and nowhere else.
+
+Read at call time, not import time, so a long-lived process (tests, the studio) sees changes.
+HF_HOME, HF_TOKEN and HF_ENDPOINT are honoured by huggingface_hub itself; mgen never reads
+the token, so it can never print it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def _path(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def cache_dir() -> Path | None:
+    """MGEN_CACHE_DIR: where models live, overriding the default."""
+    return _path("MGEN_CACHE_DIR")
+
+
+def audiocraft_cache_dir() -> Path | None:
+    """AUDIOCRAFT_CACHE_DIR: audiocraft's own cache, where --include-audiocraft files go."""
+    return _path("AUDIOCRAFT_CACHE_DIR")
+
+
+def manifest_path() -> Path | None:
+    """MGEN_MANIFEST: a manifest to use instead of the shipped one."""
+    return _path("MGEN_MANIFEST")
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE=1: never touch the network."""
+    return _flag("HF_HUB_OFFLINE")
+
+
+def force_cpu_codec() -> bool:
+    """FORCE_CPU_COMP=1: keep EnCodec (the compression model) on the CPU."""
+    return os.environ.get("FORCE_CPU_COMP", "").strip() == "1"
+
+
+def apply_proposed() -> bool:
+    """APPLY_PROPOSED=1: apply fuzzy key matches when importing, not only propose them."""
+    return _flag("APPLY_PROPOSED")
+
+
+def debug() -> bool:
+    """MGEN_DEBUG=1: show tracebacks instead of one-line errors."""
+    return _flag("MGEN_DEBUG")
+
+
+def under_launcher() -> bool:
+    """Started by `accelerate launch` (or torchrun): one process of several."""
+    return "LOCAL_RANK" in os.environ or "WORLD_SIZE" in os.environ
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def quiet_transformers_env() -> None:
+    """transformers reads its verbosity at import: set before the first import."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -1,0 +1,243 @@
+"""Our MusicGen decode loop: the loaded model's own modules driven over a static KV cache.
+
+In the spirit of gpt-fast: no generic generation machinery, no per-step mask building or
+cache bookkeeping, just the decoder layers called on one new column of codes per step.
+
+- The self-attention cache is allocated once for the whole window and grows by one position
+  per step; the cross-attention keys/values are computed once from the text.
+- Classifier-free guidance runs the conditional and unconditional rows as one batch.
+- Every operation mirrors transformers' MusicGen forward in order and shape, so with the same
+  seed the tokens are the ones `generate` picks (see tests/test_decode.py).
+- On CUDA the one-token step can be captured in a CUDA graph (`cudagraph.py`); layers kept in
+  host memory are streamed to the GPU one layer ahead (`offload.py`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from musicgen_cli.arch import is_melody
+from musicgen_cli.decode import delay, sampler
+from musicgen_cli.decode.types import Request, StepCallback, decode_steps, layout
+
+
+@dataclass
+class Conditioning:
+    """What the text (and melody) contribute: cross-attention states for plain MusicGen, a
+    prefix of the decoder's own sequence for MusicGen-Melody. Rows include the CFG half."""
+
+    cross: torch.Tensor | None = None
+    cross_mask: torch.Tensor | None = None
+    prefix: torch.Tensor | None = None
+
+
+def _text_states(model, request: Request) -> tuple[torch.Tensor, torch.Tensor]:
+    device = model.text_encoder.device
+    ids = request.input_ids.to(device)
+    mask = request.attention_mask
+    mask = torch.ones_like(ids) if mask is None else mask.to(device)
+    return model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+
+
+def condition(model, request: Request, device: torch.device) -> Conditioning:
+    """The conditioning, computed the way `generate` computes it (same ops, same order)."""
+    cfg = request.sampling.cfg
+    states, mask = _text_states(model, request)
+    decoder_config = model.decoder.config
+    projects = model.config.text_encoder.hidden_size != decoder_config.hidden_size
+    if is_melody(model.config):
+        if projects:
+            states = model.enc_to_dec_proj(states)
+        if cfg:
+            states = torch.cat([states, torch.zeros_like(states)])
+            mask = torch.cat([mask, torch.zeros_like(mask)])
+        states = states * mask[..., None]
+        return Conditioning(prefix=torch.cat([_chroma_states(model, request, cfg), states], dim=1).to(device))
+    if cfg:
+        states = torch.cat([states, torch.zeros_like(states)])
+        mask = torch.cat([mask, torch.zeros_like(mask)])
+    if projects and decoder_config.cross_attention_hidden_size is None:
+        states = model.enc_to_dec_proj(states)
+    states = states * mask[..., None]
+    cross_mask = None if bool(mask.all()) else mask.bool()[:, None, None, :].to(device)
+    return Conditioning(cross=states.to(device), cross_mask=cross_mask)
+
+
+def _chroma_states(model, request: Request, cfg: bool) -> torch.Tensor:
+    """Melody prefix: chroma projected to the decoder width, tiled or cut to chroma_length.
+    Without a melody the model is conditioned on a constant 'null' chroma (bin 0 set)."""
+    batch = request.input_ids.shape[0]
+    features = request.melody_features
+    if features is not None:
+        features = features.to(device=model.audio_enc_to_dec_proj.weight.device, dtype=model.dtype)
+        null = torch.zeros_like(features)
+    else:
+        null = torch.zeros((batch, 1, model.config.num_chroma), device=model.audio_enc_to_dec_proj.weight.device,
+                           dtype=model.dtype)
+    null[:, :, 0] = 1
+    features = null if features is None else features
+    if cfg:
+        features = torch.cat([features, null])
+    if model.config.num_chroma != model.decoder.config.hidden_size:
+        features = model.audio_enc_to_dec_proj(features)
+    length = model.config.chroma_length
+    if features.shape[1] < length:
+        features = features.repeat(1, math.ceil(length / features.shape[1]), 1)
+    return features[:, :length]
+
+
+class Decoder:
+    """The LM decoder as a function of (new columns of codes) over a static KV cache.
+
+    Layers compute where their weights are, except layers kept in host memory behind a GPU
+    model, which `offload.streamer_for` streams to the GPU one layer ahead (or leaves on the
+    CPU when its bandwidth model says that is faster).
+    """
+
+    def __init__(self, model, rows: int, length: int, conditioning: Conditioning):
+        from musicgen_cli.decode.offload import streamer_for
+
+        lm = model.decoder
+        self.stack = lm.model.decoder
+        self.heads = lm.lm_heads
+        self.num_codebooks = lm.config.num_codebooks
+        self.head_dim = lm.config.hidden_size // lm.config.num_attention_heads
+        self.device = self.stack.embed_tokens[0].weight.device
+        self.dtype = self.stack.embed_tokens[0].weight.dtype
+        self.prefix = conditioning.prefix
+        self.pos = 0
+        length += 0 if self.prefix is None else self.prefix.shape[1]
+        self.length = length
+        positions = self.stack.embed_positions
+        if length > positions.weights.shape[0]:
+            positions.make_weights(length, positions.embedding_dim)
+        self.positions = positions.weights.to(self.device)
+        self.streamer = streamer_for(self.stack.layers, self.device)
+        self.where = [self.device if self.streamer and i in self.streamer.order else layer.final_layer_norm.weight.device
+                      for i, layer in enumerate(self.stack.layers)]
+        shape = (rows, lm.config.num_attention_heads, length, self.head_dim)
+        self.cache = [(torch.zeros(shape, dtype=self.dtype, device=d), torch.zeros(shape, dtype=self.dtype, device=d))
+                      for d in self.where]
+        self.cross = []
+        if conditioning.cross is not None:
+            mask = conditioning.cross_mask
+            for layer, device in zip(self.stack.layers, self.where):
+                states = conditioning.cross.to(layer.final_layer_norm.weight.device)
+                attn = layer.encoder_attn
+                self.cross.append((self._split(attn.k_proj(states)).to(device),
+                                   self._split(attn.v_proj(states)).to(device),
+                                   None if mask is None else mask.to(device)))
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        """[rows, n, E] -> [rows, heads, n, head_dim]"""
+        return x.view(x.shape[0], x.shape[1], -1, self.head_dim).transpose(1, 2)
+
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+
+    def _embed(self, codes: torch.Tensor) -> torch.Tensor:
+        return sum(self.stack.embed_tokens[k](codes[:, k]) for k in range(self.num_codebooks))
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        """`codes` `[rows, K, n]` (the next n delayed columns) -> logits `[rows*K, vocab]` of the
+        last column. The first call also feeds the melody prefix."""
+        embeds = self._embed(codes.to(self.device))
+        if self.pos == 0 and self.prefix is not None:
+            embeds = torch.cat([self.prefix, embeds], dim=1)
+        start, n = self.pos, embeds.shape[1]
+
+        def attend(i, q, k, v):
+            # Write the new keys/values, attend over the filled part only (no mask needed).
+            k_cache, v_cache = self.cache[i]
+            k_cache[:, :, start : start + n] = k
+            v_cache[:, :, start : start + n] = v
+            return F.scaled_dot_product_attention(q, k_cache[:, :, : start + n], v_cache[:, :, : start + n],
+                                                  is_causal=n > 1, scale=self.scaling)
+
+        logits = self._run(embeds + self.positions[start : start + n], attend)
+        self.pos = start + n
+        return logits
+
+    def step_static(self, codes: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """One column at a device-side `position` over the whole cache with a mask: every shape
+        is fixed, so the step can be captured in a CUDA graph and replayed."""
+        visible = (torch.arange(self.length, device=self.device) <= position)[None, None, None, :]
+
+        def attend(i, q, k, v):
+            k_cache, v_cache = self.cache[i]
+            k_cache.index_copy_(2, position.to(k_cache.device), k)
+            v_cache.index_copy_(2, position.to(v_cache.device), v)
+            return F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=visible.to(q.device),
+                                                  scale=self.scaling)
+
+        return self._run(self._embed(codes) + self.positions.index_select(0, position), attend)
+
+    @property
+    def scaling(self) -> float:
+        return self.stack.layers[0].self_attn.scaling
+
+    def _run(self, hidden: torch.Tensor, attend) -> torch.Tensor:
+        for i, layer in enumerate(self.stack.layers):
+            if self.streamer:
+                self.streamer.enter(i)
+            hidden = self._layer(i, layer, hidden.to(self.where[i]), attend)
+            if self.streamer:
+                self.streamer.exit(i)
+        hidden = self.stack.layer_norm(hidden.to(self.device))
+        logits = torch.stack([head(hidden) for head in self.heads], dim=1)
+        return logits[:, :, -1].reshape(-1, logits.shape[-1])
+
+    def _layer(self, i: int, layer, hidden: torch.Tensor, attend) -> torch.Tensor:
+        attn = layer.self_attn
+        x = layer.self_attn_layer_norm(hidden)
+        out = attend(i, self._split(attn.q_proj(x)), self._split(attn.k_proj(x)), self._split(attn.v_proj(x)))
+        hidden = hidden + attn.out_proj(self._merge(out))
+        if self.cross:
+            attn = layer.encoder_attn
+            x = layer.encoder_attn_layer_norm(hidden)
+            keys, values, mask = self.cross[i]
+            out = F.scaled_dot_product_attention(self._split(attn.q_proj(x)), keys, values,
+                                                 attn_mask=mask, scale=attn.scaling)
+            hidden = hidden + attn.out_proj(self._merge(out))
+        x = layer.final_layer_norm(hidden)
+        return hidden + layer.fc2(layer.activation_fn(layer.fc1(x)))
+
+
+@torch.inference_mode()
+def generate_window(model, request: Request, on_step: StepCallback) -> torch.LongTensor:
+    """One window: prefill start token + prompt (+ melody prefix), then one column per step.
+    On CUDA the one-column steps replay a captured graph (no launch overhead)."""
+    from musicgen_cli.decode.cudagraph import GraphedStep
+
+    num_codebooks, channels, pad = layout(model)
+    batch = request.input_ids.shape[0]
+    steps = decode_steps(model, request.frames)
+    prompt = request.prompt_codes
+    start = 1 + (0 if prompt is None else prompt.shape[-1])
+    length = start + steps
+    device = _device(model)
+    forced = delay.pattern(None if prompt is None else prompt.to(device), batch, num_codebooks, channels,
+                           length, pad, device=device)
+    sequence = forced.clone()
+    cfg = request.sampling.cfg
+    decoder = Decoder(model, 2 * batch if cfg else batch, length - 1, condition(model, request, device))
+    step_fn = decoder
+    column = sequence[:, :, :start]
+    for step in range(steps):
+        logits = step_fn(torch.cat([column, column]) if cfg else column)
+        if step == 0 and GraphedStep.usable(decoder):
+            step_fn = GraphedStep(decoder)
+        tokens = sampler.next_tokens(logits, request.sampling).view(batch, num_codebooks)
+        at = start + step
+        sequence[:, :, at] = torch.where(forced[:, :, at] == delay.PREDICT, tokens, forced[:, :, at])
+        column = sequence[:, :, at : at + 1]
+        on_step(step + 1, steps)
+    return delay.undelay(sequence, channels).cpu()
+
+
+def _device(model) -> torch.device:
+    return model.decoder.model.decoder.embed_tokens[0].weight.device

@@ -1,0 +1,129 @@
+"""Token generation for MusicGen: the public entry point and the transformers reference engine.
+
+`generate_codes` returns undelayed EnCodec codes. Two engines produce the same tokens for the
+same seed: "fast" (our static-cache loop, `fastloop.py`) and "reference" (transformers'
+`generate`). Clips longer than one window are made window by window, each window continuing
+from the tail of the previous one, the way audiocraft extends past 30 s.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from musicgen_cli.arch import WINDOW_SECONDS
+from musicgen_cli.decode import delay
+from musicgen_cli.decode.types import (
+    CONTEXT_SECONDS,
+    Request,
+    Sampling,
+    StepCallback,
+    decode_steps,
+    layout,
+)
+
+
+def generate_codes(model, *, input_ids, attention_mask, num_frames: int, sampling: Sampling,
+                   prompt_codes=None, melody_features=None, engine: str = "fast",
+                   on_step: StepCallback | None = None,
+                   window_frames: int | None = None,
+                   context_frames: int | None = None) -> torch.LongTensor:
+    """Undelayed codes `[batch, K, prompt_frames + num_frames]` for a batch of text prompts."""
+    if engine == "fast" and not any(p.is_meta for p in model.decoder.parameters()):
+        from musicgen_cli.decode.fastloop import generate_window
+    elif engine in ("fast", "reference"):
+        # accelerate's disk/CPU offload leaves weights on the meta device behind hooks; only
+        # transformers' forward knows how to page them in, so such models take the reference.
+        generate_window = reference_window
+    else:
+        raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")
+    num_codebooks, channels, _ = layout(model)
+    prompt_frames = 0 if prompt_codes is None else prompt_codes.shape[-1]
+    if num_frames < 1 or prompt_frames + num_frames < num_codebooks // channels:
+        raise ValueError(f"need at least {num_codebooks // channels} frames in all, got {num_frames}")
+    frame_rate = model.config.audio_encoder.frame_rate
+    window = window_frames or int(WINDOW_SECONDS * frame_rate)
+    context = int(CONTEXT_SECONDS * frame_rate) if context_frames is None else context_frames
+    plan = window_plan(prompt_frames, num_frames, window, context)
+    total = sum(decode_steps(model, new) for _, new in plan)
+    done = 0
+    codes = prompt_codes
+
+    def report(step: int, _: int) -> None:
+        if on_step is not None:
+            on_step(done + step, total)
+
+    for context, new in plan:
+        request = Request(input_ids, attention_mask, new, sampling,
+                          None if codes is None or context == 0 else codes[..., -context:], melody_features)
+        window_codes = generate_window(model, request, report)
+        fresh = window_codes[..., window_codes.shape[-1] - new :]
+        codes = fresh if codes is None else torch.cat([codes, fresh.to(codes.device)], dim=-1)
+        done += decode_steps(model, new)
+    return codes
+
+
+def window_plan(prompt_frames: int, num_frames: int, window: int, context: int) -> list[tuple[int, int]]:
+    """(context frames kept, new frames) per window. One window when everything fits; after
+    that each window keeps the last `context` frames and fills the rest."""
+    if prompt_frames + num_frames <= window:
+        return [(prompt_frames, num_frames)]
+    if not 0 <= context < window:
+        raise ValueError(f"context of {context} frames must be shorter than the window of {window}")
+    plan, have, left = [], prompt_frames, num_frames
+    while left > 0:
+        kept = min(have, context)
+        new = min(left, window - kept)
+        plan.append((kept, new))
+        have, left = have + new, left - new
+    return plan
+
+
+def reference_window(model, request: Request, on_step: StepCallback) -> torch.LongTensor:
+    """One window through transformers' `generate`, capturing the tokens on the way.
+
+    `generate` always decodes audio at the end and (in transformers 5) does not forward a
+    streamer to its sampling loop, so a stopping criterion that never stops watches the
+    delayed sequence after every step; its last view is forced through the delay pattern and
+    undelayed exactly as `generate` does before its audio decode.
+    """
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    num_codebooks, channels, pad = layout(model)
+    steps = decode_steps(model, request.frames)
+    batch = request.input_ids.shape[0]
+
+    class Watcher(StoppingCriteria):
+        def __init__(self) -> None:
+            self.sequence: torch.Tensor | None = None
+            self.step = 0
+
+        def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.BoolTensor:
+            self.sequence = input_ids
+            self.step += 1
+            on_step(self.step, steps)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    device = model.text_encoder.device
+    kwargs = dict(
+        input_ids=request.input_ids.to(device),
+        attention_mask=None if request.attention_mask is None else request.attention_mask.to(device),
+        max_new_tokens=steps,
+        guidance_scale=request.sampling.guidance_scale,
+        do_sample=request.sampling.do_sample,
+    )
+    if request.sampling.do_sample:
+        kwargs.update(temperature=request.sampling.temperature, top_k=request.sampling.top_k,
+                      top_p=request.sampling.top_p or 1.0)
+    else:
+        kwargs.update(temperature=None, top_k=None, top_p=None)
+    if request.prompt_codes is not None:
+        kwargs["decoder_input_ids"] = request.prompt_codes.reshape(batch * num_codebooks, -1).to(device)
+    if request.melody_features is not None:
+        kwargs["input_features"] = request.melody_features.to(device=device, dtype=model.dtype)
+    watcher = Watcher()
+    with torch.no_grad():
+        model.generate(stopping_criteria=StoppingCriteriaList([watcher]), **kwargs)
+    sequence = watcher.sequence.cpu().reshape(batch, num_codebooks, -1)
+    forced = delay.pattern(request.prompt_codes, batch, num_codebooks, channels, sequence.shape[-1], pad)
+    sequence = torch.where(forced == delay.PREDICT, sequence, forced)
+    return delay.undelay(sequence, channels)

@@ -1,0 +1,2 @@
+"""Work made of generations: writing results and sidecars, batches (input, log, runner) and
+the reference test-suite."""

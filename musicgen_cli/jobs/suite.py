@@ -1,0 +1,183 @@
+"""The reference test suite: three jobs (small, medium, large) through the generate engine.
+
+Each job plans its memory, loads its model, generates and writes its WAV + sidecar. A model
+that is not cached is a *skip* carrying the command that fetches it, never a crash; a job that
+fails is recorded and the suite goes on. `report.json` beside the outputs holds every result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from musicgen_cli.engine.musicgen import GenerateSettings, load_model
+from musicgen_cli.engine.prompts import fold_lyrics, read_lyrics, slugify
+from musicgen_cli.errors import MgenError, ModelNotFound
+from musicgen_cli.events import Reporter
+from musicgen_cli.jobs.outputs import write_result
+from musicgen_cli.planning.planner import Job
+from musicgen_cli.store.cache import atomic_write_text
+
+LYRICS_FILE = "lyrics_terraform_my_heart.txt"
+QUICK_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class SuiteJob:
+    name: str
+    model_key: str
+    prompt: str
+    duration: float
+    output: str  # relative to the output directory
+
+
+REFERENCE_JOBS = (
+    SuiteJob("small", "small", "a 30-second grand piano jazz improvisation", 30.0, "out_small.wav"),
+    SuiteJob("medium", "medium", "a 30-second grand piano jazz trio with bass and drums", 30.0, "out_medium.wav"),
+    SuiteJob(
+        "large",
+        "large",
+        "a late-night jazz ballad with grand piano, upright bass, brushed drums and soulful vocals",
+        45.0,
+        "output/out_large_with_lyrics.wav",
+    ),
+)
+
+
+@dataclass
+class JobResult:
+    job: str
+    model: str
+    status: str  # ok, skipped, failed
+    duration_asked: float
+    duration_produced: float = 0.0
+    wall_s: float = 0.0
+    steps_per_s: float = 0.0
+    realtime_factor: float = 0.0
+    peak_vram_bytes: float = 0.0
+    peak_ram_bytes: float = 0.0
+    output: str | None = None
+    message: str = ""
+
+
+def find_lyrics(explicit: Path | None, out_dir: Path) -> Path | None:
+    """--lyrics, else lyrics_terraform_my_heart.txt in the working or output directory."""
+    if explicit:
+        return explicit
+    for folder in (Path.cwd(), out_dir):
+        if (folder / LYRICS_FILE).is_file():
+            return folder / LYRICS_FILE
+    return None
+
+
+def select_jobs(
+    only: list[str] | None,
+    overrides: dict[str, str],
+    quick: bool,
+    large_duration: float,
+    lyrics: Path | None,
+) -> list[SuiteJob]:
+    """The reference jobs after --only, --model-key overrides, --quick and the lyrics."""
+    names = [job.name for job in REFERENCE_JOBS]
+    unknown = set(only or []) - set(names)
+    if unknown:
+        raise MgenError(f"unknown suite job(s): {', '.join(sorted(unknown))}", f"choose from {', '.join(names)}")
+    if not 30.0 <= large_duration <= 60.0:
+        raise MgenError(f"--large-duration {large_duration:g} is out of range", "use 30 to 60 seconds")
+    jobs = []
+    for job in REFERENCE_JOBS:
+        if only and job.name not in only:
+            continue
+        job = replace(job, model_key=overrides.get(job.name, overrides.get("*", job.model_key)))
+        if job.name == "large":
+            job = replace(job, duration=large_duration)
+            if lyrics:
+                song = read_lyrics(lyrics)
+                job = replace(job, prompt=fold_lyrics(job.prompt, song), output=f"output/{slugify(song.title)}.wav")
+        if quick:
+            job = replace(job, duration=QUICK_SECONDS)
+        jobs.append(job)
+    return jobs
+
+
+def parse_overrides(values: list[str]) -> dict[str, str]:
+    """`--model-key tiny-random` (all jobs) or `--model-key large=stereo-large` (one job)."""
+    out = {}
+    for value in values:
+        job, sep, key = value.partition("=")
+        out[job if sep else "*"] = key if sep else value
+    return out
+
+
+def run_job(
+    job: SuiteJob,
+    out_dir: Path,
+    *,
+    cache_dir: Path | None,
+    machine,
+    download: bool,
+    seed: int,
+    reporter: Reporter,
+) -> JobResult:
+    result = JobResult(job=job.name, model=job.model_key, status="failed", duration_asked=job.duration)
+    start = time.perf_counter()
+    try:
+        mg = load_model(
+            job.model_key,
+            cache_dir=cache_dir,
+            job=Job(duration_s=min(job.duration, 30.0)),
+            machine=machine,
+            download=download,
+            reporter=reporter,
+        )
+        gen = mg.generate(job.prompt, GenerateSettings(duration=job.duration, seed=seed))
+        target = out_dir / job.output
+        reporter.phase("write", str(target))
+        write_result(gen, mg, [target], extra={"suite_job": job.name})
+    except ModelNotFound as exc:
+        result.status, result.message = "skipped", str(exc)
+        return result
+    except Exception as exc:  # one job's failure (OOM, bad file) is recorded; the suite goes on
+        result.message = str(exc) if isinstance(exc, MgenError) else f"{type(exc).__name__}: {exc}"
+        result.wall_s = time.perf_counter() - start
+        return result
+    clip = gen.clips[0]
+    result.status = "ok"
+    result.duration_produced = clip.shape[-1] / gen.sample_rate
+    result.steps_per_s = gen.steps_per_s
+    result.realtime_factor = gen.realtime_factor
+    result.peak_vram_bytes = gen.peaks.get("vram_bytes", 0.0)
+    result.peak_ram_bytes = gen.peaks.get("rss_bytes", 0.0)
+    result.output = str(target)
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def run_suite(
+    jobs: list[SuiteJob],
+    out_dir: Path,
+    *,
+    cache_dir: Path | None = None,
+    machine=None,
+    download: bool = False,
+    seed: int = 0,
+    reporter_for: Callable[[SuiteJob], Reporter],
+) -> list[JobResult]:
+    """Run the jobs in order and write report.json; returns every job's result."""
+    results = []
+    for job in jobs:
+        with reporter_for(job) as reporter:
+            results.append(
+                run_job(job, out_dir, cache_dir=cache_dir, machine=machine, download=download, seed=seed, reporter=reporter)
+            )
+    atomic_write_text(out_dir / "report.json", json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    return results
+
+
+def default_out_dir() -> Path:
+    """/workspace inside the container, else the working directory."""
+    workspace = Path("/workspace")
+    return workspace if workspace.is_dir() else Path.cwd()

@@ -1,0 +1,204 @@
+"""What the machine has: GPUs, RAM, cores, disk — probed, or simulated for planning.
+
+A simulated machine lets a user plan for hardware they do not own (`--gpu-mem 8GiB`) and
+lets the planner be tested on a CPU-only box. Nothing here loads a model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from musicgen_cli.errors import MgenError
+from musicgen_cli.planning.estimates import (
+    CUDA_CONTEXT_BYTES,
+    SIMULATED_GPU_BANDWIDTH,
+    gpu_bandwidth,
+)
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(text: str | int | float) -> int:
+    """'8GiB', '8 GB', '512MiB', '1.5g' or a plain byte count -> bytes."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text < 0:
+            raise MgenError(f"size {text!r} is negative", "give a size like 8GiB or 512MiB")
+        return int(text)
+    match = _SIZE.match(str(text))
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _UNITS:
+        raise MgenError(f"cannot read size {text!r}", "give a number with a unit, like 8GiB, 12GB or 512MiB")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+@dataclass(frozen=True)
+class GPU:
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    capability: tuple[int, int]
+    bf16: bool
+    bandwidth_bytes_s: float
+
+
+@dataclass(frozen=True)
+class Machine:
+    gpus: tuple[GPU, ...]
+    ram_total_bytes: int
+    ram_available_bytes: int
+    logical_cores: int
+    physical_cores: int
+    disk_free_bytes: int | None
+    simulated: tuple[str, ...] = field(default_factory=tuple)  # which parts were overridden
+    # Anonymous memory the probing process already holds (the runtime it will load in, or more
+    # when it already holds models); 0 when RAM is simulated.
+    process_anon_bytes: int = 0
+
+    def summary(self) -> dict:
+        data = asdict(self)
+        data["gpus"] = [asdict(g) | {"capability": list(g.capability)} for g in self.gpus]
+        data["simulated"] = list(self.simulated)
+        return data
+
+
+def _probe_gpus() -> tuple[GPU, ...]:
+    try:
+        import torch
+    except ImportError:
+        return ()
+    if not torch.cuda.is_available():
+        return ()
+    gpus = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        free, total = torch.cuda.mem_get_info(index)
+        capability = (props.major, props.minor)
+        gpus.append(
+            GPU(
+                index=index,
+                name=props.name,
+                total_bytes=int(total),
+                free_bytes=int(free),
+                capability=capability,
+                bf16=capability >= (8, 0),
+                bandwidth_bytes_s=gpu_bandwidth(props.name),
+            )
+        )
+    return tuple(gpus)
+
+
+def probe(cache_dir: str | Path | None = None) -> Machine:
+    """The real machine now. `cache_dir` is where free disk is measured (default: the cache root)."""
+    import psutil
+
+    from musicgen_cli.planning.monitor import anon_rss_bytes
+    from musicgen_cli.store.cache import cache_root
+
+    memory = psutil.virtual_memory()
+    logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
+    physical = psutil.cpu_count(logical=False) or logical
+    return Machine(
+        gpus=_probe_gpus(),
+        ram_total_bytes=int(memory.total),
+        ram_available_bytes=int(memory.available),
+        logical_cores=int(logical),
+        physical_cores=int(physical),
+        disk_free_bytes=_disk_free(cache_root(cache_dir)),
+        process_anon_bytes=anon_rss_bytes(),
+    )
+
+
+def _disk_free(path: Path) -> int | None:
+    # The cache may not exist yet: measure the nearest existing parent.
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return int(shutil.disk_usage(candidate).free)
+    return None
+
+
+def simulated_gpu(index: int, total_bytes: int) -> GPU:
+    """A consumer Ampere-class card of that size; mem_get_info would show it minus the CUDA context."""
+    return GPU(
+        index=index,
+        name=f"simulated {total_bytes / 2**30:.0f} GiB GPU",
+        total_bytes=total_bytes,
+        free_bytes=max(0, total_bytes - CUDA_CONTEXT_BYTES),
+        capability=(8, 6),
+        bf16=True,
+        bandwidth_bytes_s=SIMULATED_GPU_BANDWIDTH,
+    )
+
+
+def simulate(
+    machine: Machine,
+    gpu_mem: list[int] | None = None,
+    ram: int | None = None,
+    cores: int | None = None,
+    no_gpu: bool = False,
+) -> Machine:
+    """`machine` with the given parts replaced; `gpu_mem` lists one total size per GPU."""
+    if no_gpu and gpu_mem:
+        raise MgenError("--no-gpu and --gpu-mem contradict each other", "pass one of them")
+    changes: dict = {}
+    parts = list(machine.simulated)
+    if no_gpu:
+        changes["gpus"] = ()
+        parts.append("gpus")
+    elif gpu_mem:
+        changes["gpus"] = tuple(simulated_gpu(i, int(size)) for i, size in enumerate(gpu_mem))
+        parts.append("gpus")
+    if ram is not None:
+        # A simulated machine runs nothing else: what it has is what is available.
+        changes["ram_total_bytes"] = changes["ram_available_bytes"] = int(ram)
+        changes["process_anon_bytes"] = 0
+        parts.append("ram")
+    if cores is not None:
+        if cores < 1:
+            raise MgenError(f"--cores {cores} is not a core count", "give a positive number")
+        changes["logical_cores"] = changes["physical_cores"] = int(cores)
+        parts.append("cores")
+    return replace(machine, **changes, simulated=tuple(dict.fromkeys(parts)))
+
+
+_interop_set: int | None = None
+
+
+def configure_threads(num_threads: int | None, cpu_util_target: float | None) -> tuple[int, int]:
+    """Set torch's intra-op and inter-op threads; both None leaves torch's defaults.
+
+    With a target t (0..1] the intra-op count is max(1, round(t x logical cores)); an explicit
+    `num_threads` wins. Inter-op threads can be set only once per process, before any parallel
+    work, so later calls keep the first value. Returns the (intra, inter) now in effect.
+    """
+    global _interop_set
+    import psutil
+    import torch
+
+    if cpu_util_target is not None and not 0 < cpu_util_target <= 1:
+        raise MgenError(f"CPU target {cpu_util_target} is outside (0, 1]", "give a fraction like 0.75")
+    if num_threads is not None and num_threads < 1:
+        raise MgenError(f"--threads {num_threads} is not a thread count", "give a positive number")
+    intra = num_threads
+    if intra is None and cpu_util_target is not None:
+        intra = max(1, round(cpu_util_target * (psutil.cpu_count(logical=True) or 1)))
+    if intra is None:
+        return torch.get_num_threads(), torch.get_num_interop_threads()
+    torch.set_num_threads(intra)
+    if _interop_set is None:
+        try:
+            torch.set_num_interop_threads(max(1, min(intra, 4)))
+            _interop_set = torch.get_num_interop_threads()
+        except RuntimeError:
+            # torch already started its inter-op pool; its size is fixed for this process.
+            _interop_set = torch.get_num_interop_threads()
+    return torch.get_num_threads(), torch.get_num_interop_threads()

@@ -1,0 +1,569 @@
+"""Where every part of MusicGen lives for one job on one machine, decided before loading.
+
+`plan_memory` places the T5 text encoder on CPU, the LM's decoder layers across the GPUs
+(balanced) and the CPU, EnCodec on a GPU when it fits, and estimates peak VRAM per GPU, peak
+RAM and decode speed. The `Plan` it returns is what the loader consumes, as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+
+from musicgen_cli.arch import SHAPES, build_config
+from musicgen_cli.config import force_cpu_codec
+from musicgen_cli.errors import MgenError, PlanError
+from musicgen_cli.planning import estimates as K
+from musicgen_cli.planning.hardware import Machine
+from musicgen_cli.planning.sizing import (
+    DECODER,
+    DTYPE_BYTES,
+    JobBytes,
+    ModelSizes,
+    decode_steps,
+    job_bytes,
+    meta_layers,
+    model_sizes,
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    duration_s: float
+    num_samples: int = 1
+    guidance: bool = True
+    window_s: float = 30.0
+
+
+@dataclass
+class Offload:
+    """Decoder layers kept off the GPUs and how each decode step uses them."""
+
+    cpu_layers: list[int] = field(default_factory=list)
+    disk_layers: list[int] = field(default_factory=list)
+    # "stream": copied to the GPU one layer ahead of use; "cpu": computed where they are;
+    # None: nothing offloaded, or no GPU at all.
+    mode: str | None = None
+    stream_step_s: float | None = None
+    cpu_step_s: float | None = None
+
+
+@dataclass
+class Estimates:
+    peak_vram_bytes: dict[int, int]
+    peak_ram_bytes: int
+    step_time_s: float
+    decode_steps: int
+    total_time_s: float
+    realtime_factor: float  # seconds of audio per wall-clock second (>1: faster than real time)
+
+
+@dataclass
+class Component:
+    name: str
+    bytes: int
+    device: int | str
+    dtype: str
+
+
+@dataclass
+class Plan:
+    model_type: str
+    job: Job
+    device_map: dict[str, int | str]
+    lm_dtype: str
+    quantize: str | None
+    text_encoder_device: str
+    text_encoder_dtype: str
+    codec_device: int | str
+    codec_dtype: str
+    codec_chunk_s: float | None  # None: EnCodec decodes the clip in one go
+    max_memory: dict[int | str, int]
+    budgets: dict[int, int]  # usable VRAM per GPU after the reserve
+    offload: Offload
+    estimates: Estimates
+    components: list[Component]
+    warnings: list[str]
+    machine: dict
+
+    @property
+    def lm_device(self) -> int | str:
+        return self.device_map[f"{DECODER}.embed_tokens"]
+
+    @property
+    def uses_gpu(self) -> bool:
+        return any(isinstance(v, int) for v in self.device_map.values())
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        # JSON keys are strings; GPU indices stay recognisable as digits.
+        data["max_memory"] = {str(k): v for k, v in self.max_memory.items()}
+        data["budgets"] = {str(k): v for k, v in self.budgets.items()}
+        data["estimates"]["peak_vram_bytes"] = {str(k): v for k, v in self.estimates.peak_vram_bytes.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Plan":
+        def keys(d: dict) -> dict:
+            return {int(k) if str(k).isdigit() else k: v for k, v in d.items()}
+
+        est = dict(data["estimates"], peak_vram_bytes=keys(data["estimates"]["peak_vram_bytes"]))
+        return cls(
+            **{
+                **data,
+                "job": Job(**data["job"]),
+                "max_memory": keys(data["max_memory"]),
+                "budgets": keys(data["budgets"]),
+                "offload": Offload(**data["offload"]),
+                "estimates": Estimates(**est),
+                "components": [Component(**c) for c in data["components"]],
+            }
+        )
+
+
+@dataclass
+class _Layout:
+    """One candidate placement under evaluation."""
+
+    layer_device: list[int | str]
+    main: int | str  # where the LM's embeddings and heads run
+    codec_device: int | str
+    codec_chunk_s: float | None
+    mode: str | None
+
+
+def plan_memory(
+    config,
+    job: Job,
+    machine: Machine,
+    *,
+    dtype: str | None = None,
+    quantize: str | None = None,
+    reserve_bytes: int | None = None,
+    max_vram_bytes: int | None = None,
+) -> Plan:
+    """Place the model for `job` on `machine`; PlanError (with what would fit) when nothing does."""
+    _check_inputs(job, dtype, quantize)
+    sizes = model_sizes(config)
+    try:
+        return _plan(sizes, config, job, machine, dtype, quantize, reserve_bytes, max_vram_bytes)
+    except _NoFit as exc:
+        raise PlanError(str(exc), _alternatives(sizes, config, job, machine, dtype, quantize, reserve_bytes, max_vram_bytes)) from None
+
+
+class _NoFit(Exception):
+    pass
+
+
+def _check_inputs(job: Job, dtype: str | None, quantize: str | None) -> None:
+    if not job.duration_s > 0:
+        raise MgenError(f"duration {job.duration_s} s is not positive", "pass --duration greater than 0")
+    if job.num_samples < 1:
+        raise MgenError(f"{job.num_samples} samples requested", "pass --num-samples 1 or more")
+    if not job.window_s > 0:
+        raise MgenError(f"window {job.window_s} s is not positive", "use a window of a few seconds or more")
+    if dtype is not None and dtype not in DTYPE_BYTES:
+        raise MgenError(f"unknown dtype {dtype!r}", f"use one of {', '.join(DTYPE_BYTES)}")
+    if quantize not in (None, "int8"):
+        raise MgenError(f"unknown quantisation {quantize!r}", "use int8 or leave it out")
+
+
+def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_bytes, max_vram_bytes) -> Plan:
+    warnings: list[str] = []
+    gpus = list(machine.gpus)
+    budgets = {g.index: _budget(g, reserve_bytes, max_vram_bytes) for g in gpus}
+    gpus = [g for g in gpus if budgets[g.index] > 0]
+    if machine.gpus and not gpus:
+        warnings.append("no GPU has memory to spare after the reserve: everything runs on the CPU")
+    lm_dtype = dtype or (("bfloat16" if all(g.bf16 for g in gpus) else "float16") if gpus else "float32")
+    if dtype in ("float16", "bfloat16") and not gpus:
+        warnings.append(f"{dtype} on CPU is slow and gains nothing over float32 for speed")
+    w = sizes.layer_bytes(lm_dtype, quantize)
+    fixed = sizes.nbytes(sizes.lm_fixed_keys, lm_dtype)
+    jb = _job(sizes, job, lm_dtype, lm_dtype)
+    main = gpus[0].index if gpus else None
+
+    room = _balanced_counts(sizes.num_layers, gpus, budgets, fixed + jb.step_transient, w + jb.kv_per_layer)
+    if gpus and not any(room.values()):
+        warnings.append(f"not even one decoder layer fits in {_gib(budgets[main])} of VRAM next to the embeddings: the LM runs on the CPU")
+        gpus, main = [], None
+        lm_dtype = dtype or "float32"
+        jb = _job(sizes, job, lm_dtype, lm_dtype)
+
+    def layouts(lm_budgets: dict[int, int]) -> list[_Layout]:
+        # Balanced layers per GPU, assuming offloaded layers run on the CPU (their KV in RAM);
+        # then the streaming alternative, whose main GPU also holds the offloaded layers' KV.
+        counts = _balanced_counts(sizes.num_layers, gpus, lm_budgets, fixed + jb.step_transient, w + jb.kv_per_layer)
+        if not gpus or sum(counts.values()) == sizes.num_layers:
+            return [_layout(counts, sizes, None)]
+        found = [_layout(counts, sizes, "cpu")]
+        streamed = _stream_counts(dict(counts), sizes, lm_budgets, main, fixed + jb.step_transient, w, jb.kv_per_layer)
+        if streamed is not None:
+            found.append(_layout(streamed, sizes, "stream"))
+        return found
+
+    # Either the LM takes what it can and EnCodec gets what is left, or EnCodec's room (in
+    # chunks) is set aside first on the last GPU; the faster job wins.
+    variants = [layouts(budgets)]
+    if gpus and not force_cpu_codec():
+        last = gpus[-1].index
+        codec_room = sizes.nbytes(["audio_encoder"], lm_dtype) + _job(sizes, job, lm_dtype, lm_dtype, codec_budget=0).codec_decode
+        codec_room += jb.audio_out
+        variants.append(layouts({**budgets, last: max(0, budgets[last] - codec_room)}))
+    best, best_group, misses = None, [], []
+    for group in variants:
+        for layout in group:
+            _place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, lm_dtype)
+            try:
+                plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings)
+            except _NoFit as exc:
+                misses.append(exc)
+                continue
+            if best is None or plan.estimates.total_time_s < best.estimates.total_time_s:
+                best, best_group = plan, group
+    if best is None:
+        raise misses[0]
+    if best.offload.mode:
+        best.offload.stream_step_s, best.offload.cpu_step_s = _mode_times(best_group, sizes, job, machine, lm_dtype, quantize)
+    best.device_map = _accelerate_map(config, best, sizes, lm_dtype)
+    return best
+
+
+def _budget(gpu, reserve_bytes: int | None, max_vram_bytes: int | None) -> int:
+    reserve = K.default_reserve(gpu.total_bytes) if reserve_bytes is None else reserve_bytes
+    usable = gpu.free_bytes - reserve
+    if max_vram_bytes is not None:
+        usable = min(usable, max_vram_bytes)
+    return max(0, int(usable))
+
+
+def _job(sizes: ModelSizes, job: Job, dtype: str, codec_dtype: str, codec_budget: int | None = None) -> JobBytes:
+    return job_bytes(
+        sizes,
+        duration_s=job.duration_s,
+        num_samples=job.num_samples,
+        guidance=job.guidance,
+        window_s=job.window_s,
+        dtype=dtype,
+        codec_dtype=codec_dtype,
+        codec_budget=codec_budget,
+    )
+
+
+def _balanced_counts(num_layers: int, gpus, budgets, main_fixed: int, per_layer: int) -> dict[int, int]:
+    """Layers per GPU: as even as capacities allow (in the spirit of accelerate's get_balanced_memory)."""
+    if not gpus:
+        return {}
+    room = {g.index: budgets[g.index] - (main_fixed if i == 0 else 0) for i, g in enumerate(gpus)}
+    capacity = {i: max(0, r // per_layer) for i, r in room.items()}
+    if room[gpus[0].index] < 0:
+        return dict.fromkeys(capacity, 0)
+    counts = dict.fromkeys(capacity, 0)
+    for _ in range(num_layers):
+        open_gpus = [i for i in counts if counts[i] < capacity[i]]
+        if not open_gpus:
+            break
+        counts[min(open_gpus, key=lambda i: counts[i])] += 1
+    return counts
+
+
+def _stream_counts(counts, sizes, budgets, main, main_fixed, w, kv) -> dict[int, int] | None:
+    """Counts when offloaded layers stream through the main GPU: it also holds their KV cache
+    and two layers in flight (the one running and the one being copied)."""
+    while True:
+        offloaded = sizes.num_layers - sum(counts.values())
+        need = main_fixed + counts[main] * (w + kv) + offloaded * kv + 2 * w
+        if need <= budgets[main]:
+            return counts
+        if counts[main] == 0:
+            return None
+        counts[main] -= 1
+
+
+def _layout(counts: dict[int, int], sizes: ModelSizes, mode: str | None) -> _Layout:
+    devices: list[int | str] = []
+    for index, n in counts.items():
+        devices += [index] * n
+    devices += ["cpu"] * (sizes.num_layers - len(devices))
+    main = next(iter(counts)) if counts else "cpu"
+    return _Layout(layer_device=devices, main=main, codec_device="cpu", codec_chunk_s=None, mode=mode)
+
+
+def _gpu_use(layout: _Layout, sizes, jb: JobBytes, lm_dtype, quantize, gpu: int) -> int:
+    """Bytes a GPU holds at its peak with the LM part of `layout` (EnCodec not counted)."""
+    w = sizes.layer_bytes(lm_dtype, quantize)
+    on_gpu = sum(1 for d in layout.layer_device if d == gpu)
+    used = on_gpu * (w + jb.kv_per_layer)
+    if gpu == layout.main:
+        used += sizes.nbytes(sizes.lm_fixed_keys, lm_dtype) + jb.step_transient
+        if layout.mode == "stream":
+            offloaded = sum(1 for d in layout.layer_device if not isinstance(d, int))
+            used += offloaded * jb.kv_per_layer + 2 * w
+    return used
+
+
+def _place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, codec_dtype) -> None:
+    """EnCodec on the GPU with the most room left when it fits (in chunks if need be), else CPU."""
+    layout.codec_device, layout.codec_chunk_s = "cpu", None
+    if not gpus or force_cpu_codec():
+        return
+    jb = _job(sizes, job, lm_dtype, lm_dtype)
+    weights = sizes.nbytes(["audio_encoder"], codec_dtype)
+    spare = {g.index: budgets[g.index] - _gpu_use(layout, sizes, jb, lm_dtype, quantize, g.index) - weights for g in gpus}
+    index = max(spare, key=spare.get)
+    decode = _job(sizes, job, lm_dtype, codec_dtype, codec_budget=spare[index])
+    if decode.codec_decode + decode.audio_out <= spare[index]:
+        layout.codec_device, layout.codec_chunk_s = index, decode.codec_chunk_s
+
+
+def _evaluate(layout: _Layout, sizes, job, machine: Machine, lm_dtype, quantize, budgets, shared_warnings) -> Plan:
+    warnings = list(shared_warnings)
+    codec_dtype = lm_dtype if isinstance(layout.codec_device, int) else "float32"
+    jb = _job(sizes, job, lm_dtype, codec_dtype)
+    if layout.codec_chunk_s:
+        jb = _job(sizes, job, lm_dtype, codec_dtype, codec_budget=0)
+    main = layout.main
+    gpu_ids = sorted(budgets)
+    peak_vram = {}
+    for index in gpu_ids:
+        use = _gpu_use(layout, sizes, jb, lm_dtype, quantize, index) if main != "cpu" else 0
+        if layout.codec_device == index:
+            use += sizes.nbytes(["audio_encoder"], codec_dtype) + jb.codec_decode + jb.audio_out
+        peak_vram[index] = use
+
+    # RAM: the runtime, T5 (float32), CPU-resident LM parts, and the CPU's share of the job.
+    w = sizes.layer_bytes(lm_dtype, quantize)
+    cpu_layers = [i for i, d in enumerate(layout.layer_device) if d == "cpu"]
+    # RAM counts anonymous memory (what must fit); the runtime is this process as probed when it
+    # already holds more than a fresh one (torch, transformers, models loaded).
+    runtime = max(K.RUNTIME_BASE_ANON, machine.process_anon_bytes)
+    ram = runtime + sizes.nbytes(["text_encoder"], "float32") + jb.text_encoder_run + jb.audio_out
+    if main != "cpu":
+        ram += K.CUDA_HOST_RSS_BYTES
+    else:
+        ram += sizes.nbytes(sizes.lm_fixed_keys, lm_dtype) + jb.step_transient
+    if layout.codec_device == "cpu":
+        ram += sizes.nbytes(["audio_encoder"], "float32") + jb.codec_decode
+    kv_in_ram = layout.mode != "stream"
+    ram_fixed = ram
+    ram += len(cpu_layers) * (w + (jb.kv_per_layer if kv_in_ram else 0))
+
+    ram_budget = machine.ram_available_bytes - K.RAM_RESERVE
+    if ram > ram_budget and layout.codec_device == "cpu" and not layout.codec_chunk_s:
+        chunked = _job(sizes, job, lm_dtype, codec_dtype, codec_budget=0)
+        if chunked.codec_chunk_s:
+            layout.codec_chunk_s = chunked.codec_chunk_s
+            ram -= jb.codec_decode - chunked.codec_decode
+            ram_fixed -= jb.codec_decode - chunked.codec_decode
+            jb = chunked
+    disk_layers: list[int] = []
+    if ram > ram_budget:
+        # Push the last CPU layers to disk, one at a time, until the rest fits.
+        per_layer = w + (jb.kv_per_layer if kv_in_ram else 0)
+        while cpu_layers and ram > ram_budget:
+            disk_layers.insert(0, cpu_layers.pop())
+            ram -= w
+        if ram > ram_budget:
+            raise _NoFit(
+                f"{job.duration_s:g} s x {job.num_samples} sample(s) needs {_gib(ram)} of RAM even with the "
+                f"decoder on disk; {_gib(ram_budget)} is usable"
+            )
+        disk_bytes = len(disk_layers) * w
+        if machine.disk_free_bytes is not None and disk_bytes > machine.disk_free_bytes:
+            raise _NoFit(f"needs {_gib(ram_fixed + per_layer)} of RAM plus {_gib(disk_bytes)} of disk; neither is free")
+        for i in disk_layers:
+            layout.layer_device[i] = "disk"
+        warnings.append(
+            f"RAM IS SHORT: {len(disk_layers)} decoder layers ({_gib(disk_bytes)}) are offloaded to DISK "
+            "and read back every step; expect generation to be very slow"
+        )
+
+    for index, use in peak_vram.items():
+        if use > budgets[index]:
+            raise AssertionError(f"planner bug: GPU {index} planned {use} bytes over its budget {budgets[index]}")
+
+    step = _step_time(layout, sizes, jb, machine, lm_dtype, quantize)
+    steps = decode_steps(job.duration_s, sizes)
+    codec_rate = (
+        K.CODEC_S_PER_AUDIO_S_GPU if isinstance(layout.codec_device, int) else K.CODEC_S_PER_AUDIO_S_CPU_CORE / machine.logical_cores
+    )
+    total = K.TEXT_ENCODER_S + steps * step + job.duration_s * job.num_samples * sizes.audio_channels * codec_rate
+    offloaded = [i for i, d in enumerate(layout.layer_device) if d == "cpu"]
+    if offloaded and main != "cpu":
+        how = "streamed to the GPU one layer ahead" if layout.mode == "stream" else "computed on the CPU"
+        warnings.append(f"{len(offloaded)} of {sizes.num_layers} decoder layers do not fit in VRAM: they stay in RAM, {how}")
+    if main != "cpu" and layout.codec_device == "cpu":
+        reason = "FORCE_CPU_COMP=1" if force_cpu_codec() else "it does not fit next to the LM"
+        warnings.append(f"EnCodec decodes on the CPU ({reason})")
+    if layout.codec_chunk_s:
+        warnings.append(f"EnCodec decodes in {layout.codec_chunk_s:g} s chunks to stay within memory")
+    if job.duration_s > job.window_s:
+        warnings.append(f"{job.duration_s:g} s is longer than the {job.window_s:g} s window: generated in overlapping windows")
+
+    text_bytes = sizes.nbytes(["text_encoder"], "float32")
+    codec_bytes = sizes.nbytes(["audio_encoder"], codec_dtype)
+    components = [Component("text encoder (T5)", text_bytes, "cpu", "float32")]
+    components += [
+        Component(name, sizes.nbytes([key], lm_dtype), main, lm_dtype)
+        for name, key in (("LM embeddings", f"{DECODER}.embed_tokens"), ("LM heads", "decoder.lm_heads"))
+    ]
+    components += [
+        Component(f"decoder layer {i}", w, d, f"int8/{lm_dtype}" if quantize else lm_dtype)
+        for i, d in enumerate(layout.layer_device)
+    ]
+    components.append(Component("EnCodec", codec_bytes, layout.codec_device, codec_dtype))
+    return Plan(
+        model_type=sizes.model_type,
+        job=job,
+        device_map=_device_map(layout, sizes),
+        lm_dtype=lm_dtype,
+        quantize=quantize,
+        text_encoder_device="cpu",
+        text_encoder_dtype="float32",
+        codec_device=layout.codec_device,
+        codec_dtype=codec_dtype,
+        codec_chunk_s=layout.codec_chunk_s,
+        max_memory={**{i: budgets[i] for i in gpu_ids}, "cpu": max(0, int(ram_budget - ram_fixed))},
+        budgets=dict(budgets),
+        offload=Offload(
+            cpu_layers=[i for i in offloaded] if main != "cpu" else [],
+            disk_layers=disk_layers,
+            mode=layout.mode if (offloaded and main != "cpu") else None,
+        ),
+        estimates=Estimates(
+            peak_vram_bytes=peak_vram,
+            peak_ram_bytes=int(ram),
+            step_time_s=step,
+            decode_steps=steps,
+            total_time_s=total,
+            realtime_factor=job.duration_s * job.num_samples / total,
+        ),
+        components=components,
+        warnings=warnings,
+        machine=machine.summary(),
+    )
+
+
+def _step_time(layout: _Layout, sizes, jb: JobBytes, machine: Machine, lm_dtype, quantize) -> float:
+    """Seconds per decode step from bytes read and where they are read from."""
+    w = sizes.layer_bytes(lm_dtype, quantize)
+    fixed = sizes.nbytes(sizes.lm_fixed_keys, lm_dtype)
+    kv_mean = jb.kv_per_layer / 2  # the cache fills from empty to full over a window
+    cpu_bw = K.cpu_bandwidth(machine.physical_cores)
+    main = layout.main
+    disk = sum(1 for d in layout.layer_device if d == "disk") * w / K.DISK_BANDWIDTH
+    if main == "cpu":
+        n = sizes.num_layers
+        return (fixed + n * (w + kv_mean)) / cpu_bw + n * K.CPU_LAYER_OVERHEAD_S + disk
+    bandwidth = {g["index"]: g["bandwidth_bytes_s"] * K.GPU_BANDWIDTH_EFFICIENCY for g in machine.summary()["gpus"]}
+    gpu_s = fixed / bandwidth[main]
+    for index in bandwidth:
+        n = sum(1 for d in layout.layer_device if d == index)
+        gpu_s += n * ((w + kv_mean) / bandwidth[index] + K.GPU_LAYER_OVERHEAD_S)
+    off = sum(1 for d in layout.layer_device if d == "cpu")
+    if layout.mode == "stream":
+        compute = gpu_s + off * ((w + kv_mean) / bandwidth[main] + K.GPU_LAYER_OVERHEAD_S)
+        return max(compute, off * w / K.PCIE_BANDWIDTH) + disk
+    return gpu_s + off * ((w + kv_mean) / cpu_bw + K.CPU_LAYER_OVERHEAD_S) + disk
+
+
+def _mode_times(candidates, sizes, job, machine, lm_dtype, quantize) -> tuple[float | None, float | None]:
+    times: dict[str, float] = {}
+    for layout in candidates:
+        jb = _job(sizes, job, lm_dtype, lm_dtype)
+        times[layout.mode] = _step_time(layout, sizes, jb, machine, lm_dtype, quantize)
+    return times.get("stream"), times.get("cpu")
+
+
+def _device_map(layout: _Layout, sizes: ModelSizes) -> dict[str, int | str]:
+    main = layout.main
+    device_map: dict[str, int | str] = {}
+    for key in sizes.modules:
+        if key == "text_encoder":
+            device_map[key] = "cpu"
+        elif key == "audio_encoder":
+            device_map[key] = layout.codec_device
+        elif key.startswith(f"{DECODER}.layers."):
+            device_map[key] = layout.layer_device[int(key.rsplit(".", 1)[1])]
+        else:
+            device_map[key] = main
+    return device_map
+
+
+def _accelerate_map(config, plan: Plan, sizes: ModelSizes, lm_dtype: str) -> dict[str, int | str]:
+    """Let accelerate split the layers (respecting no-split classes) within the planned counts."""
+    if not plan.uses_gpu:
+        return plan.device_map
+    import torch
+    from accelerate import infer_auto_device_map
+
+    w = sizes.layer_bytes(lm_dtype)
+    layers = [plan.device_map[k] for k in sizes.layer_keys]
+    max_memory: dict[int | str, int] = {}
+    for device in dict.fromkeys(layers):
+        max_memory[device] = layers.count(device) * w + w // 2
+    # accelerate holds back the largest layer on its main devices (the first GPU and the CPU)
+    # while any layer is left to place.
+    for device in (next((d for d in layers if isinstance(d, int)), None), "cpu"):
+        if device in max_memory:
+            max_memory[device] += w
+    quiet = logging.getLogger("accelerate.utils.modeling")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # it warns that planned GPUs are absent on this machine
+    try:
+        split = infer_auto_device_map(
+            meta_layers(config), max_memory=max_memory, no_split_module_classes=list(sizes.no_split), dtype=getattr(torch, lm_dtype)
+        )
+    finally:
+        quiet.setLevel(level)
+    device_map = dict(plan.device_map)
+    for name, device in split.items():
+        for i in range(sizes.num_layers):
+            if name == "" or name == str(i) or str(i).startswith(f"{name}."):
+                if device_map[sizes.layer_keys[i]] != "disk":
+                    device_map[sizes.layer_keys[i]] = device
+    if [device_map[k] for k in sizes.layer_keys] != layers:
+        raise AssertionError(f"planner bug: accelerate split the layers differently: {split}")
+    return device_map
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def _alternatives(sizes, config, job, machine, dtype, quantize, reserve_bytes, max_vram_bytes) -> str:
+    """What would fit instead, tried for real: a shorter clip, int8, fewer samples, a smaller model."""
+
+    def fits(**change) -> bool:
+        options = dict(dtype=dtype, quantize=quantize)
+        options.update({k: v for k, v in change.items() if k in options})
+        trial = Job(**{**asdict(job), **{k: v for k, v in change.items() if k in asdict(job)}})
+        try:
+            _plan(sizes, config, trial, machine, options["dtype"], options["quantize"], reserve_bytes, max_vram_bytes)
+        except _NoFit:
+            return False
+        return True
+
+    ideas = []
+    duration = job.duration_s / 2
+    while duration >= 1:
+        if fits(duration_s=duration):
+            ideas.append(f"a shorter clip (--duration {math.floor(duration)})")
+            break
+        duration /= 2
+    if quantize is None and fits(quantize="int8"):
+        ideas.append("int8 weights (--quantize int8)")
+    if job.num_samples > 1 and fits(num_samples=1):
+        ideas.append("fewer samples (--num-samples 1)")
+    if sizes.hidden > SHAPES["small"][0]:
+        variant = "melody" if not sizes.cross_attention else "stereo" if sizes.audio_channels == 2 else "mono"
+        smaller = build_config("small", variant)
+        try:
+            _plan(model_sizes(smaller), smaller, job, machine, dtype, quantize, reserve_bytes, max_vram_bytes)
+            ideas.append("a smaller model (--size small)")
+        except _NoFit:
+            pass
+    if not ideas:
+        return "free RAM or plan for a machine with more memory (--ram, --gpu-mem)"
+    return "try " + ", or ".join(ideas)

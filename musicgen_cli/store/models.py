@@ -1,0 +1,93 @@
+"""One obvious place that turns a model name into a ready local folder.
+
+`model_folder` resolves a manifest key or repo id, builds the random-weight test models on
+first use, downloads hub models when allowed, and otherwise says exactly how to get them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from musicgen_cli import config
+from musicgen_cli.errors import ModelNotFound
+from musicgen_cli.events import NullReporter, Reporter
+from musicgen_cli.store.cache import mark_ready, safe_child
+from musicgen_cli.store.manifest import Capabilities, Manifest, ModelEntry
+
+
+def build_random_model(manifest: Manifest, entry: ModelEntry) -> Path:
+    """Write a random-weight model (entry.builder names the variant) and mark it ready."""
+    from musicgen_cli.arch import quiet_transformers
+    from musicgen_cli.testing import ModelSpec, write_model_folder
+
+    folder = manifest.folder(entry)
+    with quiet_transformers():
+        write_model_folder(folder, ModelSpec(shape=entry.shape or "tiny", variant=entry.builder))
+    mark_ready(folder, {"key": entry.key, "random_weights": True, "builder": entry.builder})
+    return folder
+
+
+def model_folder(
+    manifest: Manifest,
+    entry: ModelEntry,
+    *,
+    download: bool = True,
+    reporter: Reporter | None = None,
+) -> Path:
+    """The ready folder for `entry`, building or downloading it when allowed."""
+    folder = manifest.folder(entry)
+    if manifest.is_cached(entry):
+        return folder
+    if entry.random_weights:
+        (reporter or NullReporter()).message(f"building random-weight test model {entry.key!r} (makes noise)")
+        return build_random_model(manifest, entry)
+    fetch = f"mgen download {entry.repo_id or entry.key}"
+    if not entry.repo_id:
+        raise ModelNotFound(f"model {entry.key!r} is not in {manifest.root}", f"import it: mgen import <folder> --key {entry.key}")
+    if not download or config.offline():
+        raise ModelNotFound(f"model {entry.key!r} is not downloaded", f"run: {fetch}")
+    from musicgen_cli.store.hub import download_model
+
+    download_model(manifest, entry, reporter=reporter)
+    return folder
+
+
+@contextmanager
+def staged_model_folder(manifest: Manifest, key: str) -> Iterator[Path]:
+    """A scratch folder in the cache root that replaces <cache>/<key> only if the block succeeds,
+    so an interrupted import never leaves a half-written model where a model is expected."""
+    target = safe_child(manifest.root, key)
+    manifest.root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".import-{key}.", dir=manifest.root))
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)  # an unready leftover: a partial download or an interrupted import
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def register_local_model(
+    manifest: Manifest, key: str, *, shape: str | None, capabilities: Capabilities, description: str, marker: dict
+) -> ModelEntry:
+    """Register an imported folder under `key` in the user manifest, then mark it ready (last)."""
+    entry = manifest.register(
+        ModelEntry(
+            key=key,
+            folder=key,
+            repo_id=None,
+            revision=None,
+            shape=shape,
+            capabilities=capabilities,
+            description=description,
+            source="user",
+        )
+    )
+    mark_ready(manifest.folder(entry), {"key": key, **marker})
+    return entry
