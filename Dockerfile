@@ -1,10 +1,12 @@
-# mgen on a consumer NVIDIA GPU. Build: docker build -t mgen .
-# Run:   docker run --gpus all -v mgen-models:/models -v "$PWD/out:/workspace" mgen test-suite
-# CUDA 12.4 runtime: supports Turing to Ada/Blackwell consumer cards (RTX 20xx-50xx) with driver >= 550.
-FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+# mgen on a consumer NVIDIA GPU: GeForce RTX 20xx (Turing) to RTX 50xx (Blackwell), host driver >= 570.
+# PyTorch 2.7.1 built for CUDA 12.8, the first CUDA with RTX 50xx (sm_120) kernels; transformers 5
+# needs torch >= 2.6. tests/test_docker.py checks the tag against pyproject.toml and transformers.
+# Build and run: see README.md, "Docker".
+FROM pytorch/pytorch:2.7.1-cuda12.8-cudnn9-runtime@sha256:c16f4c749e2d9e96878875cdf6cc45cddda1d1a36fddd371dd6f2360f1b6e2a2
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HOME=/models/hf \
     MGEN_CACHE_DIR=/models/mgen
 
@@ -14,18 +16,22 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/mgen
-COPY pyproject.toml README.md manifest.json ./
+# The pinned dependencies (scripts/lock.py) in their own layer; --no-deps leaves the base
+# image's torch and its CUDA libraries exactly as they are.
+COPY requirements.lock ./
+RUN pip install --no-deps -r requirements.lock
+COPY pyproject.toml README.md ./
 COPY musicgen_cli ./musicgen_cli
-COPY scripts ./scripts
-# Same install line as the README (torch comes with the CUDA base image).
-RUN pip install -e .
+# Fail the build, not the first model load, if transformers cannot use this torch.
+RUN pip install --no-deps . \
+    && python -c "from transformers.utils import is_torch_available as ok; assert ok(), 'transformers rejects this torch'"
 
-RUN useradd --create-home --uid 1000 mgen \
-    && mkdir -p /models /workspace \
-    && chown mgen:mgen /models /workspace
-USER 1000:1000
+COPY docker/entrypoint.sh /usr/local/bin/mgen-entrypoint
+RUN mkdir -p /models /workspace \
+    && chown 1000:1000 /models /workspace
 
 VOLUME ["/models", "/workspace"]
 WORKDIR /workspace
-ENTRYPOINT ["mgen"]
+# Starts as root only to hand mgen to the owner of /workspace (docker/entrypoint.sh).
+ENTRYPOINT ["mgen-entrypoint"]
 CMD ["--help"]

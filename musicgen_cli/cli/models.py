@@ -21,8 +21,8 @@ from musicgen_cli.ui.panel import human_bytes
 
 
 def models_cmd(cache_dir: Optional[Path] = CacheDirOpt, as_json: bool = JsonOpt) -> None:
-    """List the manifest's models: key, repo id, cached or not, size on disk, capabilities."""
-    from musicgen_cli.store.cache import folder_size
+    """List the manifest's models: key, repo id, cached or not, size on disk, capabilities; and where the cache is."""
+    from musicgen_cli.store.cache import cache_location, folder_size
     from musicgen_cli.store.manifest import load_manifest
 
     manifest = load_manifest(cache_dir)
@@ -47,7 +47,9 @@ def models_cmd(cache_dir: Optional[Path] = CacheDirOpt, as_json: bool = JsonOpt)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"Models (cache: {manifest.root})")
+    root, origin = cache_location(cache_dir)
+    console.print(f"cache: {root} ({origin})", highlight=False, soft_wrap=True)
+    table = Table(title="Models")
     for col in ("key", "repo id", "cached", "size", "capabilities"):
         table.add_column(col)
     for row in rows:

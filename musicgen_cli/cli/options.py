@@ -15,7 +15,7 @@ from musicgen_cli.ui.panel import GenerationPanel
 console = Console()
 err_console = Console(stderr=True)
 
-CacheDirOpt = typer.Option(None, "--cache-dir", help="Model cache root (default: model-cache/ beside manifest.json).")
+CacheDirOpt = typer.Option(None, "--cache-dir", help="Model cache root (default: MGEN_CACHE_DIR, else model-cache/ in a source checkout, else the user cache directory; `mgen models` shows it).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
 GpuMemOpt = typer.Option(None, "--gpu-mem", help="Simulate a GPU of this size (repeat for several), e.g. 8GiB.")
 RamOpt = typer.Option(None, "--ram", help="Simulate this much RAM, e.g. 16GiB.")

@@ -1,5 +1,9 @@
 """Where models live on disk, when a model folder counts as ready, and atomic writes.
 
+The cache root is --cache-dir, else MGEN_CACHE_DIR, else `model-cache/` in the source checkout
+mgen runs from (an editable install or PYTHONPATH), else the platform's user cache directory
+(an installed wheel: pip, pipx), which platformdirs knows.
+
 A model folder is *ready* only once `.mgen-ready.json` exists in it; that marker is written
 last (atomically) by a verified download, an import or the random-model builder, so an
 interrupted job never leaves a folder that looks usable.
@@ -9,10 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+import platformdirs
 
 from musicgen_cli import config
 from musicgen_cli.errors import MgenError
@@ -20,12 +27,33 @@ from musicgen_cli.errors import MgenError
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = PACKAGE_DIR.parent
 READY_MARKER = ".mgen-ready.json"
+_OUR_PYPROJECT = re.compile(r'^name\s*=\s*"mgen"\s*$', re.MULTILINE)
+
+
+def in_checkout() -> bool:
+    """True when the package runs from its source checkout rather than an installed copy."""
+    try:
+        return bool(_OUR_PYPROJECT.search((PROJECT_ROOT / "pyproject.toml").read_text()))
+    except OSError:
+        return False
+
+
+def cache_location(override: str | Path | None = None) -> tuple[Path, str]:
+    """The cache root and what chose it: "--cache-dir", "MGEN_CACHE_DIR", "checkout" or "user cache"."""
+    if override:
+        chosen, origin = Path(override), "--cache-dir"
+    elif config.cache_dir():
+        chosen, origin = config.cache_dir(), "MGEN_CACHE_DIR"
+    elif in_checkout():
+        chosen, origin = PROJECT_ROOT / "model-cache", "checkout"
+    else:
+        chosen, origin = Path(platformdirs.user_cache_dir("mgen", appauthor=False)), "user cache"
+    return Path(chosen).expanduser().resolve(), origin
 
 
 def cache_root(override: str | Path | None = None) -> Path:
-    """--cache-dir, else MGEN_CACHE_DIR, else model-cache/ beside manifest.json."""
-    chosen = override or config.cache_dir() or PROJECT_ROOT / "model-cache"
-    return Path(chosen).expanduser().resolve()
+    """--cache-dir, else MGEN_CACHE_DIR, else model-cache/ in a checkout, else the user cache directory."""
+    return cache_location(override)[0]
 
 
 def audiocraft_cache_dir() -> Path | None:

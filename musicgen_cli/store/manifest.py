@@ -1,8 +1,9 @@
 """The model manifest: friendly keys -> Hugging Face repo ids and cache folders.
 
-`manifest.json` at the project root ships with mgen; entries a user adds (downloads of
-unlisted repos, imports) go to `manifest.user.json` in the cache root, so an upgrade that
-replaces the shipped file never loses them. User entries override shipped ones.
+`manifest.json` ships inside the package (package data, so installed wheels have it too);
+entries a user adds (downloads of unlisted repos, imports) go to `manifest.user.json` in the
+cache root, so an upgrade that replaces the shipped file never loses them. User entries
+override shipped ones.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from musicgen_cli import config
 from musicgen_cli.arch import SHAPES
 from musicgen_cli.errors import MgenError, ModelNotFound
 from musicgen_cli.store.cache import (
-    PROJECT_ROOT,
+    PACKAGE_DIR,
     atomic_write_text,
     cache_root,
     is_ready,
     safe_child,
 )
 
-SHIPPED_MANIFEST = PROJECT_ROOT / "manifest.json"
+SHIPPED_MANIFEST = PACKAGE_DIR / "manifest.json"
 USER_MANIFEST_NAME = "manifest.user.json"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SHAPES = {*SHAPES, None}
@@ -121,14 +122,14 @@ def _read_json(path: Path) -> dict:
             f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})", "fix the file at that line and column"
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-        raise MgenError(f"{path}: expected an object with a \"models\" object", "see manifest.json for the format")
+        raise MgenError(f"{path}: expected an object with a \"models\" object", "see musicgen_cli/manifest.json for the format")
     return data
 
 
 def _parse_entry(path: Path, key: str, raw: object, source: str) -> ModelEntry:
     where = f"{path}: model {key!r}"
     if not isinstance(raw, dict):
-        raise MgenError(f"{where}: expected an object", "see manifest.json for the format")
+        raise MgenError(f"{where}: expected an object", "see musicgen_cli/manifest.json for the format")
     folder = raw.get("folder")
     if not isinstance(folder, str) or not folder:
         raise MgenError(f"{where}: \"folder\" must be a non-empty string", "name a folder under model-cache/")
