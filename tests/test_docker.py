@@ -150,6 +150,8 @@ def test_dockerfile_installs_the_lock_and_hands_outputs_to_their_owner():
     compose = (ROOT / "docker-compose.yml").read_text()
     assert "./out:/workspace" in compose and "models:/models" in compose and "gpu" in compose
     assert "- MGEN_UID" in compose and "- MGEN_GID" in compose
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {"model-cache", "out", ".venv"} <= set(ignored)  # gigabytes of models stay out of the build context
 
 
 def test_readme_docker_commands_are_runnable_as_typed():
