@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import functools
-import hashlib
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from musicgen_cli import config
 from musicgen_cli.errors import DownloadError, Interrupted, ModelNotFound
-from musicgen_cli.events import NullReporter, Progress, Reporter
+from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.store.cache import (
     atomic_write_text,
     audiocraft_cache_dir,
@@ -40,29 +35,21 @@ from musicgen_cli.store.layout import (
     wanted_by_transformers,
 )
 from musicgen_cli.store.manifest import Manifest, ModelEntry
+from musicgen_cli.store.transfer import (  # noqa: F401  (PARTIAL_SUFFIX: callers import it from here)
+    PARTIAL_SUFFIX,
+    RemoteFile,
+    _check_space,
+    _fetch,
+    _present,
+    _still_to_fetch,
+    _Tally,
+    _verify_all,
+)
 
-PARTIAL_SUFFIX = ".incomplete"
 _OFFLINE = (
     "HF_HUB_OFFLINE is set, so the hub cannot be reached",
     "unset HF_HUB_OFFLINE or import a local copy with `mgen import`",
 )
-_HASH_CHUNK = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """One repo file as the hub describes it; `sha256` only for LFS files, `blob_id` (git sha1) otherwise."""
-
-    name: str
-    size: int
-    sha256: str | None = None
-    blob_id: str | None = None
-    audiocraft: bool = False
-
-    @property
-    def tag(self) -> str:
-        """A short content id, so a partial file from another revision is never continued."""
-        return (self.sha256 or self.blob_id or "nohash")[:16]
 
 
 def select_files(siblings: list, include_audiocraft: bool = False) -> list[RemoteFile]:
@@ -168,105 +155,6 @@ def _hub_log_to(reporter: Reporter) -> Iterator[None]:
         logger.handlers = saved
 
 
-class _Tally:
-    """Byte counts for each file and for the whole download, sent to the reporter."""
-
-    def __init__(self, reporter: Reporter, files: list[RemoteFile]):
-        self.reporter = reporter
-        self.sizes = {f.name: f.size for f in files}
-        self.done = dict.fromkeys(self.sizes, 0)
-        self.total = sum(self.sizes.values())
-
-    def advance(self, name: str, nbytes: int) -> None:
-        self.done[name] += nbytes
-        # The overall task first, so a front end that lists tasks as they appear shows it on top.
-        self.reporter.progress(Progress(task="total", done=sum(self.done.values()), total=self.total, unit="B"))
-        self.reporter.progress(Progress(task=name, done=self.done[name], total=self.sizes[name], unit="B"))
-
-    def reset(self, name: str) -> None:
-        self.advance(name, -self.done[name])
-
-
-class _FileBar:
-    """Stands in for the tqdm bar `http_get` draws, forwarding its byte counts to a `_Tally`."""
-
-    def __init__(self, tally: _Tally, name: str, *, initial: int = 0, **_tqdm_kwargs):
-        self.tally = tally
-        self.name = name
-        tally.advance(name, initial - tally.done[name])
-
-    def update(self, n: int = 1) -> None:
-        self.tally.advance(self.name, n)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _FileBar:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-
-def _partial_path(target: Path, remote: RemoteFile) -> Path:
-    return target.with_name(f".{target.name}.{remote.tag}{PARTIAL_SUFFIX}")
-
-
-def _present(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else 0
-
-
-def _fetch(url: str, target: Path, remote: RemoteFile, token: str | None, tally: _Tally) -> None:
-    """Stream one file into its partial file (continuing it with Range), then move it into place."""
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers
-
-    partial = _partial_path(target, remote)
-    have = _present(partial)
-    if have > remote.size:
-        partial.unlink()
-        have = 0
-    headers = build_hf_headers(token=token)
-    # Byte ranges must count the file's own bytes, never a compressed stream's.
-    headers["Accept-Encoding"] = "identity"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "r+b" if have else "wb") as fh:
-        fh.seek(have)
-        http_get(
-            url,
-            fh,
-            resume_size=have,
-            headers=headers,
-            expected_size=remote.size,
-            displayed_filename=remote.name,
-            tqdm_class=functools.partial(_FileBar, tally, remote.name),
-        )
-    os.replace(partial, target)
-
-
-def _digest(path: Path, algorithm: str = "sha256", prefix: bytes = b"", on_bytes=None) -> str:
-    digest = hashlib.new(algorithm, prefix)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-    return digest.hexdigest()
-
-
-def _verify(path: Path, remote: RemoteFile, on_bytes=None) -> str | None:
-    """The file's sha256 when it matches what the hub published, else None."""
-    if _present(path) != remote.size:
-        return None
-    sha256 = _digest(path, on_bytes=on_bytes)
-    if remote.sha256 and sha256 != remote.sha256:
-        return None
-    # Regular (non-LFS) files carry their git blob id, a sha1 over a "blob <size>\0" header.
-    if not remote.sha256 and remote.blob_id and _digest(path, "sha1", f"blob {remote.size}\0".encode()) != remote.blob_id:
-        return None
-    return sha256
-
-
 def _audiocraft_dir(repo_id: str, commit: str) -> Path | None:
     """Where audiocraft's own hf_hub_download(cache_dir=AUDIOCRAFT_CACHE_DIR) looks for its checkpoints."""
     root = audiocraft_cache_dir()
@@ -281,21 +169,6 @@ def _point_ref(snapshot: Path, revision: str, commit: str) -> None:
         atomic_write_text(safe_child(snapshot.parent.parent / "refs", revision), commit)
 
 
-def _check_space(needs: dict[Path, int]) -> None:
-    """Refuse to start when a destination's disk lacks room for what is still to fetch."""
-    for folder, need in needs.items():
-        probe = folder
-        while not probe.exists():
-            probe = probe.parent
-        free = shutil.disk_usage(probe).free
-        if need > free:
-            gib = 1024**3
-            raise DownloadError(
-                f"not enough disk space in {probe}: need {need / gib:.2f} GiB, {free / gib:.2f} GiB free",
-                "free some space or pass --cache-dir on a bigger disk",
-            )
-
-
 def _register(manifest: Manifest, entry: ModelEntry, revision: str, folder: Path) -> ModelEntry:
     """Add an unlisted repo to the user manifest, keyed so it never shadows another model."""
     shape, caps = traits_from_config(json.loads((folder / "config.json").read_text()))
@@ -304,43 +177,6 @@ def _register(manifest: Manifest, entry: ModelEntry, revision: str, folder: Path
     if taken is not None and taken.repo_id != derived.repo_id:
         derived = dataclasses.replace(derived, key=derived.folder.lower())
     return manifest.register(derived)
-
-
-def _still_to_fetch(files: list[RemoteFile], targets: dict[str, Path]) -> dict[Path, int]:
-    """Bytes each destination folder still needs, counting complete and partial files already there."""
-    needs: dict[Path, int] = {}
-    for f in files:
-        target = targets[f.name]
-        have = f.size if _present(target) == f.size else _present(_partial_path(target, f))
-        needs[target.parent] = needs.get(target.parent, 0) + f.size - have
-    return needs
-
-
-def _verify_all(files: list[RemoteFile], targets: dict[str, Path], fetch, tally: _Tally, repo_id: str) -> dict:
-    """{name: {size, sha256}} once every file checks out; a bad file is fetched again once."""
-    record = {}
-    hashed = 0
-
-    def on_bytes(n: int) -> None:  # hashing gigabytes takes a while: show it
-        nonlocal hashed
-        hashed = min(hashed + n, tally.total)
-        tally.reporter.progress(Progress(task="verify", done=hashed, total=tally.total, unit="B"))
-
-    for f in files:
-        sha256 = _verify(targets[f.name], f, on_bytes)
-        if sha256 is None:
-            tally.reporter.message(f"{f.name} failed its checksum; fetching it again", "warning")
-            targets[f.name].unlink(missing_ok=True)
-            tally.reset(f.name)
-            fetch(f)
-            sha256 = _verify(targets[f.name], f)
-        if sha256 is None:
-            targets[f.name].unlink(missing_ok=True)
-            raise DownloadError(
-                f"{f.name} from {repo_id} failed verification twice", "check for a proxy or mirror altering files, then run again"
-            )
-        record[f.name] = {"size": f.size, "sha256": sha256}
-    return record
 
 
 def _model_info(endpoint: str, repo_id: str, revision: str, token: str | None):
