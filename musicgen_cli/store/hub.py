@@ -28,9 +28,11 @@ from musicgen_cli.store.cache import (
     safe_child,
     unmark_ready,
 )
+from musicgen_cli.store.hfcache import hub_cache_dir, link_or_copy
 from musicgen_cli.store.layout import (
     AUDIOCRAFT_FILES,
     is_weight_file,
+    shape_mismatch,
     traits_from_config,
     wanted_by_transformers,
 )
@@ -46,6 +48,7 @@ from musicgen_cli.store.transfer import (  # noqa: F401  (PARTIAL_SUFFIX: caller
     _verify_all,
 )
 
+METADATA_NAME = ".hub-metadata.json"
 _OFFLINE = (
     "HF_HUB_OFFLINE is set, so the hub cannot be reached",
     "unset HF_HUB_OFFLINE or import a local copy with `mgen import`",
@@ -169,14 +172,81 @@ def _point_ref(snapshot: Path, revision: str, commit: str) -> None:
         atomic_write_text(safe_child(snapshot.parent.parent / "refs", revision), commit)
 
 
-def _register(manifest: Manifest, entry: ModelEntry, revision: str, folder: Path) -> ModelEntry:
-    """Add an unlisted repo to the user manifest, keyed so it never shadows another model."""
-    shape, caps = traits_from_config(json.loads((folder / "config.json").read_text()))
+def settle_entry(
+    manifest: Manifest, entry: ModelEntry, revision: str | None, folder: Path, reporter: Reporter
+) -> ModelEntry:
+    """Record what the fetched config.json really is: an unlisted repo gets a user-manifest entry
+    (keyed so it never shadows another model); a listed one whose config is not the shape the
+    manifest declares is reported in one line and its entry records the real shape."""
+    config = json.loads((folder / "config.json").read_text())
+    shape, caps = traits_from_config(config)
+    if manifest.entries.get(entry.key) is entry:
+        mismatch = shape_mismatch(entry, shape, config)
+        if mismatch is None:
+            return entry
+        reporter.message(mismatch, "warning")
+        return manifest.register(dataclasses.replace(entry, shape=shape, capabilities=caps))
     derived = dataclasses.replace(entry, revision=revision, shape=shape, capabilities=caps)
     taken = manifest.entries.get(derived.key)
     if taken is not None and taken.repo_id != derived.repo_id:
         derived = dataclasses.replace(derived, key=derived.folder.lower())
     return manifest.register(derived)
+
+
+def _metadata_path(manifest: Manifest) -> Path:
+    return manifest.root / METADATA_NAME
+
+
+def stored_metadata(manifest: Manifest) -> dict:
+    """{"repo@revision": {commit, files: {name: {size, sha256, blob_id, audiocraft}}}} as last seen on the hub."""
+    try:
+        data = json.loads(_metadata_path(manifest).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def download_bytes(manifest: Manifest, entry: ModelEntry, metadata: dict | None = None) -> int | None:
+    """Bytes `mgen download` fetches for `entry` (transformers files), from the stored hub metadata."""
+    metadata = stored_metadata(manifest) if metadata is None else metadata
+    seen = metadata.get(f"{entry.repo_id}@{entry.revision or 'main'}")
+    if not seen:
+        return None
+    return sum(f["size"] for f in seen["files"].values() if not f.get("audiocraft"))
+
+
+def _remember(manifest: Manifest, repo_id: str, revision: str, commit: str, files: list[RemoteFile]) -> None:
+    """Keep the hub's file list, so `mgen models list` shows download sizes offline."""
+    data = stored_metadata(manifest)
+    data[f"{repo_id}@{revision}"] = {"commit": commit, "files": {f.name: dataclasses.asdict(f) for f in files}}
+    atomic_write_text(_metadata_path(manifest), json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def refresh_metadata(manifest: Manifest, entry: ModelEntry, token: str | None = None) -> int:
+    """Ask the hub for `entry`'s file list (sizes and checksums) and store it; returns the download size."""
+    from huggingface_hub import constants, get_token
+
+    if _offline():
+        raise DownloadError(*_OFFLINE)
+    revision = entry.revision or "main"
+    with _hub_errors(entry.repo_id, constants.ENDPOINT, revision):
+        info = _model_info(constants.ENDPOINT, entry.repo_id, revision, token or get_token())
+        files = select_files(info.siblings or [], include_audiocraft=True)
+    _remember(manifest, entry.repo_id, revision, info.sha or revision, files)
+    return download_bytes(manifest, entry) or 0
+
+
+def _from_hf_cache(repo_id: str, commit: str, files: list[RemoteFile], targets: dict[str, Path]) -> dict[str, tuple[Path, str]]:
+    """{name: (cached path, sha256)} for the files still missing that the Hugging Face cache holds intact."""
+    from musicgen_cli.store.hfcache import cached_file
+
+    found = {}
+    for f in files:
+        if not f.audiocraft and _present(targets[f.name]) != f.size:
+            hit = cached_file(repo_id, commit, f)
+            if hit is not None:
+                found[f.name] = hit
+    return found
 
 
 def _model_info(endpoint: str, repo_id: str, revision: str, token: str | None):
@@ -249,27 +319,40 @@ def download_model(
                 return folder
             crafted = _audiocraft_dir(repo_id, commit) if include_audiocraft else None
             targets = {f.name: safe_child(crafted if f.audiocraft and crafted else folder, f.name) for f in files}
-            _check_space(_still_to_fetch(files, targets))
+            reuse = _from_hf_cache(repo_id, commit, files, targets)
+            _check_space(_still_to_fetch([f for f in files if f.name not in reuse], targets))
             unmark_ready(folder)  # its files are about to change
+            _remember(manifest, repo_id, revision, commit, files)
 
             tally = _Tally(reporter, files)
-            reporter.phase("download", f"{len(files)} files, {tally.total / 1e6:,.1f} MB from {endpoint}")
+            reused = sum(f.size for f in files if f.name in reuse)
+            for name, (source, _) in reuse.items():
+                link_or_copy(source, targets[name])
+                tally.advance(name, tally.sizes[name])
+            if reuse:
+                reporter.message(
+                    f"{reused / 1e6:,.1f} MB of {tally.total / 1e6:,.1f} MB ({len(reuse)} files) "
+                    f"taken from the Hugging Face cache in {hub_cache_dir()}"
+                )
+            reporter.phase("download", f"{len(files)} files, {(tally.total - reused) / 1e6:,.1f} MB from {endpoint}")
 
             def fetch(f: RemoteFile) -> None:
                 _fetch(hf_hub_url(repo_id, f.name, revision=commit, endpoint=endpoint), targets[f.name], f, token, tally)
 
             for f in files:
+                if f.name in reuse:
+                    continue
                 if _present(targets[f.name]) == f.size:
                     tally.advance(f.name, f.size)  # complete from an earlier run; the verify step still checks it
                 else:
                     fetch(f)
             reporter.phase("verify", f"sizes and checksums of {len(files)} files")
-            record = _verify_all(files, targets, fetch, tally, repo_id)
+            record = _verify_all(files, targets, fetch, tally, repo_id, {n: sha for n, (_, sha) in reuse.items()})
 
             if crafted is not None:
                 _point_ref(crafted, revision, commit)
-            if manifest.entries.get(entry.key) is not entry:
-                _register(manifest, entry, revision, folder)
-            mark_ready(folder, {"repo_id": repo_id, "revision": revision, "commit": commit, "files": record})
+            settle_entry(manifest, entry, revision, folder, reporter)
+            marker = {"repo_id": repo_id, "revision": revision, "commit": commit, "files": record, "from_hf_cache": reused}
+            mark_ready(folder, marker)
     reporter.message(f"downloaded {repo_id} ({commit[:12]}) to {folder}")
     return folder

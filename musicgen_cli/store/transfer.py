@@ -147,8 +147,12 @@ def _still_to_fetch(files: list[RemoteFile], targets: dict[str, Path]) -> dict[P
     return needs
 
 
-def _verify_all(files: list[RemoteFile], targets: dict[str, Path], fetch, tally: _Tally, repo_id: str) -> dict:
-    """{name: {size, sha256}} once every file checks out; a bad file is fetched again once."""
+def _verify_all(
+    files: list[RemoteFile], targets: dict[str, Path], fetch, tally: _Tally, repo_id: str, known: dict[str, str] | None = None
+) -> dict:
+    """{name: {size, sha256}} once every file checks out; a bad file is fetched again once.
+
+    `known` holds sha256s already checked this run (files linked from the Hugging Face cache)."""
     record = {}
     hashed = 0
 
@@ -158,7 +162,11 @@ def _verify_all(files: list[RemoteFile], targets: dict[str, Path], fetch, tally:
         tally.reporter.progress(Progress(task="verify", done=hashed, total=tally.total, unit="B"))
 
     for f in files:
-        sha256 = _verify(targets[f.name], f, on_bytes)
+        sha256 = (known or {}).get(f.name)
+        if sha256 is not None:
+            on_bytes(f.size)
+        else:
+            sha256 = _verify(targets[f.name], f, on_bytes)
         if sha256 is None:
             tally.reporter.message(f"{f.name} failed its checksum; fetching it again", "warning")
             targets[f.name].unlink(missing_ok=True)
