@@ -38,6 +38,7 @@ from musicgen_cli.store.manifest import (
     Manifest,
     ModelEntry,
     derived_entry,
+    load_manifest,
 )
 from musicgen_cli.store.models import STAGING_PREFIX
 from musicgen_cli.store.transfer import PARTIAL_SUFFIX, _verify
@@ -126,7 +127,8 @@ def remove_model(manifest: Manifest, name: str) -> Removed:
         freed = freed_by_removing(folder)
         _remove(folder)
     unlisted = manifest.unregister(entry.key) if entry.source == "user" else False
-    return Removed(entry.key, str(folder), freed, unlisted, still_listed=entry.source == "shipped" or not unlisted)
+    still_listed = entry.key in load_manifest(manifest.root).entries  # a shipped entry the user one overrode
+    return Removed(entry.key, str(folder), freed, unlisted, still_listed)
 
 
 @dataclass
