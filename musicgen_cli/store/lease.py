@@ -74,3 +74,24 @@ def claim_model(folder: Path) -> Lease | None:
 def claim_path(path: Path) -> Lease | None:
     """The exclusive lock on any lock file (a staging folder's), None while someone holds it."""
     return _lock(Path(path), exclusive=True, wait=False)
+
+
+def is_held(path: Path) -> bool:
+    """Whether some process holds a lock on the file `path` (a missing file is held by nobody)."""
+    if fcntl is None or not Path(path).is_file():
+        return False
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def model_in_use(folder: Path) -> bool:
+    return is_held(Path(folder) / LEASE_NAME)

@@ -32,7 +32,7 @@ from musicgen_cli.store.hub import (
     stored_metadata,
 )
 from musicgen_cli.store.layout import is_weight_file
-from musicgen_cli.store.lease import claim_model, claim_path
+from musicgen_cli.store.lease import claim_model, is_held, model_in_use
 from musicgen_cli.store.manifest import (
     USER_MANIFEST_NAME,
     Manifest,
@@ -40,7 +40,7 @@ from musicgen_cli.store.manifest import (
     derived_entry,
     load_manifest,
 )
-from musicgen_cli.store.models import STAGING_PREFIX
+from musicgen_cli.store.models import STAGING_PREFIX, staging_lock
 from musicgen_cli.store.transfer import PARTIAL_SUFFIX, _verify
 
 OFFLOAD_DIR = ".mgen-offload"  # engine.loader.offload_folder puts disk-offloaded weights here
@@ -142,14 +142,7 @@ class Leftover:
 
 
 def _download_running(root: Path, folder_name: str) -> bool:
-    lock = root / f".{folder_name}.lock"
-    if not lock.exists():
-        return False
-    held = claim_path(lock)
-    if held is None:
-        return True
-    held.release()
-    return False
+    return is_held(root / f".{folder_name}.lock")
 
 
 def leftovers(manifest: Manifest) -> list[Leftover]:
@@ -166,12 +159,10 @@ def leftovers(manifest: Manifest) -> list[Leftover]:
         if name in _KEEP or path.is_symlink():
             continue
         if path.is_dir() and name.startswith(STAGING_PREFIX):
-            if claim_model(path) is not None:  # an import in progress holds its staging folder
+            if not is_held(staging_lock(path)):  # an import in progress holds its staging folder
                 found.append(Leftover("staging", str(path), freed_by_removing(path)))
         elif path.is_file() and name.startswith(".") and name.endswith(".lock"):
-            held = claim_path(path)
-            if held is not None:
-                held.release()
+            if not is_held(path):
                 found.append(Leftover("lock", str(path), path.stat().st_size))
         elif path.is_dir() and not name.startswith(".") and not _download_running(root, name):
             partials = sorted(path.rglob(f"*{PARTIAL_SUFFIX}"))
@@ -183,7 +174,7 @@ def leftovers(manifest: Manifest) -> list[Leftover]:
     offload = root / OFFLOAD_DIR
     if offload.is_dir():
         for path in sorted(offload.iterdir()):
-            if claim_model(root / path.name) is not None:  # its model is not loaded
+            if not model_in_use(root / path.name):
                 found.append(Leftover("offload", str(path), freed_by_removing(path)))
     return found
 

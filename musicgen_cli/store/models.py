@@ -17,7 +17,7 @@ from musicgen_cli import config
 from musicgen_cli.errors import ModelNotFound
 from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.store.cache import hash_files, mark_ready, safe_child
-from musicgen_cli.store.lease import claim_model
+from musicgen_cli.store.lease import claim_path
 from musicgen_cli.store.manifest import Capabilities, Manifest, ModelEntry
 
 STAGING_PREFIX = ".import-"
@@ -60,6 +60,11 @@ def model_folder(
     return folder
 
 
+def staging_lock(staging: Path) -> Path:
+    """The lock an import holds on its staging folder while it writes there (beside it, not in it)."""
+    return staging.with_name(staging.name + ".lock")
+
+
 @contextmanager
 def staged_model_folder(manifest: Manifest, key: str) -> Iterator[Path]:
     """A scratch folder in the cache root that replaces <cache>/<key> only if the block succeeds,
@@ -68,16 +73,18 @@ def staged_model_folder(manifest: Manifest, key: str) -> Iterator[Path]:
     manifest.root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{key}.", dir=manifest.root))
     # Held until the block ends, so `mgen models prune` tells a running import from an abandoned one.
-    busy = claim_model(staging)
+    lock = staging_lock(staging)
+    busy = claim_path(lock)
     try:
         yield staging
         if target.exists():
             shutil.rmtree(target)  # an unready leftover: a partial download or an interrupted import
         os.replace(staging, target)
     finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        lock.unlink(missing_ok=True)
         if busy is not None:
             busy.release()
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def register_local_model(
