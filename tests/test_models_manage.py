@@ -133,6 +133,23 @@ def test_rm_refuses_while_a_generation_holds_the_model(run, cache_dir):
     assert not folder.exists()
 
 
+def test_a_loaded_model_holds_its_lease_until_released(run, cache_dir):
+    import gc
+
+    from musicgen_cli.engine.musicgen import load_model
+
+    mg = load_model("tiny-random", cache_dir=cache_dir)
+    assert run("download", "tiny-random-stereo").returncode == 0
+
+    line = one_line_error(run("models", "rm", "tiny-random-stereo", "tiny-random", "--yes"))
+
+    assert "tiny-random in use" in line and "nothing removed" in line
+    assert (cache_dir / "tiny-random-stereo" / READY_MARKER).exists()  # all or nothing
+    del mg
+    gc.collect()
+    assert run("models", "rm", "tiny-random", "--yes").returncode == 0
+
+
 def test_rm_without_yes_off_a_terminal_asks_for_it(run, cache_dir):
     assert run("download", "tiny-random").returncode == 0
     assert "--yes" in one_line_error(run("models", "rm", "tiny-random"))
@@ -253,6 +270,14 @@ def test_shape_mismatch_is_reported_in_one_line_and_recorded(hub, run, cache_dir
     assert entry.shape == "tiny" and entry.source == "user"
     again = run("download", "small")
     assert "config.json describes" not in again.stdout  # recorded: said once
+
+
+def test_shape_mismatch_is_reported_by_folder_import(run, cache_dir, tiny_models):
+    result = run("import", str(tiny_models["mono"]), "--key", "small")
+
+    assert result.returncode == 0, result.stderr
+    assert "small: config.json describes a tiny model (32 hidden x 2 layers), not the manifest's 'small'" in result.stdout
+    assert load_manifest(cache_dir).get("small").shape == "tiny"
 
 
 def test_shape_mismatch_is_reported_by_import_hf_cache(hub, run, cache_dir, tmp_path):

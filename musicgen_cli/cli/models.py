@@ -109,7 +109,7 @@ def rm_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Remove models' folders and user-manifest entries (shipped keys stay listed, as not cached)."""
-    from musicgen_cli.store.manage import freed_by_removing, listed_entry, remove_model
+    from musicgen_cli.store.manage import freed_by_removing, listed_entry, remove_models
     from musicgen_cli.store.manifest import load_manifest
     from musicgen_cli.ui.models_views import render_removed
     from musicgen_cli.ui.panel import human_bytes
@@ -122,7 +122,7 @@ def rm_cmd(
         folders = [manifest.folder(e) for e in entries]
         freed = sum(freed_by_removing(f) for f in folders)
         typer.confirm(f"remove {', '.join(e.key for e in entries)} ({human_bytes(freed)})?", abort=True)
-    removed = [remove_model(manifest, entry.key) for entry in entries]
+    removed = remove_models(manifest, [entry.key for entry in entries])
     if as_json:
         _emit([dataclasses.asdict(r) for r in removed])
     else:

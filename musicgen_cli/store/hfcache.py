@@ -67,16 +67,16 @@ def link_or_copy(source: Path, target: Path) -> str:
 def cached_file(repo_id: str, commit: str, remote: RemoteFile) -> tuple[Path, str] | None:
     """A file in the Hugging Face cache holding exactly `remote` (same size and hub checksum), with its sha256.
 
-    First the snapshot of that commit, then the blob named by the LFS sha256, which holds the
-    same bytes whichever revision brought it."""
+    First the snapshot of that commit, then the blob named by the file's etag (the LFS sha256 or
+    the git blob id), which holds the same bytes whichever revision brought it."""
     from huggingface_hub import try_to_load_from_cache
 
     candidates = []
     found = try_to_load_from_cache(repo_id, remote.name, revision=commit)
     if isinstance(found, str):
         candidates.append(Path(found))
-    if remote.sha256:
-        candidates.append(_repo_dir(repo_id) / "blobs" / remote.sha256)
+    if remote.sha256 or remote.blob_id:
+        candidates.append(_repo_dir(repo_id) / "blobs" / (remote.sha256 or remote.blob_id))
     for path in candidates:
         sha256 = _verify(path.resolve(), remote) if path.is_file() else None
         if sha256 is not None:

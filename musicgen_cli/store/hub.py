@@ -51,7 +51,7 @@ from musicgen_cli.store.transfer import (  # noqa: F401  (PARTIAL_SUFFIX: caller
 METADATA_NAME = ".hub-metadata.json"
 _OFFLINE = (
     "HF_HUB_OFFLINE is set, so the hub cannot be reached",
-    "unset HF_HUB_OFFLINE or import a local copy with `mgen import`",
+    "unset HF_HUB_OFFLINE, or use a local copy: `mgen import-hf-cache` or `mgen import <folder>`",
 )
 
 

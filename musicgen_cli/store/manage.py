@@ -131,6 +131,17 @@ def remove_model(manifest: Manifest, name: str) -> Removed:
     return Removed(entry.key, str(folder), freed, unlisted, still_listed)
 
 
+def remove_models(manifest: Manifest, names: list[str]) -> list[Removed]:
+    """`remove_model` for each name, after checking every name is listed and no model is in use."""
+    entries = [listed_entry(manifest, name) for name in names]
+    busy = [e.key for e in entries if model_in_use(manifest.folder(e))]
+    if busy:
+        raise MgenError(
+            f"{', '.join(busy)} in use by a running generation; nothing removed", "let it finish (or stop it), then run again"
+        )
+    return [remove_model(manifest, e.key) for e in entries]
+
+
 @dataclass
 class Leftover:
     kind: str  # partial, lock, staging, orphan, offload
