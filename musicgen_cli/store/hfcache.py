@@ -64,7 +64,7 @@ def link_or_copy(source: Path, target: Path) -> str:
     return how
 
 
-def cached_file(repo_id: str, commit: str, remote: RemoteFile) -> tuple[Path, str] | None:
+def cached_file(repo_id: str, commit: str, remote: RemoteFile, on_bytes=None) -> tuple[Path, str] | None:
     """A file in the Hugging Face cache holding exactly `remote` (same size and hub checksum), with its sha256.
 
     First the snapshot of that commit, then the blob named by the file's etag (the LFS sha256 or
@@ -78,7 +78,7 @@ def cached_file(repo_id: str, commit: str, remote: RemoteFile) -> tuple[Path, st
     if remote.sha256 or remote.blob_id:
         candidates.append(_repo_dir(repo_id) / "blobs" / (remote.sha256 or remote.blob_id))
     for path in candidates:
-        sha256 = _verify(path.resolve(), remote) if path.is_file() else None
+        sha256 = _verify(path.resolve(), remote, on_bytes) if path.is_file() else None
         if sha256 is not None:
             return path.resolve(), sha256
     return None

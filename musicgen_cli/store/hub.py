@@ -18,7 +18,7 @@ from pathlib import Path
 
 from musicgen_cli import config
 from musicgen_cli.errors import DownloadError, Interrupted, ModelNotFound
-from musicgen_cli.events import NullReporter, Reporter
+from musicgen_cli.events import NullReporter, Progress, Reporter
 from musicgen_cli.store.cache import (
     atomic_write_text,
     audiocraft_cache_dir,
@@ -236,16 +236,25 @@ def refresh_metadata(manifest: Manifest, entry: ModelEntry, token: str | None = 
     return download_bytes(manifest, entry) or 0
 
 
-def _from_hf_cache(repo_id: str, commit: str, files: list[RemoteFile], targets: dict[str, Path]) -> dict[str, tuple[Path, str]]:
+def _from_hf_cache(
+    repo_id: str, commit: str, files: list[RemoteFile], targets: dict[str, Path], reporter: Reporter
+) -> dict[str, tuple[Path, str]]:
     """{name: (cached path, sha256)} for the files still missing that the Hugging Face cache holds intact."""
     from musicgen_cli.store.hfcache import cached_file
 
+    missing = [f for f in files if not f.audiocraft and _present(targets[f.name]) != f.size]
+    total, hashed = sum(f.size for f in missing), 0
+
+    def on_bytes(n: int) -> None:  # checking gigabytes of a cached model takes a while: show it
+        nonlocal hashed
+        hashed += n
+        reporter.progress(Progress(task="check HF cache", done=min(hashed, total), total=total, unit="B"))
+
     found = {}
-    for f in files:
-        if not f.audiocraft and _present(targets[f.name]) != f.size:
-            hit = cached_file(repo_id, commit, f)
-            if hit is not None:
-                found[f.name] = hit
+    for f in missing:
+        hit = cached_file(repo_id, commit, f, on_bytes)
+        if hit is not None:
+            found[f.name] = hit
     return found
 
 
@@ -310,6 +319,7 @@ def download_model(
         info = _model_info(endpoint, repo_id, revision, token)
         commit = info.sha or revision
         files = _usable_files(info, token, include_audiocraft, reporter)
+        _remember(manifest, repo_id, revision, commit, files)
         folder.parent.mkdir(parents=True, exist_ok=True)
         # A second mgen fetching the same model waits here, then finds it ready below.
         with WeakFileLock(folder.parent / f".{folder.name}.lock"):
@@ -319,10 +329,9 @@ def download_model(
                 return folder
             crafted = _audiocraft_dir(repo_id, commit) if include_audiocraft else None
             targets = {f.name: safe_child(crafted if f.audiocraft and crafted else folder, f.name) for f in files}
-            reuse = _from_hf_cache(repo_id, commit, files, targets)
+            reuse = _from_hf_cache(repo_id, commit, files, targets, reporter)
             _check_space(_still_to_fetch([f for f in files if f.name not in reuse], targets))
             unmark_ready(folder)  # its files are about to change
-            _remember(manifest, repo_id, revision, commit, files)
 
             tally = _Tally(reporter, files)
             reused = sum(f.size for f in files if f.name in reuse)
