@@ -77,12 +77,14 @@ def mgen(cache_dir: Path, endpoint: str, *args: str, **env: str):
 
 
 @pytest.fixture()
-def in_process_hub(hub, monkeypatch):
+def in_process_hub(hub, monkeypatch, tmp_path):
     """Point the already-imported hub client at the fake hub (it reads HF_ENDPOINT at import)."""
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    # The Hugging Face cache a download may reuse: a fresh one per test, never the user's.
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
     for name in ("HF_HUB_OFFLINE", "HF_TOKEN", "AUDIOCRAFT_CACHE_DIR"):
         monkeypatch.delenv(name, raising=False)
     return hub

@@ -40,13 +40,14 @@ def _root(
 
 
 
-app.command("models", rich_help_panel="Models")(models.models_cmd)
+app.add_typer(models.models_app, name="models", rich_help_panel="Models")
 app.command("generate", rich_help_panel="Making music")(generate.generate_cmd)
 app.command("test-suite", rich_help_panel="Making music")(jobs.test_suite_cmd)
 app.command("batch", rich_help_panel="Making music")(jobs.batch_cmd)
 app.command("download", rich_help_panel="Models")(models.download_cmd)
 app.command("import", rich_help_panel="Models")(models.import_cmd)
 app.command("import-audiocraft", rich_help_panel="Models")(models.import_audiocraft_cmd)
+app.command("import-hf-cache", rich_help_panel="Models")(models.import_hf_cache_cmd)
 app.command("memory-plan", rich_help_panel="Memory")(memory.memory_plan_cmd)
 app.command("inspect-memory", rich_help_panel="Memory")(memory.inspect_memory_cmd)
 

@@ -1,13 +1,14 @@
-"""Model commands: list, download, import (transformers folders and audiocraft checkpoints)."""
+"""Model commands: the `models` group (list, verify, rm, prune, du), download, import, import-hf-cache."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from musicgen_cli import config
 from musicgen_cli.cli.options import (
@@ -17,53 +18,168 @@ from musicgen_cli.cli.options import (
     err_console,
 )
 from musicgen_cli.errors import MgenError
-from musicgen_cli.ui.panel import human_bytes
+
+models_app = typer.Typer(
+    help="List, verify, remove and clean up cached models (plain `mgen models` lists them).",
+    no_args_is_help=False,
+)
+KeysArg = typer.Argument(None, help="Manifest keys (e.g. small) or repo ids of listed models.")
 
 
-def models_cmd(cache_dir: Optional[Path] = CacheDirOpt, as_json: bool = JsonOpt) -> None:
-    """List the manifest's models: key, repo id, cached or not, size on disk, capabilities; and where the cache is."""
-    from musicgen_cli.store.cache import cache_location, folder_size
+def _emit(data) -> None:
+    print(json.dumps(data, indent=2))
+
+
+@models_app.callback(invoke_without_command=True)
+def models_cmd(ctx: typer.Context, cache_dir: Optional[Path] = CacheDirOpt, as_json: bool = JsonOpt) -> None:
+    """List the manifest's models: key, repo id, cached or not, size on disk, capabilities."""
+    if ctx.invoked_subcommand is None:
+        list_cmd(cache_dir=cache_dir, as_json=as_json, refresh=False)
+
+
+@models_app.command("list")
+def list_cmd(
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = JsonOpt,
+    refresh: bool = typer.Option(False, "--refresh", help="Ask the hub for each model's file sizes (kept for offline use)."),
+) -> None:
+    """Key, repo, revision, cached, size on disk, size to download, capabilities and folder of each model."""
+    from musicgen_cli.store.cache import cache_location
+    from musicgen_cli.store.hub import refresh_metadata
+    from musicgen_cli.store.manage import model_rows
     from musicgen_cli.store.manifest import load_manifest
+    from musicgen_cli.ui.models_views import render_models
 
     manifest = load_manifest(cache_dir)
-    rows = []
-    for entry in manifest.entries.values():
-        folder = manifest.folder(entry)
-        caps = entry.capabilities
-        rows.append(
-            {
-                "key": entry.key,
-                "repo_id": entry.repo_id,
-                "cached": manifest.is_cached(entry),
-                "size_bytes": folder_size(folder),
-                "folder": str(folder),
-                "melody": caps.melody,
-                "stereo": caps.stereo,
-                "channels": caps.channels,
-                "random_weights": entry.random_weights,
-                "source": entry.source,
-            }
-        )
+    if refresh:
+        for entry in manifest.entries.values():
+            if entry.repo_id:
+                try:
+                    refresh_metadata(manifest, entry)
+                except MgenError as exc:
+                    err_console.print(f"[yellow]warning:[/] {entry.key}: {exc}", highlight=False)
+    rows = model_rows(manifest)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        _emit(rows)
         return
-    root, origin = cache_location(cache_dir)
-    console.print(f"cache: {root} ({origin})", highlight=False, soft_wrap=True)
-    table = Table(title="Models")
-    for col in ("key", "repo id", "cached", "size", "capabilities"):
-        table.add_column(col)
-    for row in rows:
-        caps = ["stereo" if row["stereo"] else "mono"]
-        caps += ["melody"] if row["melody"] else []
-        caps += ["[yellow]random weights[/]"] if row["random_weights"] else []
-        table.add_row(
-            row["key"],
-            row["repo_id"] or "(built locally)",
-            "[green]yes[/]" if row["cached"] else "no",
-            human_bytes(row["size_bytes"]) if row["size_bytes"] else "-",
-            ", ".join(caps),
-        )
-    console.print(table)
+    render_models(console, rows, *cache_location(cache_dir))
+
+
+@models_app.command("verify")
+def verify_cmd(
+    keys: Optional[list[str]] = KeysArg,
+    all_models: bool = typer.Option(False, "--all", help="Every cached model."),
+    repair: bool = typer.Option(False, "--repair", help="Fetch again only the files that are corrupt or missing."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Re-hash every file of cached models against the sha256 recorded at download or import; exit 1 on any problem."""
+    from musicgen_cli.store.manage import listed_entry
+    from musicgen_cli.store.manifest import load_manifest
+    from musicgen_cli.store.verify import repair_model, verify_model
+    from musicgen_cli.ui.models_views import render_verify
+    from musicgen_cli.ui.reporter import RichReporter
+
+    if bool(keys) == all_models:
+        raise MgenError("name the models to verify, or pass --all (not both)", "e.g. `mgen models verify small` or `--all`")
+    manifest = load_manifest(cache_dir)
+    if all_models:
+        entries = [e for e in manifest.entries.values() if manifest.is_cached(e)]
+    else:
+        entries = [listed_entry(manifest, key) for key in keys]
+    checks = []
+    with RichReporter(err_console) as reporter:
+        for entry in entries:
+            check = verify_model(manifest, entry, reporter=reporter)
+            if repair and check.bad:
+                check = repair_model(manifest, entry, check, reporter=reporter)
+            checks.append(check)
+    if as_json:
+        _emit([c.to_json() for c in checks])
+    else:
+        render_verify(console, checks)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+@models_app.command("rm")
+def rm_cmd(
+    keys: list[str] = typer.Argument(..., help="Manifest keys (e.g. small) of the models to remove."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Remove models' folders and user-manifest entries (shipped keys stay listed, as not cached)."""
+    from musicgen_cli.store.manage import freed_by_removing, listed_entry, remove_models
+    from musicgen_cli.store.manifest import load_manifest
+    from musicgen_cli.ui.models_views import render_removed
+    from musicgen_cli.ui.panel import human_bytes
+
+    manifest = load_manifest(cache_dir)
+    entries = [listed_entry(manifest, key) for key in keys]  # all known before anything is removed
+    if not yes:
+        if as_json or not sys.stdin.isatty():
+            raise MgenError("rm needs confirmation", "pass --yes to remove without asking")
+        folders = [manifest.folder(e) for e in entries]
+        freed = sum(freed_by_removing(f) for f in folders)
+        typer.confirm(f"remove {', '.join(e.key for e in entries)} ({human_bytes(freed)})?", abort=True)
+    removed = remove_models(manifest, [entry.key for entry in entries])
+    if as_json:
+        _emit([dataclasses.asdict(r) for r in removed])
+    else:
+        render_removed(console, removed)
+
+
+@models_app.command("prune")
+def prune_cmd(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Remove partial downloads, stale locks, staging folders of interrupted imports and orphaned folders."""
+    from musicgen_cli.store.manage import prune
+    from musicgen_cli.store.manifest import load_manifest
+    from musicgen_cli.ui.models_views import render_leftovers
+
+    found = prune(load_manifest(cache_dir), dry_run=dry_run)
+    if as_json:
+        _emit({"dry_run": dry_run, "bytes_freed": sum(i.bytes for i in found), "items": [i.to_json() for i in found]})
+    else:
+        render_leftovers(console, found, dry_run)
+
+
+@models_app.command("du")
+def du_cmd(cache_dir: Optional[Path] = CacheDirOpt, as_json: bool = JsonOpt) -> None:
+    """Disk use of every model folder, leftovers and the Hugging Face cache's MusicGen repos, with a total."""
+    from musicgen_cli.store.manage import disk_use
+    from musicgen_cli.store.manifest import load_manifest
+    from musicgen_cli.ui.models_views import render_usage
+
+    rows, total = disk_use(load_manifest(cache_dir))
+    if as_json:
+        _emit({"rows": [dataclasses.asdict(r) for r in rows], "total_bytes": total})
+    else:
+        render_usage(console, rows, total)
+
+
+def import_hf_cache_cmd(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the MusicGen repos found."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Register every MusicGen repo of the Hugging Face cache (HF_HOME), hard-linking its files (no second copy)."""
+    from musicgen_cli.store.manage import import_hf_cache
+    from musicgen_cli.store.manifest import load_manifest
+    from musicgen_cli.ui.models_views import render_adopted
+    from musicgen_cli.ui.reporter import RichReporter
+
+    manifest = load_manifest(cache_dir)
+    with RichReporter(err_console) as reporter:
+        adopted = import_hf_cache(manifest, dry_run=dry_run, reporter=reporter)
+    if as_json:
+        _emit([dataclasses.asdict(a) for a in adopted])
+    else:
+        render_adopted(console, adopted)
 
 
 def download_cmd(

@@ -93,6 +93,7 @@ class MusicGen:
         self.entry = entry
         self.folder = folder
         self.reporter = reporter or NullReporter()
+        self.lease = None  # the shared lock on a cached model's folder, held as long as this object
         self.sample_rate = int(self.model.config.audio_encoder.sampling_rate)
         self.channels = codec.channels_of(self.model)
         self.frame_rate = codec.frame_rate(self.model)
@@ -245,17 +246,19 @@ def load_model(
     from musicgen_cli.engine.loader import load_model as load_by_plan
     from musicgen_cli.planning.hardware import probe
     from musicgen_cli.planning.planner import Job, plan_memory
+    from musicgen_cli.store.lease import hold_model
     from musicgen_cli.store.models import model_folder
 
     report = reporter or NullReporter()
     report.phase("plan", str(name))
-    entry = None
+    entry = lease = None
     if Path(name).is_dir():
         folder = Path(name)
     else:
         manifest = load_manifest(cache_dir)
         entry = manifest.get(str(name))
         folder = model_folder(manifest, entry, download=download, reporter=report)
+        lease = hold_model(folder)  # `mgen models rm` refuses while this MusicGen lives
     config = AutoConfig.from_pretrained(folder)
     plan = plan_memory(
         config,
@@ -269,4 +272,6 @@ def load_model(
     for warning in plan.warnings:
         report.message(warning, "warning")
     loaded = load_by_plan(folder, plan, reporter=report)
-    return MusicGen(loaded, entry, folder, report)
+    mg = MusicGen(loaded, entry, folder, report)
+    mg.lease = lease
+    return mg

@@ -18,6 +18,7 @@ from musicgen_cli.events import NullReporter, Progress, Reporter
 from musicgen_cli.store.cache import is_ready, safe_child
 from musicgen_cli.store.layout import (
     is_weight_file,
+    shape_mismatch,
     traits_from_config,
     wanted_by_transformers,
 )
@@ -197,12 +198,16 @@ def import_model(manifest: Manifest, source: Path | str, key: str, *, reporter: 
             f"could not copy into {manifest.root}: {exc.strerror or exc}", "free some space or pass --cache-dir on a bigger disk"
         ) from None
     shape, caps = traits_from_config(checked.config)
+    declared = manifest.entries.get(key)
+    mismatch = shape_mismatch(declared, shape, checked.config) if declared is not None else None
+    if mismatch:
+        reporter.message(mismatch, "warning")
     entry = register_local_model(
         manifest,
         key,
         shape=shape,
         capabilities=caps,
         description=f"imported from {checked.folder}",
-        marker={"imported_from": str(checked.folder), "files": checked.files},
+        marker={"imported_from": str(checked.folder)},
     )
     return entry

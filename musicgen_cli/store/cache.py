@@ -11,6 +11,7 @@ interrupted job never leaves a folder that looks usable.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -49,6 +50,8 @@ def cache_location(override: str | Path | None = None) -> tuple[Path, str]:
     else:
         chosen, origin = Path(platformdirs.user_cache_dir("mgen", appauthor=False)), "user cache"
     return Path(chosen).expanduser().resolve(), origin
+
+_HASH_CHUNK = 8 * 1024 * 1024
 
 
 def cache_root(override: str | Path | None = None) -> Path:
@@ -89,6 +92,23 @@ def mark_ready(folder: Path, info: dict) -> None:
 
 def unmark_ready(folder: Path) -> None:
     (Path(folder) / READY_MARKER).unlink(missing_ok=True)
+
+
+def file_digest(path: Path, algorithm: str = "sha256", prefix: bytes = b"", on_bytes=None) -> str:
+    digest = hashlib.new(algorithm, prefix)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    return digest.hexdigest()
+
+
+def hash_files(folder: Path) -> dict[str, dict]:
+    """{name: {size, sha256}} of a model folder's files (hidden bookkeeping files left out),
+    the record `mgen models verify` checks the folder against later."""
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    return {p.name: {"size": p.stat().st_size, "sha256": file_digest(p)} for p in files}
 
 
 def folder_size(folder: Path) -> int:

@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import functools
-import hashlib
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from musicgen_cli import config
@@ -33,36 +28,31 @@ from musicgen_cli.store.cache import (
     safe_child,
     unmark_ready,
 )
+from musicgen_cli.store.hfcache import hub_cache_dir, link_or_copy
 from musicgen_cli.store.layout import (
     AUDIOCRAFT_FILES,
     is_weight_file,
+    shape_mismatch,
     traits_from_config,
     wanted_by_transformers,
 )
 from musicgen_cli.store.manifest import Manifest, ModelEntry
+from musicgen_cli.store.transfer import (  # noqa: F401  (PARTIAL_SUFFIX: callers import it from here)
+    PARTIAL_SUFFIX,
+    RemoteFile,
+    _check_space,
+    _fetch,
+    _present,
+    _still_to_fetch,
+    _Tally,
+    _verify_all,
+)
 
-PARTIAL_SUFFIX = ".incomplete"
+METADATA_NAME = ".hub-metadata.json"
 _OFFLINE = (
     "HF_HUB_OFFLINE is set, so the hub cannot be reached",
-    "unset HF_HUB_OFFLINE or import a local copy with `mgen import`",
+    "unset HF_HUB_OFFLINE, or use a local copy: `mgen import-hf-cache` or `mgen import <folder>`",
 )
-_HASH_CHUNK = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """One repo file as the hub describes it; `sha256` only for LFS files, `blob_id` (git sha1) otherwise."""
-
-    name: str
-    size: int
-    sha256: str | None = None
-    blob_id: str | None = None
-    audiocraft: bool = False
-
-    @property
-    def tag(self) -> str:
-        """A short content id, so a partial file from another revision is never continued."""
-        return (self.sha256 or self.blob_id or "nohash")[:16]
 
 
 def select_files(siblings: list, include_audiocraft: bool = False) -> list[RemoteFile]:
@@ -168,105 +158,6 @@ def _hub_log_to(reporter: Reporter) -> Iterator[None]:
         logger.handlers = saved
 
 
-class _Tally:
-    """Byte counts for each file and for the whole download, sent to the reporter."""
-
-    def __init__(self, reporter: Reporter, files: list[RemoteFile]):
-        self.reporter = reporter
-        self.sizes = {f.name: f.size for f in files}
-        self.done = dict.fromkeys(self.sizes, 0)
-        self.total = sum(self.sizes.values())
-
-    def advance(self, name: str, nbytes: int) -> None:
-        self.done[name] += nbytes
-        # The overall task first, so a front end that lists tasks as they appear shows it on top.
-        self.reporter.progress(Progress(task="total", done=sum(self.done.values()), total=self.total, unit="B"))
-        self.reporter.progress(Progress(task=name, done=self.done[name], total=self.sizes[name], unit="B"))
-
-    def reset(self, name: str) -> None:
-        self.advance(name, -self.done[name])
-
-
-class _FileBar:
-    """Stands in for the tqdm bar `http_get` draws, forwarding its byte counts to a `_Tally`."""
-
-    def __init__(self, tally: _Tally, name: str, *, initial: int = 0, **_tqdm_kwargs):
-        self.tally = tally
-        self.name = name
-        tally.advance(name, initial - tally.done[name])
-
-    def update(self, n: int = 1) -> None:
-        self.tally.advance(self.name, n)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _FileBar:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-
-def _partial_path(target: Path, remote: RemoteFile) -> Path:
-    return target.with_name(f".{target.name}.{remote.tag}{PARTIAL_SUFFIX}")
-
-
-def _present(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else 0
-
-
-def _fetch(url: str, target: Path, remote: RemoteFile, token: str | None, tally: _Tally) -> None:
-    """Stream one file into its partial file (continuing it with Range), then move it into place."""
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers
-
-    partial = _partial_path(target, remote)
-    have = _present(partial)
-    if have > remote.size:
-        partial.unlink()
-        have = 0
-    headers = build_hf_headers(token=token)
-    # Byte ranges must count the file's own bytes, never a compressed stream's.
-    headers["Accept-Encoding"] = "identity"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "r+b" if have else "wb") as fh:
-        fh.seek(have)
-        http_get(
-            url,
-            fh,
-            resume_size=have,
-            headers=headers,
-            expected_size=remote.size,
-            displayed_filename=remote.name,
-            tqdm_class=functools.partial(_FileBar, tally, remote.name),
-        )
-    os.replace(partial, target)
-
-
-def _digest(path: Path, algorithm: str = "sha256", prefix: bytes = b"", on_bytes=None) -> str:
-    digest = hashlib.new(algorithm, prefix)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-    return digest.hexdigest()
-
-
-def _verify(path: Path, remote: RemoteFile, on_bytes=None) -> str | None:
-    """The file's sha256 when it matches what the hub published, else None."""
-    if _present(path) != remote.size:
-        return None
-    sha256 = _digest(path, on_bytes=on_bytes)
-    if remote.sha256 and sha256 != remote.sha256:
-        return None
-    # Regular (non-LFS) files carry their git blob id, a sha1 over a "blob <size>\0" header.
-    if not remote.sha256 and remote.blob_id and _digest(path, "sha1", f"blob {remote.size}\0".encode()) != remote.blob_id:
-        return None
-    return sha256
-
-
 def _audiocraft_dir(repo_id: str, commit: str) -> Path | None:
     """Where audiocraft's own hf_hub_download(cache_dir=AUDIOCRAFT_CACHE_DIR) looks for its checkpoints."""
     root = audiocraft_cache_dir()
@@ -281,24 +172,20 @@ def _point_ref(snapshot: Path, revision: str, commit: str) -> None:
         atomic_write_text(safe_child(snapshot.parent.parent / "refs", revision), commit)
 
 
-def _check_space(needs: dict[Path, int]) -> None:
-    """Refuse to start when a destination's disk lacks room for what is still to fetch."""
-    for folder, need in needs.items():
-        probe = folder
-        while not probe.exists():
-            probe = probe.parent
-        free = shutil.disk_usage(probe).free
-        if need > free:
-            gib = 1024**3
-            raise DownloadError(
-                f"not enough disk space in {probe}: need {need / gib:.2f} GiB, {free / gib:.2f} GiB free",
-                "free some space or pass --cache-dir on a bigger disk",
-            )
-
-
-def _register(manifest: Manifest, entry: ModelEntry, revision: str, folder: Path) -> ModelEntry:
-    """Add an unlisted repo to the user manifest, keyed so it never shadows another model."""
-    shape, caps = traits_from_config(json.loads((folder / "config.json").read_text()))
+def settle_entry(
+    manifest: Manifest, entry: ModelEntry, revision: str | None, folder: Path, reporter: Reporter
+) -> ModelEntry:
+    """Record what the fetched config.json really is: an unlisted repo gets a user-manifest entry
+    (keyed so it never shadows another model); a listed one whose config is not the shape the
+    manifest declares is reported in one line and its entry records the real shape."""
+    config = json.loads((folder / "config.json").read_text())
+    shape, caps = traits_from_config(config)
+    if manifest.entries.get(entry.key) is entry:
+        mismatch = shape_mismatch(entry, shape, config)
+        if mismatch is None:
+            return entry
+        reporter.message(mismatch, "warning")
+        return manifest.register(dataclasses.replace(entry, shape=shape, capabilities=caps))
     derived = dataclasses.replace(entry, revision=revision, shape=shape, capabilities=caps)
     taken = manifest.entries.get(derived.key)
     if taken is not None and taken.repo_id != derived.repo_id:
@@ -306,41 +193,69 @@ def _register(manifest: Manifest, entry: ModelEntry, revision: str, folder: Path
     return manifest.register(derived)
 
 
-def _still_to_fetch(files: list[RemoteFile], targets: dict[str, Path]) -> dict[Path, int]:
-    """Bytes each destination folder still needs, counting complete and partial files already there."""
-    needs: dict[Path, int] = {}
-    for f in files:
-        target = targets[f.name]
-        have = f.size if _present(target) == f.size else _present(_partial_path(target, f))
-        needs[target.parent] = needs.get(target.parent, 0) + f.size - have
-    return needs
+def _metadata_path(manifest: Manifest) -> Path:
+    return manifest.root / METADATA_NAME
 
 
-def _verify_all(files: list[RemoteFile], targets: dict[str, Path], fetch, tally: _Tally, repo_id: str) -> dict:
-    """{name: {size, sha256}} once every file checks out; a bad file is fetched again once."""
-    record = {}
-    hashed = 0
+def stored_metadata(manifest: Manifest) -> dict:
+    """{"repo@revision": {commit, files: {name: {size, sha256, blob_id, audiocraft}}}} as last seen on the hub."""
+    try:
+        data = json.loads(_metadata_path(manifest).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
-    def on_bytes(n: int) -> None:  # hashing gigabytes takes a while: show it
+
+def download_bytes(manifest: Manifest, entry: ModelEntry, metadata: dict | None = None) -> int | None:
+    """Bytes `mgen download` fetches for `entry` (transformers files), from the stored hub metadata."""
+    metadata = stored_metadata(manifest) if metadata is None else metadata
+    seen = metadata.get(f"{entry.repo_id}@{entry.revision or 'main'}")
+    if not seen:
+        return None
+    return sum(f["size"] for f in seen["files"].values() if not f.get("audiocraft"))
+
+
+def _remember(manifest: Manifest, repo_id: str, revision: str, commit: str, files: list[RemoteFile]) -> None:
+    """Keep the hub's file list, so `mgen models list` shows download sizes offline."""
+    data = stored_metadata(manifest)
+    data[f"{repo_id}@{revision}"] = {"commit": commit, "files": {f.name: dataclasses.asdict(f) for f in files}}
+    atomic_write_text(_metadata_path(manifest), json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def refresh_metadata(manifest: Manifest, entry: ModelEntry, token: str | None = None) -> int:
+    """Ask the hub for `entry`'s file list (sizes and checksums) and store it; returns the download size."""
+    from huggingface_hub import constants, get_token
+
+    if _offline():
+        raise DownloadError(*_OFFLINE)
+    revision = entry.revision or "main"
+    with _hub_errors(entry.repo_id, constants.ENDPOINT, revision):
+        info = _model_info(constants.ENDPOINT, entry.repo_id, revision, token or get_token())
+        files = select_files(info.siblings or [], include_audiocraft=True)
+    _remember(manifest, entry.repo_id, revision, info.sha or revision, files)
+    return download_bytes(manifest, entry) or 0
+
+
+def _from_hf_cache(
+    repo_id: str, commit: str, files: list[RemoteFile], targets: dict[str, Path], reporter: Reporter
+) -> dict[str, tuple[Path, str]]:
+    """{name: (cached path, sha256)} for the files still missing that the Hugging Face cache holds intact."""
+    from musicgen_cli.store.hfcache import cached_file
+
+    missing = [f for f in files if not f.audiocraft and _present(targets[f.name]) != f.size]
+    total, hashed = sum(f.size for f in missing), 0
+
+    def on_bytes(n: int) -> None:  # checking gigabytes of a cached model takes a while: show it
         nonlocal hashed
-        hashed = min(hashed + n, tally.total)
-        tally.reporter.progress(Progress(task="verify", done=hashed, total=tally.total, unit="B"))
+        hashed += n
+        reporter.progress(Progress(task="check HF cache", done=min(hashed, total), total=total, unit="B"))
 
-    for f in files:
-        sha256 = _verify(targets[f.name], f, on_bytes)
-        if sha256 is None:
-            tally.reporter.message(f"{f.name} failed its checksum; fetching it again", "warning")
-            targets[f.name].unlink(missing_ok=True)
-            tally.reset(f.name)
-            fetch(f)
-            sha256 = _verify(targets[f.name], f)
-        if sha256 is None:
-            targets[f.name].unlink(missing_ok=True)
-            raise DownloadError(
-                f"{f.name} from {repo_id} failed verification twice", "check for a proxy or mirror altering files, then run again"
-            )
-        record[f.name] = {"size": f.size, "sha256": sha256}
-    return record
+    found = {}
+    for f in missing:
+        hit = cached_file(repo_id, commit, f, on_bytes)
+        if hit is not None:
+            found[f.name] = hit
+    return found
 
 
 def _model_info(endpoint: str, repo_id: str, revision: str, token: str | None):
@@ -404,6 +319,7 @@ def download_model(
         info = _model_info(endpoint, repo_id, revision, token)
         commit = info.sha or revision
         files = _usable_files(info, token, include_audiocraft, reporter)
+        _remember(manifest, repo_id, revision, commit, files)
         folder.parent.mkdir(parents=True, exist_ok=True)
         # A second mgen fetching the same model waits here, then finds it ready below.
         with WeakFileLock(folder.parent / f".{folder.name}.lock"):
@@ -413,27 +329,39 @@ def download_model(
                 return folder
             crafted = _audiocraft_dir(repo_id, commit) if include_audiocraft else None
             targets = {f.name: safe_child(crafted if f.audiocraft and crafted else folder, f.name) for f in files}
-            _check_space(_still_to_fetch(files, targets))
+            reuse = _from_hf_cache(repo_id, commit, files, targets, reporter)
+            _check_space(_still_to_fetch([f for f in files if f.name not in reuse], targets))
             unmark_ready(folder)  # its files are about to change
 
             tally = _Tally(reporter, files)
-            reporter.phase("download", f"{len(files)} files, {tally.total / 1e6:,.1f} MB from {endpoint}")
+            reused = sum(f.size for f in files if f.name in reuse)
+            for name, (source, _) in reuse.items():
+                link_or_copy(source, targets[name])
+                tally.advance(name, tally.sizes[name])
+            if reuse:
+                reporter.message(
+                    f"{reused / 1e6:,.1f} MB of {tally.total / 1e6:,.1f} MB ({len(reuse)} files) "
+                    f"taken from the Hugging Face cache in {hub_cache_dir()}"
+                )
+            reporter.phase("download", f"{len(files)} files, {(tally.total - reused) / 1e6:,.1f} MB from {endpoint}")
 
             def fetch(f: RemoteFile) -> None:
                 _fetch(hf_hub_url(repo_id, f.name, revision=commit, endpoint=endpoint), targets[f.name], f, token, tally)
 
             for f in files:
+                if f.name in reuse:
+                    continue
                 if _present(targets[f.name]) == f.size:
                     tally.advance(f.name, f.size)  # complete from an earlier run; the verify step still checks it
                 else:
                     fetch(f)
             reporter.phase("verify", f"sizes and checksums of {len(files)} files")
-            record = _verify_all(files, targets, fetch, tally, repo_id)
+            record = _verify_all(files, targets, fetch, tally, repo_id, {n: sha for n, (_, sha) in reuse.items()})
 
             if crafted is not None:
                 _point_ref(crafted, revision, commit)
-            if manifest.entries.get(entry.key) is not entry:
-                _register(manifest, entry, revision, folder)
-            mark_ready(folder, {"repo_id": repo_id, "revision": revision, "commit": commit, "files": record})
+            settle_entry(manifest, entry, revision, folder, reporter)
+            marker = {"repo_id": repo_id, "revision": revision, "commit": commit, "files": record, "from_hf_cache": reused}
+            mark_ready(folder, marker)
     reporter.message(f"downloaded {repo_id} ({commit[:12]}) to {folder}")
     return folder

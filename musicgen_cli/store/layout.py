@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 
 from musicgen_cli.arch import is_melody, shape_name
-from musicgen_cli.store.manifest import Capabilities
+from musicgen_cli.store.manifest import USER_MANIFEST_NAME, Capabilities, ModelEntry
 
 # What the transformers backend reads; everything else in a repo (pytorch_model.bin copies,
 # audiocraft checkpoints) would only cost disk and bandwidth.
@@ -51,3 +51,16 @@ def traits_from_config(config: dict) -> tuple[str | None, Capabilities]:
         channels=channels,
     )
     return shape, caps
+
+
+def shape_mismatch(entry: ModelEntry, shape: str | None, config: dict) -> str | None:
+    """One line when the manifest declares a shape and config.json is another one, else None."""
+    if entry.shape is None or entry.shape == shape:
+        return None
+    decoder = config.get("decoder") or {}
+    dims = f"{decoder.get('hidden_size')} hidden x {decoder.get('num_hidden_layers')} layers"
+    real = f"a {shape} model" if shape else "no released shape"
+    return (
+        f"{entry.key}: config.json describes {real} ({dims}), not the manifest's {entry.shape!r}; "
+        f"recorded as {shape or 'unknown'} in {USER_MANIFEST_NAME}"
+    )

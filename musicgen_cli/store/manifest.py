@@ -94,6 +94,18 @@ class Manifest:
         self.entries[entry.key] = entry
         return entry
 
+    def unregister(self, key: str) -> bool:
+        """Drop `key` from the user manifest (a shipped entry of that key shows again on the next load)."""
+        path = self.root / USER_MANIFEST_NAME
+        if not path.exists():
+            return False
+        user = _read_json(path)
+        if user["models"].pop(key, None) is None:
+            return False
+        atomic_write_text(path, json.dumps(user, indent=2, sort_keys=True) + "\n")
+        self.entries.pop(key, None)
+        return True
+
 
 def derived_entry(repo_id: str, revision: str | None = "main") -> ModelEntry:
     """An entry for a repo id the manifest does not list; its key is the repo name."""

@@ -16,8 +16,11 @@ from typing import Iterator
 from musicgen_cli import config
 from musicgen_cli.errors import ModelNotFound
 from musicgen_cli.events import NullReporter, Reporter
-from musicgen_cli.store.cache import mark_ready, safe_child
+from musicgen_cli.store.cache import hash_files, mark_ready, safe_child
+from musicgen_cli.store.lease import claim_path
 from musicgen_cli.store.manifest import Capabilities, Manifest, ModelEntry
+
+STAGING_PREFIX = ".import-"
 
 
 def build_random_model(manifest: Manifest, entry: ModelEntry) -> Path:
@@ -28,7 +31,7 @@ def build_random_model(manifest: Manifest, entry: ModelEntry) -> Path:
     folder = manifest.folder(entry)
     with quiet_transformers():
         write_model_folder(folder, ModelSpec(shape=entry.shape or "tiny", variant=entry.builder))
-    mark_ready(folder, {"key": entry.key, "random_weights": True, "builder": entry.builder})
+    mark_ready(folder, {"key": entry.key, "random_weights": True, "builder": entry.builder, "files": hash_files(folder)})
     return folder
 
 
@@ -57,13 +60,21 @@ def model_folder(
     return folder
 
 
+def staging_lock(staging: Path) -> Path:
+    """The lock an import holds on its staging folder while it writes there (beside it, not in it)."""
+    return staging.with_name(staging.name + ".lock")
+
+
 @contextmanager
 def staged_model_folder(manifest: Manifest, key: str) -> Iterator[Path]:
     """A scratch folder in the cache root that replaces <cache>/<key> only if the block succeeds,
     so an interrupted import never leaves a half-written model where a model is expected."""
     target = safe_child(manifest.root, key)
     manifest.root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".import-{key}.", dir=manifest.root))
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{key}.", dir=manifest.root))
+    # Held until the block ends, so `mgen models prune` tells a running import from an abandoned one.
+    lock = staging_lock(staging)
+    busy = claim_path(lock)
     try:
         yield staging
         if target.exists():
@@ -71,6 +82,9 @@ def staged_model_folder(manifest: Manifest, key: str) -> Iterator[Path]:
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+        if busy is not None:
+            busy.release()
 
 
 def register_local_model(
@@ -89,5 +103,7 @@ def register_local_model(
             source="user",
         )
     )
-    mark_ready(manifest.folder(entry), {"key": key, **marker})
+    folder = manifest.folder(entry)
+    # Checksums of what was written, so `mgen models verify` can tell a damaged copy later.
+    mark_ready(folder, {"key": key, **marker, "files": hash_files(folder)})
     return entry
