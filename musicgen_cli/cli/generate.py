@@ -69,6 +69,12 @@ def generate_cmd(
     normalize: str = typer.Option("peak", "--normalize", help="peak, loudness or none (never clips)."),
     continue_from: Optional[Path] = typer.Option(None, "--continue", help="Continue this audio file (its codes prompt the model)."),
     melody_file: Optional[Path] = typer.Option(None, "--melody", help="Melody to follow (melody models only)."),
+    segments: Optional[Path] = typer.Option(None, "--segments", help="Sections file, one `M:SS prompt` line per section and a last `M:SS end`: the piece develops section by section.", rich_help_panel="Long form"),
+    ending: str = typer.Option("cut", "--ending", help="cut; fade (over the last 4 s); outro (the last window is asked to end, then a 0.5 s fade).", rich_help_panel="Long form"),
+    loop: bool = typer.Option(False, "--loop", help="A seamless loop: the last window returns to the opening prompt and its end is crossfaded (1 s) into the start.", rich_help_panel="Long form"),
+    max_rerolls: int = typer.Option(2, "--max-rerolls", help="Regenerate the last window with the next seed, up to this many times, when the piece ends in silence.", rich_help_panel="Long form"),
+    tail_silence_db: float = typer.Option(-50.0, "--tail-silence-db", help="A tail quieter than this (LUFS) is silence.", rich_help_panel="Long form"),
+    tail_silence_s: float = typer.Option(2.0, "--tail-silence-s", help="Seconds at the end that are checked for silence.", rich_help_panel="Long form"),
     window: float = typer.Option(30.0, "--window", help="Seconds per generation window for long clips."),
     context: float = typer.Option(10.0, "--context", help="Seconds of the previous window that prompt the next one."),
     engine: str = typer.Option("fast", "--engine", help="fast (mgen's static-cache loop) or reference (transformers' generate)."),
@@ -97,13 +103,20 @@ def generate_cmd(
       mgen generate --size medium -n 3 --seed 7 "a 30-second grand piano jazz trio"
 
       mgen generate --model-key melody --melody tune.wav "orchestral version"
+
+      mgen generate --segments piece.txt --ending outro
     """
     from musicgen_cli.engine.musicgen import GenerateSettings, load_model
+    from musicgen_cli.engine.segments import read_segments
     from musicgen_cli.jobs.outputs import output_paths, write_result
     from musicgen_cli.planning.planner import Job
 
     if size and model_key:
         raise MgenError("give --size or --model-key, not both", "drop one of them")
+    sections = read_segments(segments) if segments else None
+    if sections:
+        duration = sections.end_s or duration
+        prompt = prompt or (None if prompt_file else sections.sections[0][1])
     text, hint = _resolve_prompt(prompt, prompt_file, lyrics)
     if quantize not in (None, "none", "int8"):
         raise MgenError(f"unknown quantisation {quantize!r}", "use --quantize int8")
@@ -121,7 +134,14 @@ def generate_cmd(
         context_s=context,
         continuation=continue_from,
         melody=melody_file,
+        segments=sections.sections if sections else None,
+        ending=ending,
+        loop=loop,
+        max_rerolls=max_rerolls,
+        tail_silence_db=tail_silence_db,
+        tail_silence_s=tail_silence_s,
     )
+    settings.validate(max_window_s=float("inf"))  # the model's own limit is checked again once loaded
     paths = output_paths(out, hint, num_samples, fmt.lower())
     from musicgen_cli.planning.hardware import configure_threads, parse_size
 
@@ -153,6 +173,11 @@ def generate_cmd(
         for path in written:
             console.print(f"[green]wrote[/] {path}  (+ {path.with_suffix('.json').name})", highlight=False)
         spent = result.timings["generate"] + result.timings["decode"]
+        if result.composition:
+            rerolls = len(result.composition["rerolls"]) - 1
+            console.print(f"{len(result.composition['sections'])} section(s), ending {settings.ending}"
+                          + (", loop" if settings.loop else "") + (f", {rerolls} re-roll(s) of a silent ending" if rerolls else ""),
+                          highlight=False)
         console.print(
             f"{duration:g} s of audio x {len(written)} in {spent:.1f} s: {result.steps_per_s:.1f} steps/s, "
             f"{result.realtime_factor:.2f}x real time, peak RAM {human_bytes(result.peaks.get('rss_bytes'))}"

@@ -76,6 +76,18 @@ def normalize(wave: np.ndarray, mode: str) -> np.ndarray:
     return (wave * gain).astype(np.float32)
 
 
+def fade(wave: np.ndarray, sample_rate: int, fade_in_s: float = 0.0, fade_out_s: float = 0.0) -> np.ndarray:
+    """Linear fade-in over the first and fade-out over the last seconds (a copy)."""
+    out = np.array(wave, dtype=np.float32, copy=True)
+    length = out.shape[-1]
+    n_in, n_out = (min(length, round(s * sample_rate)) for s in (fade_in_s, fade_out_s))
+    if n_in > 0:
+        out[..., :n_in] *= np.linspace(0.0, 1.0, n_in, dtype=np.float32)
+    if n_out > 0:
+        out[..., length - n_out:] *= np.linspace(1.0, 0.0, n_out, dtype=np.float32)
+    return out
+
+
 def write_audio(path: Path | str, wave: np.ndarray, rate: int, subtype: str | None = None) -> Path:
     """Write atomically; the format comes from the suffix (.wav, .flac, .ogg)."""
     import soundfile as sf

@@ -43,6 +43,19 @@ class GenerateSettings:
     context_s: float = 10.0
     continuation: Path | None = None
     melody: Path | None = None
+    # Long form (engine/longform.py): sections as (start seconds, prompt), how the piece ends,
+    # a seamless loop, and re-rolls of a last window that ends in silence.
+    segments: tuple[tuple[float, str], ...] | None = None
+    ending: str = "cut"
+    loop: bool = False
+    max_rerolls: int = 2
+    tail_silence_db: float = -50.0  # LUFS over the last tail_silence_s below this: a dead tail
+    tail_silence_s: float = 2.0
+
+    @property
+    def composed(self) -> bool:
+        """Made section by section with a shaped ending (engine/longform.py)."""
+        return bool(self.segments) or self.ending != "cut" or self.loop
 
     def validate(self, max_window_s: float) -> None:
         if not 0 < self.duration <= 3600:
@@ -57,6 +70,26 @@ class GenerateSettings:
             raise MgenError("temperature must be > 0", "use --temperature 1.0, or --greedy")
         if self.engine not in {"fast", "reference"}:
             raise MgenError(f"unknown engine {self.engine!r}", "use --engine fast or --engine reference")
+        self._validate_long_form()
+
+    def _validate_long_form(self) -> None:
+        from musicgen_cli.engine.longform import ENDINGS, LOOP_CROSSFADE_S
+        from musicgen_cli.engine.segments import check_fits
+
+        if self.ending not in ENDINGS:
+            raise MgenError(f"unknown ending {self.ending!r}", f"use --ending {', '.join(ENDINGS)}")
+        if self.loop and self.ending != "cut":
+            raise MgenError("a loop has no ending", "drop --ending, or drop --loop")
+        if self.loop and self.duration <= 2 * LOOP_CROSSFADE_S:
+            raise MgenError(f"a {self.duration:g} s loop is too short to crossfade", f"use --duration above {2 * LOOP_CROSSFADE_S:g}")
+        if not 0 <= self.max_rerolls <= 10:
+            raise MgenError(f"--max-rerolls {self.max_rerolls} is out of range", "use 0 to 10")
+        if not self.tail_silence_s >= 0.4:  # one BS.1770 gating block
+            raise MgenError(f"--tail-silence-s {self.tail_silence_s:g} is shorter than 0.4 s", "use e.g. --tail-silence-s 2")
+        if not -70 <= self.tail_silence_db <= 0:
+            raise MgenError(f"--tail-silence-db {self.tail_silence_db:g} is out of range", "use a loudness between -70 and 0 LUFS")
+        if self.segments:
+            check_fits(self.segments, self.duration)
 
 
 @dataclass
@@ -69,6 +102,7 @@ class GenerationResult:
     timings: dict[str, float] = field(default_factory=dict)
     steps: int = 0
     peaks: dict[str, float] = field(default_factory=dict)
+    composition: dict | None = None  # sections, windows, re-rolls, ending and loop of a composed piece
 
     @property
     def steps_per_s(self) -> float:
@@ -122,31 +156,43 @@ class MusicGen:
         return chroma(wave, self.sample_rate).expand(n, -1, -1).clone()
 
     # -- generation -----------------------------------------------------------------------
-    def generate(self, prompt: str | list[str], settings: GenerateSettings = GenerateSettings()) -> GenerationResult:
-        """Clips for one prompt (`num_samples` of them) or for several prompts in one batched pass.
-
-        Clips come prompt by prompt: [p0 s0, p0 s1, ..., p1 s0, ...]. The whole batch shares one seed.
-        """
+    @staticmethod
+    def sampling(settings: GenerateSettings):
         from musicgen_cli.decode.types import Sampling
-        from musicgen_cli.decode.windows import generate_codes
-        from musicgen_cli.planning.monitor import snapshot
 
-        settings.validate(self.max_window_s)
-        if settings.melody is None and self.is_melody:
-            self.reporter.message("melody model without --melody: generating from text alone")
-        report = self.reporter
-        timings: dict[str, float] = {}
-        seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        batch = [p for p in prompts for _ in range(settings.num_samples)]
-        n = len(batch)
-        sampling = Sampling(
+        return Sampling(
             do_sample=not settings.greedy,
             temperature=settings.temperature,
             top_k=settings.top_k,
             top_p=settings.top_p,
             guidance_scale=settings.guidance,
         )
+
+    def generate(self, prompt: str | list[str], settings: GenerateSettings = GenerateSettings()) -> GenerationResult:
+        """Clips for one prompt (`num_samples` of them) or for several prompts in one batched pass.
+
+        Clips come prompt by prompt: [p0 s0, p0 s1, ..., p1 s0, ...]. The whole batch shares one seed.
+        """
+        from musicgen_cli.decode.windows import generate_codes
+        from musicgen_cli.planning.monitor import snapshot
+
+        settings.validate(self.max_window_s)
+        if settings.melody is None and self.is_melody:
+            self.reporter.message("melody model without --melody: generating from text alone")
+        if settings.composed:
+            from musicgen_cli.engine.longform import compose
+
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+            if len(prompts) != 1:
+                raise MgenError("a composed piece takes one prompt (or a sections file)", "generate the prompts one at a time")
+            return compose(self, prompts[0], settings)
+        report = self.reporter
+        timings: dict[str, float] = {}
+        seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        batch = [p for p in prompts for _ in range(settings.num_samples)]
+        n = len(batch)
+        sampling = self.sampling(settings)
 
         t0 = time.perf_counter()
         report.phase("encode text", prompts[0] if len(prompts) == 1 else f"{len(prompts)} prompts")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from musicgen_cli.engine.musicgen import MAX_SEED, GenerateSettings
 from musicgen_cli.engine.prompts import slugify
+from musicgen_cli.engine.segments import parse_segments, read_segments
 from musicgen_cli.errors import MgenError
 from musicgen_cli.store.cache import safe_child
 
@@ -118,6 +119,8 @@ def _parse_jsonl(line: str, base: Path) -> dict:
     if unknown:
         allowed = ", ".join(sorted(_ITEM_KEYS | _SETTING_KEYS))
         raise MgenError(f"unknown key(s) {', '.join(sorted(unknown))} (allowed: {allowed})")
+    if "segments" in data:
+        _read_item_segments(data, base)
     for key in _PATH_KEYS & set(data):
         if not isinstance(data[key], str):
             raise MgenError(f"{key} must be a file path")
@@ -126,6 +129,22 @@ def _parse_jsonl(line: str, base: Path) -> dict:
             raise MgenError(f"{key} file {target} does not exist")
         data[key] = target
     return data
+
+
+def _read_item_segments(data: dict, base: Path) -> None:
+    """`"segments"`: a list of `M:SS prompt` lines, or a sections file beside the batch file.
+    Its `end` line sets the duration and its first prompt is the item's prompt unless given."""
+    value = data["segments"]
+    if isinstance(value, str):
+        sections = read_segments((base / value).expanduser())
+    elif isinstance(value, list) and all(isinstance(line, str) for line in value):
+        sections = parse_segments(value, source="segments")
+    else:
+        raise MgenError("segments must be a list of \"M:SS prompt\" lines or a sections file path")
+    data["segments"] = sections.sections
+    if sections.end_s is not None:
+        data.setdefault("duration", sections.end_s)
+    data.setdefault("prompt", sections.sections[0][1])
 
 
 _KIND_NAMES = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
@@ -178,7 +197,9 @@ def make_batches(items: list[BatchItem], max_batch: int) -> list[list[BatchItem]
     groups: dict[tuple, list[BatchItem]] = {}
     for item in items:
         groups.setdefault(item.group, []).append(item)
-    return [members[i : i + max_batch] for members in groups.values() for i in range(0, len(members), max_batch)]
+    # A composed piece (sections, endings, loops) is made on its own: its windows are its own.
+    sizes = {key: 1 if key[1].composed else max_batch for key in groups}
+    return [members[i : i + sizes[key]] for key, members in groups.items() for i in range(0, len(members), sizes[key])]
 
 
 def by_group(items: list[BatchItem]) -> list[BatchItem]:

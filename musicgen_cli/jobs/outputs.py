@@ -68,6 +68,7 @@ def sidecar(result: GenerationResult, mg: MusicGen, index: int, extra: dict | No
         "realtime_factor": result.realtime_factor,
         "peak_ram_bytes": result.peaks.get("rss_bytes"),
         "peak_vram_bytes": result.peaks.get("vram_bytes"),
+        **({"composition": result.composition} if result.composition else {}),
         **(extra or {}),
     }
 
