@@ -196,10 +196,10 @@ class Studio:
             return self._set(name, greedy=_on_off(arg, name))
         if name == "format":
             self.fmt = _check_format(arg.lower())
-            return Reply("info", f"format {self.fmt}")
+            return Reply("info", f"set format to {self.fmt}")
         if name == "normalize":
             self.normalize = _check_normalize(arg.lower())
-            return Reply("info", f"normalize {self.normalize}")
+            return Reply("info", f"set normalize to {self.normalize}")
         if name == "melody":
             return self._melody(arg)
         if name == "settings":
@@ -232,7 +232,7 @@ class Studio:
         new.validate(self.mg.max_window_s if self.mg else WINDOW_SECONDS)
         self.settings = new
         value = next(iter(change.values()))
-        return Reply("info", f"{name} {'random' if value is None else value}")
+        return Reply("info", f"set {name} to {'random' if value is None else value}")
 
     def describe(self) -> dict[str, Any]:
         """The settings the next take uses, and the session's facts."""
