@@ -32,6 +32,14 @@ from musicgen_cli.errors import Interrupted, MgenError
 from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.jobs import playback
 from musicgen_cli.jobs.outputs import sidecar_path, write_result
+from musicgen_cli.jobs.studio_lines import (
+    COMMANDS,
+    FIELDS,
+    check_format,
+    check_normalize,
+    on_off,
+    parse_value,
+)
 from musicgen_cli.jobs.takes import (
     Take,
     first_free_number,
@@ -39,40 +47,6 @@ from musicgen_cli.jobs.takes import (
     splice,
     take_paths,
 )
-
-# name: (arguments, what it does); the order is /help's.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "duration": ("S", "seconds of audio per take"),
-    "seed": ("N|random", "a fixed seed, or a new random one each take"),
-    "temperature": ("T", "sampling temperature"),
-    "top-k": ("K", "sample among the K most likely codes"),
-    "top-p": ("P", "nucleus threshold; 0 turns it off"),
-    "guidance": ("G", "classifier-free guidance scale; 1 turns it off"),
-    "greedy": ("on|off", "always pick the most likely code"),
-    "samples": ("N", "clips per take, generated together"),
-    "format": ("wav|flac|ogg", "file format of the next takes"),
-    "normalize": ("peak|loudness|none", "level of the next takes"),
-    "melody": ("FILE|off", "melody to follow (melody models)"),
-    "settings": ("", "show the settings"),
-    "again": ("", "the last prompt again with the next seed"),
-    "extend": ("[S]", "continue the last take by S seconds (default: /duration)"),
-    "model": ("KEY", "free this model, plan and load another"),
-    "plan": ("", "the memory plan for the current settings"),
-    "takes": ("", "the takes of this session"),
-    "play": ("[N]", "play take N (default: the last)"),
-    "keep": ("N NAME", "copy take N (audio and sidecar) to NAME"),
-    "help": ("", "this list"),
-    "quit": ("", "end the session (Ctrl-D too)"),
-}
-# commands that set one GenerateSettings field: name -> (field, parser, example)
-_FIELDS: dict[str, tuple[str, type, str]] = {
-    "duration": ("duration", float, "8"),
-    "temperature": ("temperature", float, "1.0"),
-    "top-k": ("top_k", int, "250"),
-    "top-p": ("top_p", float, "0.9"),
-    "guidance": ("guidance", float, "3"),
-    "samples": ("num_samples", int, "2"),
-}
 
 Working = Callable[[str], AbstractContextManager[Reporter]]
 
@@ -115,8 +89,8 @@ class Studio:
     def __init__(self, options: StudioOptions, settings: GenerateSettings = GenerateSettings(), working: Working | None = None):
         self.options = options
         self.settings = settings
-        self.fmt = _check_format(options.fmt)
-        self.normalize = _check_normalize(options.normalize)
+        self.fmt = check_format(options.fmt)
+        self.normalize = check_normalize(options.normalize)
         self.working = working or _null_working
         self.model_key = options.model
         self.mg: MusicGen | None = None
@@ -185,20 +159,20 @@ class Studio:
             return Reply("stopped", "stopped")
 
     def _command(self, name: str, arg: str) -> Reply:
-        if name in _FIELDS:
-            attr, kind, example = _FIELDS[name]
-            return self._set(name, **{attr: _parse(arg, kind, name, example)})
+        if name in FIELDS:
+            attr, kind, example = FIELDS[name]
+            return self._set(name, **{attr: parse_value(arg, kind, name, example)})
         if name == "seed":
             if arg.lower() == "random":
                 return self._set(name, seed=None)
-            return self._set(name, seed=_parse(arg, int, name, "7"))
+            return self._set(name, seed=parse_value(arg, int, name, "7"))
         if name == "greedy":
-            return self._set(name, greedy=_on_off(arg, name))
+            return self._set(name, greedy=on_off(arg, name))
         if name == "format":
-            self.fmt = _check_format(arg.lower())
+            self.fmt = check_format(arg.lower())
             return Reply("info", f"set format to {self.fmt}")
         if name == "normalize":
-            self.normalize = _check_normalize(arg.lower())
+            self.normalize = check_normalize(arg.lower())
             return Reply("info", f"set normalize to {self.normalize}")
         if name == "melody":
             return self._melody(arg)
@@ -322,7 +296,7 @@ class Studio:
 
     def _extend(self, arg: str) -> Reply:
         last = self._last()
-        seconds = _parse(arg, float, "extend", "5") if arg else None
+        seconds = parse_value(arg, float, "extend", "5") if arg else None
         return self.take(last.prompt, duration=seconds, extends=last)
 
     def _melody(self, arg: str) -> Reply:
@@ -386,7 +360,7 @@ class Studio:
     def _take_numbered(self, arg: str) -> Take:
         if not arg:
             return self._last()
-        number = _parse(arg, int, "play", "1")
+        number = parse_value(arg, int, "play", "1")
         for take in self.takes:
             if take.number == number:
                 return take
@@ -407,34 +381,6 @@ class Studio:
         take = self._take_numbered(number)
         kept = keep_take(take, name.strip(), self.options.out_dir)
         return Reply("info", f"kept take {take.number} as {', '.join(str(p) for p in kept)}", data=kept)
-
-def _parse(arg: str, kind: type, name: str, example: str):
-    try:
-        return kind(arg)
-    except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        raise MgenError(f"/{name} needs {what}, not {arg!r}" if arg else f"/{name} needs {what}", f"e.g. /{name} {example}") from None
-
-
-def _on_off(arg: str, name: str) -> bool:
-    if arg.lower() in ("on", "yes", "true", "1"):
-        return True
-    if arg.lower() in ("off", "no", "false", "0"):
-        return False
-    raise MgenError(f"/{name} takes on or off, not {arg!r}", f"e.g. /{name} on")
-
-
-def _check_format(fmt: str) -> str:
-    if fmt not in audio.FORMATS:
-        raise MgenError(f"unknown format {fmt!r}", f"use one of {', '.join(audio.FORMATS)}")
-    return fmt
-
-
-def _check_normalize(mode: str) -> str:
-    if mode not in audio.NORMALIZE_MODES:
-        raise MgenError(f"unknown normalisation {mode!r}", f"use one of {', '.join(audio.NORMALIZE_MODES)}")
-    return mode
-
 
 def _release_memory() -> None:
     gc.collect()

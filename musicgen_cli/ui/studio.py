@@ -17,7 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from musicgen_cli.events import Reporter
-from musicgen_cli.jobs.studio import COMMANDS, Reply, Studio
+from musicgen_cli.jobs.studio import Reply, Studio
+from musicgen_cli.jobs.studio_lines import COMMANDS
 from musicgen_cli.ui.panel import GenerationPanel, result_summary
 
 PROMPT = "studio> "
