@@ -219,3 +219,12 @@ def test_keep_never_overwrites(studio):
     assert studio.handle(f"/keep {number} best").kind == "info"
     again = studio.handle(f"/keep {number} best.wav")
     assert again.kind == "error" and "already exists" in again.text
+
+
+def test_model_swap_to_an_unknown_model_keeps_the_loaded_one(studio):
+    loaded, loads = studio.mg, studio.loads
+    reply = studio.handle("/model tiny-randon")
+    assert reply.kind == "error" and "tiny-random" in reply.text  # the manifest's suggestion
+    assert studio.mg is loaded and studio.loads == loads
+    made = studio.handle("after the failed swap")
+    assert made.kind == "take" and sidecar(made.take.files[0])["studio"]["model_loads"] == loads
