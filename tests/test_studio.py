@@ -228,3 +228,16 @@ def test_model_swap_to_an_unknown_model_keeps_the_loaded_one(studio):
     assert studio.mg is loaded and studio.loads == loads
     made = studio.handle("after the failed swap")
     assert made.kind == "take" and sidecar(made.take.files[0])["studio"]["model_loads"] == loads
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model-key", "tiny-randon"], "did you mean 'tiny-random'"),
+    (["--model-key", "tiny-random", "--duration", "0"], "duration"),
+    (["--model-key", "tiny-random", "--format", "mp3"], "unknown format"),
+])
+def test_bad_start_is_one_error_line_before_loading(capsys, model_cache, tmp_path, args, needle):
+    from cli_run import one_line_error, run_main
+
+    result = run_main(capsys, "studio", *args, "--cache-dir", str(model_cache), "--out-dir", str(tmp_path / "s"))
+    assert needle in one_line_error(result)
+    assert not (tmp_path / "s").exists()

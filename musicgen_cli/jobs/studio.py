@@ -105,6 +105,7 @@ class Studio:
     # -- the model ----------------------------------------------------------------------------
     def start(self) -> MusicGen:
         """Plan and load the session's model (the slow part, once)."""
+        self._resolve(self.model_key)  # a misspelt or missing model is one error line, before any panel
         self._load(self.model_key)
         return self._model()
 
@@ -341,8 +342,11 @@ class Studio:
         from musicgen_cli.store.models import model_folder
 
         manifest = load_manifest(self.options.cache_dir)
+        entry = manifest.get(key)
+        if manifest.is_cached(entry):
+            return
         with self.working(f"mgen studio: {key}") as reporter:
-            model_folder(manifest, manifest.get(key), download=self.options.download, reporter=reporter)
+            model_folder(manifest, entry, download=self.options.download, reporter=reporter)
 
     def _plan(self) -> Reply:
         from musicgen_cli.planning.planner import plan_memory
