@@ -12,6 +12,7 @@ import numpy as np
 import pexpect
 import pytest
 import soundfile as sf
+from cli_run import one_line_error, run_main
 
 from musicgen_cli.engine.musicgen import GenerateSettings
 from musicgen_cli.jobs.studio import Studio, StudioOptions
@@ -236,8 +237,6 @@ def test_model_swap_to_an_unknown_model_keeps_the_loaded_one(studio):
     (["--model-key", "tiny-random", "--format", "mp3"], "unknown format"),
 ])
 def test_bad_start_is_one_error_line_before_loading(capsys, model_cache, tmp_path, args, needle):
-    from cli_run import one_line_error, run_main
-
     result = run_main(capsys, "studio", *args, "--cache-dir", str(model_cache), "--out-dir", str(tmp_path / "s"))
     assert needle in one_line_error(result)
     assert not (tmp_path / "s").exists()
