@@ -13,7 +13,6 @@ import argparse
 import os
 import tempfile
 import time
-from pathlib import Path
 
 from musicgen_cli.store.cache import hash_files, mark_ready
 from musicgen_cli.store.manifest import ModelEntry, load_manifest

@@ -27,6 +27,11 @@ def cache_dir() -> Path | None:
     return _path("MGEN_CACHE_DIR")
 
 
+def data_dir() -> Path | None:
+    """MGEN_DATA_DIR: where mgen keeps its own state (the studio's line history)."""
+    return _path("MGEN_DATA_DIR")
+
+
 def audiocraft_cache_dir() -> Path | None:
     """AUDIOCRAFT_CACHE_DIR: audiocraft's own cache, where --include-audiocraft files go."""
     return _path("AUDIOCRAFT_CACHE_DIR")

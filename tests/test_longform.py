@@ -11,9 +11,9 @@ import soundfile as sf
 from cli_run import one_line_error, run_main
 
 from musicgen_cli.engine import codec
-from musicgen_cli.engine.longform import ENDING_FADE_S, LOOP_CROSSFADE_S, OUTRO_CUE
+from musicgen_cli.engine.longform import ENDING_FADE_S, OUTRO_CUE
 from musicgen_cli.engine.musicgen import GenerateSettings, load_model
-from musicgen_cli.engine.segments import parse_segments
+from musicgen_cli.engine.segments import LOOP_CROSSFADE_S, parse_segments
 from musicgen_cli.errors import MgenError
 
 RATE = 32000

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from musicgen_cli import config
-from musicgen_cli.cli import generate, jobs, memory, models
+from musicgen_cli.cli import generate, jobs, memory, models, studio
 from musicgen_cli.cli.options import console, err_console
 from musicgen_cli.errors import MgenError
 
@@ -42,6 +42,7 @@ def _root(
 
 app.add_typer(models.models_app, name="models", rich_help_panel="Models")
 app.command("generate", rich_help_panel="Making music")(generate.generate_cmd)
+app.command("studio", rich_help_panel="Making music")(studio.studio_cmd)
 app.command("test-suite", rich_help_panel="Making music")(jobs.test_suite_cmd)
 app.command("batch", rich_help_panel="Making music")(jobs.batch_cmd)
 app.command("download", rich_help_panel="Models")(models.download_cmd)

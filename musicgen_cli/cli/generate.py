@@ -24,7 +24,7 @@ from musicgen_cli.cli.options import (
     reporter_for,
 )
 from musicgen_cli.errors import MgenError
-from musicgen_cli.ui.panel import human_bytes
+from musicgen_cli.ui.panel import result_summary
 
 
 def _resolve_prompt(prompt: Optional[str], prompt_file: Optional[Path], lyrics: Optional[Path]):
@@ -172,15 +172,4 @@ def generate_cmd(
     else:
         for path in written:
             console.print(f"[green]wrote[/] {path}  (+ {path.with_suffix('.json').name})", highlight=False)
-        spent = result.timings["generate"] + result.timings["decode"]
-        if result.composition:
-            rerolls = len(result.composition["rerolls"]) - 1
-            console.print(f"{len(result.composition['sections'])} section(s), ending {settings.ending}"
-                          + (", loop" if settings.loop else "") + (f", {rerolls} re-roll(s) of a silent ending" if rerolls else ""),
-                          highlight=False)
-        console.print(
-            f"{duration:g} s of audio x {len(written)} in {spent:.1f} s: {result.steps_per_s:.1f} steps/s, "
-            f"{result.realtime_factor:.2f}x real time, peak RAM {human_bytes(result.peaks.get('rss_bytes'))}"
-            + (f", peak VRAM {human_bytes(result.peaks['vram_bytes'])}" if result.peaks.get("vram_bytes") else ""),
-            highlight=False,
-        )
+        console.print(result_summary(result), highlight=False)

@@ -12,7 +12,6 @@ of a plain `generate` with the same seed: the windows fall in the same places.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -20,15 +19,13 @@ import numpy as np
 import torch
 
 from musicgen_cli.engine import audio, codec
-from musicgen_cli.engine.segments import format_time
+from musicgen_cli.engine.segments import LOOP_CROSSFADE_S, format_time
 from musicgen_cli.errors import Interrupted
 from musicgen_cli.events import Progress
 
-ENDINGS = ("cut", "fade", "outro")
 OUTRO_CUE = ", final chord, ending"
 ENDING_FADE_S = 4.0  # --ending fade: the last seconds fade to silence
 OUTRO_FADE_S = 0.5  # --ending outro: the music ends itself; only its very end is faded
-LOOP_CROSSFADE_S = 1.0  # --loop: the end is crossfaded into the opening over this long
 
 
 @dataclass
@@ -57,13 +54,11 @@ def tail_loudness(clip: np.ndarray, sample_rate: int, seconds: float) -> float:
         return float(pyloudnorm.Meter(sample_rate).integrated_loudness(tail.T.astype(np.float64)))
 
 
-def compose(mg, prompt: str, settings):
-    """A `GenerationResult` for a sectioned / ended / looped piece of `settings.duration`."""
+def compose(mg, prompt: str, settings, seed: int) -> dict:
+    """The fields of a `GenerationResult` for a sectioned / ended / looped piece."""
     from musicgen_cli.decode.windows import window_plan
-    from musicgen_cli.engine.musicgen import MAX_SEED, GenerationResult
 
     report = mg.reporter
-    seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
     fr = mg.frame_rate
     n = settings.num_samples
     crossfade = LOOP_CROSSFADE_S if settings.loop else 0.0
@@ -147,7 +142,7 @@ def compose(mg, prompt: str, settings):
         "tail_silence": {"threshold_lufs": settings.tail_silence_db, "seconds": settings.tail_silence_s},
         "loop": {"start_sample": 0, "end_sample": int(clips[0].shape[-1]), "crossfade_s": crossfade} if settings.loop else None,
     }
-    return GenerationResult(
+    return dict(
         clips=clips, sample_rate=mg.sample_rate, prompts=[p for _, p in sections][:1] * n, seed=seed,
         settings=settings, timings=timings, steps=progress.steps, peaks=progress.peaks, composition=composition,
     )

@@ -73,8 +73,7 @@ class GenerateSettings:
         self._validate_long_form()
 
     def _validate_long_form(self) -> None:
-        from musicgen_cli.engine.longform import ENDINGS, LOOP_CROSSFADE_S
-        from musicgen_cli.engine.segments import check_fits
+        from musicgen_cli.engine.segments import ENDINGS, LOOP_CROSSFADE_S, check_fits
 
         if self.ending not in ENDINGS:
             raise MgenError(f"unknown ending {self.ending!r}", f"use --ending {', '.join(ENDINGS)}")
@@ -185,7 +184,8 @@ class MusicGen:
             prompts = [prompt] if isinstance(prompt, str) else list(prompt)
             if len(prompts) != 1:
                 raise MgenError("a composed piece takes one prompt (or a sections file)", "generate the prompts one at a time")
-            return compose(self, prompts[0], settings)
+            seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
+            return GenerationResult(**compose(self, prompts[0], settings, seed))
         report = self.reporter
         timings: dict[str, float] = {}
         seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)

@@ -22,6 +22,8 @@ from pathlib import Path
 from musicgen_cli.errors import MgenError
 
 END_WORD = "end"
+ENDINGS = ("cut", "fade", "outro")
+LOOP_CROSSFADE_S = 1.0  # --loop: the end is crossfaded into the opening over this long
 _TIME = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d+)?)$")
 _FIX = "write one section a line as `M:SS prompt`, in increasing time from 0:00, and optionally a last `M:SS end`"
 

@@ -59,6 +59,18 @@ def cache_root(override: str | Path | None = None) -> Path:
     return cache_location(override)[0]
 
 
+def data_root() -> Path:
+    """MGEN_DATA_DIR, else the user's data folder (platformdirs: ~/.local/share/mgen on Linux)."""
+    from platformdirs import user_data_dir
+
+    return Path(config.data_dir() or user_data_dir("mgen", appauthor=False)).expanduser()
+
+
+def studio_history_path() -> Path:
+    """The studio's line history, kept across sessions."""
+    return data_root() / "studio-history"
+
+
 def audiocraft_cache_dir() -> Path | None:
     value = config.audiocraft_cache_dir()
     return value.resolve() if value else None

@@ -7,7 +7,7 @@ elsewhere (pipes, CI logs) it prints a plain progress line every few seconds.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -18,6 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from musicgen_cli.events import Progress
+
+if TYPE_CHECKING:
+    from musicgen_cli.engine.musicgen import GenerationResult
 
 PLAIN_EVERY_S = 2.0
 
@@ -30,6 +33,21 @@ def human_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def result_summary(result: "GenerationResult") -> str:
+    """The one line after a generation: audio made, time spent, speed, peak memory."""
+    spent = result.timings["generate"] + result.timings["decode"]
+    piece = ""
+    if result.composition:  # a composed piece says how it was made
+        rerolls = len(result.composition["rerolls"]) - 1
+        piece = (f"{len(result.composition['sections'])} section(s), ending {result.settings.ending}"
+                 + (", loop" if result.settings.loop else "") + (f", {rerolls} re-roll(s) of a silent ending" if rerolls else "") + "; ")
+    return piece + (
+        f"{result.settings.duration:g} s of audio x {len(result.clips)} in {spent:.1f} s: {result.steps_per_s:.1f} steps/s, "
+        f"{result.realtime_factor:.2f}x real time, peak RAM {human_bytes(result.peaks.get('rss_bytes'))}"
+        + (f", peak VRAM {human_bytes(result.peaks['vram_bytes'])}" if result.peaks.get("vram_bytes") else "")
+    )
 
 
 def _clock(seconds: float | None) -> str:
