@@ -118,6 +118,8 @@ def test_cli_writes_wav_and_sidecar(cache_dir, tmp_path):
     assert meta["settings"]["duration"] == 0.5 and meta["settings"]["top_k"] == 250
     assert {"encode", "generate", "decode", "load"} <= set(meta["timings_s"])
     assert meta["plan"]["lm_dtype"] == "float32"
+    # The plan was made for these settings (Job.from_settings), not a default job.
+    assert meta["plan"]["job"] == {"duration_s": 0.5, "num_samples": 1, "guidance": True, "window_s": 30.0}
     assert json.loads(proc.stdout)["files"] == [str(out)]
 
 
@@ -180,3 +182,24 @@ def test_ctrl_c_leaves_no_partial_file(cache_dir, tmp_path):
     assert proc.returncode == 130
     assert "nothing was written" in err
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_load_model_with_a_resolved_model_and_plan_neither_resolves_nor_plans(cache_dir, cpu, monkeypatch):
+    from musicgen_cli.engine import musicgen
+    from musicgen_cli.planning import planner
+    from musicgen_cli.planning.job import Job
+
+    resolved = musicgen.resolve_model("tiny-random")
+    assert resolved.entry.key == "tiny-random" and (resolved.folder / "config.json").is_file()
+    plan = planner.plan_memory(resolved.config, Job(duration_s=0.4, num_samples=2), cpu)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("resolved or planned again")
+
+    monkeypatch.setattr(planner, "plan_memory", forbidden)
+    monkeypatch.setattr(musicgen, "load_manifest", forbidden)
+    monkeypatch.setattr(musicgen, "resolve_model", forbidden)
+    mg = musicgen.load_model(resolved, plan=plan)
+    assert mg.plan is plan and mg.folder == resolved.folder and mg.entry.key == "tiny-random"
+    result = mg.generate("x", GenerateSettings(duration=0.4, num_samples=2, seed=1))
+    assert len(result.clips) == 2

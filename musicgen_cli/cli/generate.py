@@ -100,7 +100,6 @@ def generate_cmd(
     """
     from musicgen_cli.engine.musicgen import GenerateSettings, load_model
     from musicgen_cli.jobs.outputs import output_paths, write_result
-    from musicgen_cli.planning.planner import Job
 
     if size and model_key:
         raise MgenError("give --size or --model-key, not both", "drop one of them")
@@ -131,7 +130,7 @@ def generate_cmd(
         mg = load_model(
             size or model_key or "small",
             cache_dir=cache_dir,
-            job=Job(duration_s=min(duration, window), num_samples=num_samples, guidance=guidance > 1, window_s=window),
+            settings=settings,
             machine=machine,
             dtype=dtype,
             quantize=None if quantize == "none" else quantize,

@@ -41,7 +41,8 @@ def memory_plan_cmd(
 ) -> None:
     """Where every part of the model would live for this job, and how fast it would run. Loads nothing."""
     from musicgen_cli.planning.hardware import parse_size
-    from musicgen_cli.planning.planner import Job, plan_memory
+    from musicgen_cli.planning.job import Job
+    from musicgen_cli.planning.planner import plan_memory
     from musicgen_cli.planning.sizing import entry_config
     from musicgen_cli.store.manifest import load_manifest
 

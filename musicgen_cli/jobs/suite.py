@@ -18,7 +18,6 @@ from musicgen_cli.engine.prompts import fold_lyrics, read_lyrics, slugify
 from musicgen_cli.errors import MgenError, ModelNotFound
 from musicgen_cli.events import Reporter
 from musicgen_cli.jobs.outputs import write_result
-from musicgen_cli.planning.planner import Job
 from musicgen_cli.store.cache import atomic_write_text
 
 LYRICS_FILE = "lyrics_terraform_my_heart.txt"
@@ -125,15 +124,9 @@ def run_job(
     result = JobResult(job=job.name, model=job.model_key, status="failed", duration_asked=job.duration)
     start = time.perf_counter()
     try:
-        mg = load_model(
-            job.model_key,
-            cache_dir=cache_dir,
-            job=Job(duration_s=min(job.duration, 30.0)),
-            machine=machine,
-            download=download,
-            reporter=reporter,
-        )
-        gen = mg.generate(job.prompt, GenerateSettings(duration=job.duration, seed=seed))
+        settings = GenerateSettings(duration=job.duration, seed=seed)
+        mg = load_model(job.model_key, cache_dir=cache_dir, settings=settings, machine=machine, download=download, reporter=reporter)
+        gen = mg.generate(job.prompt, settings)
         target = out_dir / job.output
         reporter.phase("write", str(target))
         write_result(gen, mg, [target], extra={"suite_job": job.name})
