@@ -9,9 +9,10 @@ import pytest
 
 from musicgen_cli.arch import build_config
 from musicgen_cli.errors import MgenError, PlanError
-from musicgen_cli.planning.hardware import Machine, parse_size, simulate
+from musicgen_cli.planning.hardware import Machine, simulate
 from musicgen_cli.planning.planner import Job, Plan, plan_memory
 from musicgen_cli.planning.sizing import DECODER, job_bytes, meta_model, model_sizes
+from musicgen_cli.units import parse_size
 
 GiB = 2**30
 BASE = Machine(

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from musicgen_cli import config
 from musicgen_cli.cli.options import (
@@ -17,7 +16,6 @@ from musicgen_cli.cli.options import (
     err_console,
 )
 from musicgen_cli.errors import MgenError
-from musicgen_cli.ui.panel import human_bytes
 
 
 def models_cmd(cache_dir: Optional[Path] = CacheDirOpt, as_json: bool = JsonOpt) -> None:
@@ -47,21 +45,9 @@ def models_cmd(cache_dir: Optional[Path] = CacheDirOpt, as_json: bool = JsonOpt)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"Models (cache: {manifest.root})")
-    for col in ("key", "repo id", "cached", "size", "capabilities"):
-        table.add_column(col)
-    for row in rows:
-        caps = ["stereo" if row["stereo"] else "mono"]
-        caps += ["melody"] if row["melody"] else []
-        caps += ["[yellow]random weights[/]"] if row["random_weights"] else []
-        table.add_row(
-            row["key"],
-            row["repo_id"] or "(built locally)",
-            "[green]yes[/]" if row["cached"] else "no",
-            human_bytes(row["size_bytes"]) if row["size_bytes"] else "-",
-            ", ".join(caps),
-        )
-    console.print(table)
+    from musicgen_cli.ui.tables import models_table
+
+    console.print(models_table(rows, manifest.root))
 
 
 def download_cmd(

@@ -43,6 +43,9 @@ class BatchOptions:
     machine: object = None  # hardware.Machine; probed per process when None
     cpu: bool = False  # force CPU processes even where GPUs exist
     dtype: str | None = None
+    quantize: str | None = None
+    reserve_bytes: int | None = None
+    max_vram_bytes: int | None = None
     download: bool = True
     subtype: str | None = None
     normalize: str = "peak"
@@ -166,7 +169,7 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
     )
 
 
-def batch_fit(config, job, machine, max_batch: int, dtype: str | None = None):
+def batch_fit(config, job, machine, max_batch: int, dtype: str | None = None, **plan_kwargs):
     """How many items (at most `max_batch`) one pass may hold on `machine`, and the plan of that pass.
 
     A pass fits when the planner can place it without offloading more decoder layers than a
@@ -175,7 +178,7 @@ def batch_fit(config, job, machine, max_batch: int, dtype: str | None = None):
     from musicgen_cli.planning.planner import plan_memory
 
     def plan(n: int):
-        return plan_memory(config, replace(job, num_samples=job.num_samples * n), machine, dtype=dtype)
+        return plan_memory(config, replace(job, num_samples=job.num_samples * n), machine, dtype=dtype, **plan_kwargs)
 
     def offloaded(p) -> int:
         return len(p.offload.cpu_layers) + len(p.offload.disk_layers)
@@ -257,7 +260,11 @@ class _Worker:
         machine = rank_machine(self.options.machine, self.state)
         resolved = self.resolved.get(model) or _resolve(model, self.options)
         job = Job.covering([it.settings for it in items], max_window_s=resolved.max_window_s)
-        fit, plan = batch_fit(resolved.config, job, machine, min(self.options.max_batch, len(items)), self.options.dtype)
+        options = self.options
+        fit, plan = batch_fit(
+            resolved.config, job, machine, min(options.max_batch, len(items)), options.dtype,
+            quantize=options.quantize, reserve_bytes=options.reserve_bytes, max_vram_bytes=options.max_vram_bytes,
+        )
         mg = load_model(resolved, plan=plan, reporter=self.reporter)
         return mg, fit
 
