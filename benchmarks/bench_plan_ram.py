@@ -28,16 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def child(folder: str, duration: float) -> dict:
     """Runs inside the measured process."""
     import torch
+    from _measure import PeakSampler, mapped_weights_bytes
     from transformers import AutoConfig
 
     from musicgen_cli.engine.loader import load_model
     from musicgen_cli.planning.hardware import probe, simulate
-    from musicgen_cli.planning.monitor import (
-        PeakSampler,
-        mapped_weights_bytes,
-        peak_rss_bytes,
-    )
-    from musicgen_cli.planning.planner import Job, plan_memory
+    from musicgen_cli.planning.job import Job
+    from musicgen_cli.planning.monitor import peak_rss_bytes
+    from musicgen_cli.planning.planner import plan_memory
 
     config = AutoConfig.from_pretrained(folder)
     plan = plan_memory(config, Job(duration), simulate(probe(), no_gpu=True))

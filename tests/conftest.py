@@ -9,6 +9,7 @@ import pytest
 
 from musicgen_cli.testing import ModelSpec, write_model_folder
 
+ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -27,3 +28,17 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("MGEN_CACHE_DIR", str(root))
     return root
+
+
+def _written_here() -> set[str]:
+    """What the checkout's default output and cache folders hold."""
+    return {str(p.relative_to(ROOT)) for folder in ("output", "model-cache") if (ROOT / folder).is_dir() for p in (ROOT / folder).iterdir()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_into_the_checkout():
+    """Tests write under tmp_path only: a new entry in output/ or model-cache/ fails the session."""
+    before = _written_here()
+    yield
+    new = _written_here() - before
+    assert not new, f"tests wrote into the working directory: {sorted(new)}"

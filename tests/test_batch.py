@@ -158,7 +158,10 @@ def test_outputs_verify_only_for_their_own_item(tmp_path):
 SECONDS = 0.3
 # One torch thread a process: tiny models gain nothing from more, and on a shared 2-core machine
 # spinning OpenMP threads of parallel test processes slow each other down tenfold.
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+def env() -> dict[str, str]:
+    """Read when a test runs, after the cache_dir fixture exported MGEN_CACHE_DIR (else runs
+    would build their models in the working directory's model-cache/)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture()
@@ -172,7 +175,7 @@ def one_thread():
 
 
 def run_cli(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "musicgen_cli", "batch", *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "musicgen_cli", "batch", *args], capture_output=True, text=True, env=env(), timeout=timeout)
 
 
 def manifest_lines(out: Path) -> list[dict]:
@@ -207,6 +210,8 @@ def test_ten_items_on_one_process_batched_resumable(tmp_path, cache_dir, one_thr
         assert rate == 32000 and abs(len(data) - SECONDS * rate) <= 640
         meta = json.loads(wav.with_suffix(".json").read_text())
         assert meta["batch_item"] == record["id"] and meta["seed"] == record["seed"] and meta["item_seed"] == record["item_seed"]
+        # One plan for the model's largest pass (Job.covering), its 500 s window clamped to what the model holds.
+        assert meta["plan"]["job"] == {"duration_s": SECONDS, "num_samples": 4, "guidance": True, "window_s": 2047 / 50}
         assert record["timings_s"]["generate"] > 0 and record["attempt"] == 1
     (failed,) = [r for r in records if r["status"] == "failed"]
     assert "window" in failed["error"] and failed["files"] == [] and not list(out.glob("0010-*"))
@@ -242,7 +247,7 @@ def test_kill_mid_batch_then_rerun_finishes_only_the_rest(tmp_path, cache_dir):
     # enough items that a quiet machine cannot finish them all between two polls
     src = prompts_file(tmp_path, 30)
     args = [str(src), "--out-dir", str(out), "--model-key", "tiny-random", "--duration", str(SECONDS), "--max-batch", "1", "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "musicgen_cli", "batch", *args], env=ENV,
+    proc = subprocess.Popen([sys.executable, "-m", "musicgen_cli", "batch", *args], env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rank0 = out / "manifest.rank-0.jsonl"
     deadline = time.time() + 300

@@ -33,10 +33,10 @@ def engines(tiny_models, cpu):
     return {v: load_model(folder, machine=cpu) for v, folder in tiny_models.items()}
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, timeout: int = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "musicgen_cli", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+        [sys.executable, "-m", "musicgen_cli", *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
     )
 
 
@@ -106,7 +106,9 @@ def test_melody_on_a_text_model_is_refused(engines, tmp_path):
 
 def test_cli_writes_wav_and_sidecar(cache_dir, tmp_path):
     out = tmp_path / "song.wav"
-    proc = run_cli("generate", "--model-key", "tiny-random", "--duration", "0.5", "--seed", "4", "--out", str(out), "--json", "cool jazz")
+    proc = run_cli(
+        "generate", "--model-key", "tiny-random", "--duration", "0.5", "--seed", "4", "--out", str(out), "--json", "--no-gpu", "cool jazz"
+    )
     assert proc.returncode == 0, proc.stderr
     data, rate = sf.read(out, always_2d=True)
     assert rate == RATE and data.shape[1] == 1 and abs(len(data) - RATE // 2) <= FRAME
@@ -118,23 +120,24 @@ def test_cli_writes_wav_and_sidecar(cache_dir, tmp_path):
     assert meta["settings"]["duration"] == 0.5 and meta["settings"]["top_k"] == 250
     assert {"encode", "generate", "decode", "load"} <= set(meta["timings_s"])
     assert meta["plan"]["lm_dtype"] == "float32"
+    # The plan was made for these settings (Job.from_settings), not a default job.
+    assert meta["plan"]["job"] == {"duration_s": 0.5, "num_samples": 1, "guidance": True, "window_s": 30.0}
     assert json.loads(proc.stdout)["files"] == [str(out)]
 
 
 def test_cli_lyrics_name_the_output_and_steer_the_prompt(cache_dir, tmp_path):
     lyrics = tmp_path / "lyrics_terraform_my_heart.txt"
     lyrics.write_text("Terraform My Heart\n\nyou terraform my heart, heart of stone\nheart of fire\n")
-    proc = run_cli("generate", "--model-key", "tiny-random", "-d", "0.3", "--lyrics", str(lyrics), "jazz ballad", env={"HOME": str(tmp_path)}, timeout=300)
+    proc = run_cli(
+        "generate", "--model-key", "tiny-random", "-d", "0.3", "--lyrics", str(lyrics), "jazz ballad",
+        env={"HOME": str(tmp_path)}, timeout=300, cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "cannot sing" in proc.stderr
-    # run from the repo root: output/<slug>.wav is relative to the working directory
-    out = Path("output/terraform-my-heart.wav")
-    try:
-        meta = json.loads(out.with_suffix(".json").read_text())
-        assert 'song titled "Terraform My Heart"' in meta["prompt"] and "heart" in meta["prompt"]
-    finally:
-        out.unlink(missing_ok=True)
-        out.with_suffix(".json").unlink(missing_ok=True)
+    # output/<slug>.wav is relative to the working directory
+    meta = json.loads((tmp_path / "output/terraform-my-heart.json").read_text())
+    assert (tmp_path / "output/terraform-my-heart.wav").is_file()
+    assert 'song titled "Terraform My Heart"' in meta["prompt"] and "heart" in meta["prompt"]
 
 
 @pytest.mark.parametrize(
@@ -180,3 +183,24 @@ def test_ctrl_c_leaves_no_partial_file(cache_dir, tmp_path):
     assert proc.returncode == 130
     assert "nothing was written" in err
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_load_model_with_a_resolved_model_and_plan_neither_resolves_nor_plans(cache_dir, cpu, monkeypatch):
+    from musicgen_cli.engine import musicgen
+    from musicgen_cli.planning import planner
+    from musicgen_cli.planning.job import Job
+
+    resolved = musicgen.resolve_model("tiny-random")
+    assert resolved.entry.key == "tiny-random" and (resolved.folder / "config.json").is_file()
+    plan = planner.plan_memory(resolved.config, Job(duration_s=0.4, num_samples=2), cpu)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("resolved or planned again")
+
+    monkeypatch.setattr(planner, "plan_memory", forbidden)
+    monkeypatch.setattr(musicgen, "load_manifest", forbidden)
+    monkeypatch.setattr(musicgen, "resolve_model", forbidden)
+    mg = musicgen.load_model(resolved, plan=plan)
+    assert mg.plan is plan and mg.folder == resolved.folder and mg.entry.key == "tiny-random"
+    result = mg.generate("x", GenerateSettings(duration=0.4, num_samples=2, seed=1))
+    assert len(result.clips) == 2

@@ -9,9 +9,10 @@ import pytest
 
 from musicgen_cli.arch import build_config
 from musicgen_cli.errors import MgenError, PlanError
-from musicgen_cli.planning.hardware import Machine, parse_size, simulate
+from musicgen_cli.planning.hardware import Machine, simulate
 from musicgen_cli.planning.planner import Job, Plan, plan_memory
 from musicgen_cli.planning.sizing import DECODER, job_bytes, meta_model, model_sizes
+from musicgen_cli.units import parse_size
 
 GiB = 2**30
 BASE = Machine(
@@ -223,3 +224,18 @@ def test_a_gpu_too_small_for_one_layer_leaves_the_lm_on_cpu():
     plan = plan_memory(config("large"), Job(30), simulate(BASE, gpu_mem=[1 * GiB]))
     assert set(layer_devices(plan)) == {"cpu"} and plan.lm_device == "cpu" and plan.lm_dtype == "float32"
     assert any("not even one decoder layer" in w for w in plan.warnings)
+
+
+def test_job_from_settings_clamps_the_window_once():
+    from musicgen_cli.arch import WINDOW_SECONDS
+    from musicgen_cli.engine.musicgen import GenerateSettings
+
+    # The duration stays whole (the planner caps the cache at a window and sizes the decode for the clip).
+    job = Job.from_settings(GenerateSettings(duration=45, num_samples=2, guidance=1.0))
+    assert job == Job(duration_s=45, num_samples=2, guidance=False, window_s=WINDOW_SECONDS)
+    assert Job.from_settings(GenerateSettings(window_s=50), max_window_s=40.5).window_s == 40.5
+    assert Job.from_settings(GenerateSettings(window_s=12), max_window_s=40.5).window_s == 12
+    wide = Job.covering([GenerateSettings(duration=5), GenerateSettings(duration=60, num_samples=3, window_s=20)])
+    assert wide == Job(duration_s=60, num_samples=3, guidance=True, window_s=WINDOW_SECONDS)
+    plan = plan_memory(config("small"), Job.from_settings(GenerateSettings(duration=45)), simulate(BASE, no_gpu=True))
+    assert any("longer than the 30 s window" in w for w in plan.warnings)

@@ -32,7 +32,8 @@ def test_quick_suite_on_tiny_models_writes_the_three_files(cache_dir, tmp_path):
     for name in ("out_small.wav", "out_medium.wav", "output/out_large_with_lyrics.wav"):
         data, rate = sf.read(out / name)
         assert rate == 32000 and abs(len(data) - 2 * 32000) <= 640
-        assert (out / name).with_suffix(".json").exists()
+        meta = json.loads((out / name).with_suffix(".json").read_text())
+        assert meta["plan"]["job"] == {"duration_s": 2.0, "num_samples": 1, "guidance": True, "window_s": 30.0}
     report = json.loads((out / "report.json").read_text())
     assert [r["job"] for r in report] == ["small", "medium", "large"]
     assert all(r["status"] == "ok" and r["model"] == "tiny-random" for r in report)

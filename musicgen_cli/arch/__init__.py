@@ -48,6 +48,20 @@ def is_melody(config: Any) -> bool:
     return model_type == "musicgen_melody"
 
 
+def frame_rate(config: Any) -> float:
+    """Codec frames per second of a MusicGen config (50 for the 32 kHz EnCodec)."""
+    codec = config.audio_encoder
+    hop = 1
+    for ratio in codec.upsampling_ratios:
+        hop *= ratio
+    return codec.sampling_rate / hop
+
+
+def max_window_seconds(config: Any) -> float:
+    """The longest window the decoder's positions reach (one position goes to the start token)."""
+    return (config.decoder.max_position_embeddings - 1) / frame_rate(config)
+
+
 def model_class(config: Any):
     """The transformers class that loads a config (plain or melody MusicGen)."""
     if is_melody(config):

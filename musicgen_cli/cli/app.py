@@ -17,6 +17,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Every command inherits these from the app's context.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 

@@ -9,19 +9,19 @@ from typing import Optional
 import typer
 
 from musicgen_cli.cli.options import (
+    DEFAULTS,
     CacheDirOpt,
-    CoresOpt,
-    DeviceOpt,
-    GpuMemOpt,
+    DurationOpt,
     JsonOpt,
-    MaxVramOpt,
-    NoGpuOpt,
-    RamOpt,
-    ReserveOpt,
+    MachineOptions,
+    NumSamplesOpt,
+    OfflineOpt,
+    SamplingOptions,
+    WindowOpt,
     console,
     err_console,
-    machine_for,
     reporter_for,
+    uses,
 )
 from musicgen_cli.errors import MgenError
 from musicgen_cli.ui.panel import result_summary
@@ -49,20 +49,30 @@ def _resolve_prompt(prompt: Optional[str], prompt_file: Optional[Path], lyrics: 
     return text, hint
 
 
+def _report(result, written: list[Path], as_json: bool, quiet: bool) -> None:
+    """What was written and what it cost: JSON, bare paths, or a line per file and a summary."""
+    if as_json:
+        print(json.dumps({"files": [str(p) for p in written], "seed": result.seed, "timings_s": result.timings,
+                          "steps_per_s": result.steps_per_s, "realtime_factor": result.realtime_factor}, indent=2))
+        return
+    if quiet:
+        for path in written:
+            print(path)
+        return
+    for path in written:
+        console.print(f"[green]wrote[/] {path}  (+ {path.with_suffix('.json').name})", highlight=False)
+    console.print(result_summary(result), highlight=False)
+
+
+@uses(machine=MachineOptions, sampling=SamplingOptions)
 def generate_cmd(
     prompt: Optional[str] = typer.Argument(None, help="What to play, e.g. \"a 30-second grand piano jazz trio with bass and drums\"."),
     size: Optional[str] = typer.Option(None, "--size", help="Model size: small, medium, large (or any manifest key)."),
     model_key: Optional[str] = typer.Option(None, "--model-key", "-m", help="Manifest key, repo id, or model folder. See `mgen models`."),
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from a text file."),
     lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics file: its title names the output and its themes steer the style (MusicGen cannot sing words)."),
-    duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of audio. Longer than 30 s is generated in windows."),
-    num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples to generate in one batched pass."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; the same seed and settings give the same audio."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature."),
-    top_k: int = typer.Option(250, "--top-k", help="Sample among the k most likely codes (MusicGen's default 250)."),
-    top_p: float = typer.Option(0.0, "--top-p", help="Nucleus sampling threshold; 0 turns it off."),
-    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance scale; 1 turns it off."),
-    greedy: bool = typer.Option(False, "--greedy", help="Pick the most likely code at each step (deterministic, dull)."),
+    duration: float = DurationOpt,
+    num_samples: int = NumSamplesOpt,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: output/<slug of the prompt>.<format>)."),
     fmt: str = typer.Option("wav", "--format", help="wav, flac or ogg."),
     subtype: Optional[str] = typer.Option(None, "--subtype", help="Sample format, e.g. PCM_16 (default), PCM_24, FLOAT."),
@@ -70,29 +80,20 @@ def generate_cmd(
     continue_from: Optional[Path] = typer.Option(None, "--continue", help="Continue this audio file (its codes prompt the model)."),
     melody_file: Optional[Path] = typer.Option(None, "--melody", help="Melody to follow (melody models only)."),
     segments: Optional[Path] = typer.Option(None, "--segments", help="Sections file, one `M:SS prompt` line per section and a last `M:SS end`: the piece develops section by section.", rich_help_panel="Long form"),
-    ending: str = typer.Option("cut", "--ending", help="cut; fade (over the last 4 s); outro (the last window is asked to end, then a 0.5 s fade).", rich_help_panel="Long form"),
-    loop: bool = typer.Option(False, "--loop", help="A seamless loop: the last window returns to the opening prompt and its end is crossfaded (1 s) into the start.", rich_help_panel="Long form"),
-    max_rerolls: int = typer.Option(2, "--max-rerolls", help="Regenerate the last window with the next seed, up to this many times, when the piece ends in silence.", rich_help_panel="Long form"),
-    tail_silence_db: float = typer.Option(-50.0, "--tail-silence-db", help="A tail quieter than this (LUFS) is silence.", rich_help_panel="Long form"),
-    tail_silence_s: float = typer.Option(2.0, "--tail-silence-s", help="Seconds at the end that are checked for silence.", rich_help_panel="Long form"),
-    window: float = typer.Option(30.0, "--window", help="Seconds per generation window for long clips."),
-    context: float = typer.Option(10.0, "--context", help="Seconds of the previous window that prompt the next one."),
-    engine: str = typer.Option("fast", "--engine", help="fast (mgen's static-cache loop) or reference (transformers' generate)."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: weight-only int8 decoder (faster on CPU, small quality cost)."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned for the device)."),
-    device: str = DeviceOpt,
-    gpu_mem: Optional[list[str]] = GpuMemOpt,
-    ram: Optional[str] = RamOpt,
-    cores: Optional[int] = CoresOpt,
-    no_gpu: bool = NoGpuOpt,
-    reserve: Optional[str] = ReserveOpt,
-    max_vram: Optional[str] = MaxVramOpt,
-    num_threads: Optional[int] = typer.Option(None, "--num-threads", help="CPU threads for torch (intra- and inter-op)."),
-    cpu_util_target: Optional[float] = typer.Option(None, "--cpu-util-target", help="Fraction of logical cores to use, e.g. 0.8."),
-    offline: bool = typer.Option(False, "--offline", help="Never download; fail with the command that would."),
+    ending: str = typer.Option(DEFAULTS.ending, "--ending", help="cut; fade (over the last 4 s); outro (the last window is asked to end, then a 0.5 s fade).", rich_help_panel="Long form"),
+    loop: bool = typer.Option(DEFAULTS.loop, "--loop", help="A seamless loop: the last window returns to the opening prompt and its end is crossfaded (1 s) into the start.", rich_help_panel="Long form"),
+    max_rerolls: int = typer.Option(DEFAULTS.max_rerolls, "--max-rerolls", help="Regenerate the last window with the next seed, up to this many times, when a composed piece ends in silence.", rich_help_panel="Long form"),
+    tail_silence_db: float = typer.Option(DEFAULTS.tail_silence_db, "--tail-silence-db", help="A tail quieter than this (LUFS) is silence.", rich_help_panel="Long form"),
+    tail_silence_s: float = typer.Option(DEFAULTS.tail_silence_s, "--tail-silence-s", help="Seconds at the end that are checked for silence.", rich_help_panel="Long form"),
+    window: float = WindowOpt,
+    context: float = typer.Option(DEFAULTS.context_s, "--context", help="Seconds of the previous window that prompt the next one."),
+    offline: bool = OfflineOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the output paths."),
     as_json: bool = JsonOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
+    *,
+    machine: MachineOptions,
+    sampling: SamplingOptions,
 ) -> None:
     """Generate music from a text prompt and write WAV files with a JSON sidecar each.
 
@@ -106,10 +107,9 @@ def generate_cmd(
 
       mgen generate --segments piece.txt --ending outro
     """
-    from musicgen_cli.engine.musicgen import GenerateSettings, load_model
+    from musicgen_cli.engine.musicgen import load_model
     from musicgen_cli.engine.segments import read_segments
     from musicgen_cli.jobs.outputs import output_paths, write_result
-    from musicgen_cli.planning.planner import Job
 
     if size and model_key:
         raise MgenError("give --size or --model-key, not both", "drop one of them")
@@ -118,58 +118,22 @@ def generate_cmd(
         duration = sections.end_s or duration
         prompt = prompt or (None if prompt_file else sections.sections[0][1])
     text, hint = _resolve_prompt(prompt, prompt_file, lyrics)
-    if quantize not in (None, "none", "int8"):
-        raise MgenError(f"unknown quantisation {quantize!r}", "use --quantize int8")
-    settings = GenerateSettings(
-        duration=duration,
-        num_samples=num_samples,
-        seed=seed,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        guidance=guidance,
-        greedy=greedy,
-        engine=engine,
-        window_s=window,
-        context_s=context,
-        continuation=continue_from,
-        melody=melody_file,
-        segments=sections.sections if sections else None,
-        ending=ending,
-        loop=loop,
-        max_rerolls=max_rerolls,
-        tail_silence_db=tail_silence_db,
-        tail_silence_s=tail_silence_s,
+    plan_kwargs = machine.plan_kwargs()
+    settings = sampling.settings(
+        duration=duration, num_samples=num_samples, window_s=window, context_s=context, continuation=continue_from, melody=melody_file,
+        segments=sections.sections if sections else None, ending=ending, loop=loop, max_rerolls=max_rerolls,
+        tail_silence_db=tail_silence_db, tail_silence_s=tail_silence_s,
     )
     settings.validate(max_window_s=float("inf"))  # the model's own limit is checked again once loaded
     paths = output_paths(out, hint, num_samples, fmt.lower())
-    from musicgen_cli.planning.hardware import configure_threads, parse_size
-
-    threads = configure_threads(num_threads, cpu_util_target)
-    machine = machine_for(cache_dir, gpu_mem, ram, cores, no_gpu, device)
+    threads = machine.threads()
+    where = machine.machine(cache_dir)
     with reporter_for(quiet or as_json) as reporter:
         mg = load_model(
-            size or model_key or "small",
-            cache_dir=cache_dir,
-            job=Job(duration_s=min(duration, window), num_samples=num_samples, guidance=guidance > 1, window_s=window),
-            machine=machine,
-            dtype=dtype,
-            quantize=None if quantize == "none" else quantize,
-            reserve_bytes=parse_size(reserve) if reserve else None,
-            max_vram_bytes=parse_size(max_vram) if max_vram else None,
-            download=not offline,
-            reporter=reporter,
+            size or model_key or "small", cache_dir=cache_dir, settings=settings, machine=where, download=not offline, reporter=reporter,
+            **plan_kwargs,
         )
         result = mg.generate(text, settings)
         reporter.phase("write", str(paths[0].parent))
         written = write_result(result, mg, paths, subtype=subtype, normalize=normalize, extra={"torch_threads": threads})
-    if as_json:
-        print(json.dumps({"files": [str(p) for p in written], "seed": result.seed, "timings_s": result.timings,
-                          "steps_per_s": result.steps_per_s, "realtime_factor": result.realtime_factor}, indent=2))
-    elif quiet:
-        for path in written:
-            print(path)
-    else:
-        for path in written:
-            console.print(f"[green]wrote[/] {path}  (+ {path.with_suffix('.json').name})", highlight=False)
-        console.print(result_summary(result), highlight=False)
+    _report(result, written, as_json, quiet)

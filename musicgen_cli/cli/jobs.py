@@ -8,22 +8,24 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from musicgen_cli import config
 from musicgen_cli.cli.options import (
     CacheDirOpt,
-    DeviceOpt,
+    DurationOpt,
     JsonOpt,
+    MachineOptions,
+    OfflineOpt,
+    SamplingOptions,
     console,
     err_console,
-    machine_for,
     reporter_for,
+    uses,
 )
 from musicgen_cli.errors import MgenError
-from musicgen_cli.ui.panel import human_bytes
 
 
+@uses(machine=MachineOptions, sampling=SamplingOptions)
 def test_suite_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Where the WAVs and report.json go (default: /workspace if it exists, else here)."),
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated jobs to run: small,medium,large."),
@@ -32,16 +34,19 @@ def test_suite_cmd(
     download: bool = typer.Option(False, "--download", help="Download missing models instead of skipping their jobs."),
     lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics for the large job (default: lyrics_terraform_my_heart.txt if present)."),
     large_duration: float = typer.Option(45.0, "--large-duration", help="Seconds for the large job (30-60)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for every job."),
-    device: str = DeviceOpt,
     as_json: bool = JsonOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
+    *,
+    machine: MachineOptions,
+    sampling: SamplingOptions,
 ) -> None:
     """Run the three reference jobs (small 30 s, medium 30 s, large 45 s) and summarise them.
 
     Missing models are skipped with the command that fetches them (or fetched with --download).
-    Exit code is non-zero if any job failed.
+    Every job uses seed 0 unless --seed gives another. Exit code is non-zero if any job failed.
     """
+    from dataclasses import asdict
+
     from musicgen_cli.jobs.suite import (
         default_out_dir,
         find_lyrics,
@@ -58,69 +63,74 @@ def test_suite_cmd(
         large_duration,
         find_lyrics(lyrics, out_dir),
     )
-    machine = machine_for(cache_dir, device=device)
+    plan_kwargs = machine.plan_kwargs()
+    machine.threads()
     results = run_suite(
         jobs,
         out_dir,
         cache_dir=cache_dir,
-        machine=machine,
+        machine=machine.machine(cache_dir),
         download=download,
-        seed=seed,
+        settings=sampling.settings(),
+        plan_kwargs=plan_kwargs,
         reporter_for=lambda job: reporter_for(as_json, f"mgen test-suite: {job.name} ({job.model_key})"),
     )
     if as_json:
-        from dataclasses import asdict
-
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:
-        table = Table(title=f"mgen test-suite  ({out_dir})")
-        for col in ("job", "model", "asked", "produced", "wall", "steps/s", "RTF", "peak VRAM", "peak RAM", "output", "status"):
-            table.add_column(col, overflow="fold")
-        colour = {"ok": "green", "skipped": "yellow", "failed": "red"}
-        for r in results:
-            table.add_row(
-                r.job, r.model, f"{r.duration_asked:g} s", f"{r.duration_produced:.1f} s", f"{r.wall_s:.1f} s",
-                f"{r.steps_per_s:.1f}", f"{r.realtime_factor:.2f}", human_bytes(r.peak_vram_bytes),
-                human_bytes(r.peak_ram_bytes), r.output or "-", f"[{colour[r.status]}]{r.status}[/]",
-            )
-        console.print(table)
+        from musicgen_cli.ui.tables import STATUS_COLOUR, suite_table
+
+        console.print(suite_table(results, out_dir))
         for r in results:
             if r.message:
-                console.print(f"[{colour[r.status]}]{r.job}:[/] {r.message}", highlight=False)
+                console.print(f"[{STATUS_COLOUR[r.status]}]{r.job}:[/] {r.message}", highlight=False)
         console.print(f"report: {out_dir / 'report.json'}")
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
 
+def _batch_summary(summary, as_json: bool) -> None:
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(summary), indent=2, default=str))
+        return
+    colour = "red" if summary.failed else "green"
+    console.print(
+        f"[{colour}]{summary.done}/{summary.items} done[/], {summary.failed} failed, {summary.generated} generated now, "
+        f"{summary.skipped} already settled, {summary.clips_per_min:.1f} clips/min  manifest: {summary.manifest}",
+        highlight=False,
+    )
+    for item_id, error in summary.failures:
+        console.print(f"[red]{item_id}:[/] {error}", highlight=False)
+
+
+@uses(machine=MachineOptions, sampling=SamplingOptions)
 def batch_cmd(
     input_file: Path = typer.Argument(..., help="Prompts: a text file (one a line) or .jsonl (prompt, duration, seed, model, output, any generate setting)."),
     out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the WAVs, their sidecars and manifest.jsonl."),
     model_key: str = typer.Option("small", "--model-key", "-m", help="Model for lines that name none (manifest key, repo id or folder)."),
-    duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of audio for lines that give none."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Base seed: item i gets BASE + i unless its line sets one (default: derived from the output name)."),
+    duration: float = DurationOpt,
     max_batch: int = typer.Option(4, "--max-batch", help="Most items generated in one pass (lowered to what the memory plan fits); 1 makes every item reproducible from its own seed."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Generate items the manifest records as failed again."),
     processes: int = typer.Option(1, "--processes", help="Processes to launch through accelerate (one per GPU; CPU processes use gloo)."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature for lines that give none."),
-    top_k: int = typer.Option(250, "--top-k", help="Top-k for lines that give none."),
-    top_p: float = typer.Option(0.0, "--top-p", help="Nucleus sampling threshold for lines that give none; 0 turns it off."),
-    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance for lines that give none."),
-    greedy: bool = typer.Option(False, "--greedy", help="Greedy decoding for lines that give none."),
-    engine: str = typer.Option("fast", "--engine", help="fast or reference."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned per device)."),
-    device: str = DeviceOpt,
     subtype: Optional[str] = typer.Option(None, "--subtype", help="WAV sample format, e.g. PCM_16 (default), PCM_24, FLOAT."),
     normalize: str = typer.Option("peak", "--normalize", help="peak, loudness or none."),
-    offline: bool = typer.Option(False, "--offline", help="Never download; fail with the command that would."),
+    offline: bool = OfflineOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; print the summary line only."),
     as_json: bool = JsonOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
+    *,
+    machine: MachineOptions,
+    sampling: SamplingOptions,
 ) -> None:
     """Generate many clips from a batch file: resumable, batched, on one or many processes.
 
     Every item gets OUT_DIR/<name>.wav + <name>.json; manifest.jsonl records each item's status,
     files, seed, timings and error. A rerun skips finished items (and failed ones unless
-    --retry-failed). Run on several GPUs with --processes N or under `accelerate launch -m musicgen_cli batch`.
+    --retry-failed). --duration and the sampling flags apply to lines that do not set them;
+    --seed is a base seed: item i gets BASE + i unless its line sets one (default: derived from
+    the output name). Run on several GPUs with --processes N or under `accelerate launch -m musicgen_cli batch`.
 
     Examples:
 
@@ -130,7 +140,6 @@ def batch_cmd(
     """
     import subprocess
 
-    from musicgen_cli.engine.musicgen import GenerateSettings
     from musicgen_cli.jobs.batch import (
         BatchOptions,
         launch_command,
@@ -142,32 +151,21 @@ def batch_cmd(
 
     if max_batch < 1 or processes < 1:
         raise MgenError("--max-batch and --processes must be at least 1", "use --max-batch 1 or more")
+    plan_kwargs = machine.plan_kwargs()
     manifest = load_manifest(cache_dir)
 
     def known_model(name: str) -> None:
         if not Path(name).is_dir():
             manifest.get(name)
 
-    defaults = Defaults(
-        model=model_key,
-        settings=GenerateSettings(
-            duration=duration, temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance, greedy=greedy, engine=engine
-        ),
-        base_seed=seed,
-    )
+    defaults = Defaults(model=model_key, settings=sampling.settings(duration=duration, seed=None), base_seed=sampling.seed)
     items = read_items(input_file, defaults, out_dir, known_model)
     if processes > 1 and not config.under_launcher():
         raise typer.Exit(subprocess.run(launch_command(processes, relaunch_args(sys.argv))).returncode)
+    machine.threads()
     options = BatchOptions(
-        max_batch=max_batch,
-        retry_failed=retry_failed,
-        cache_dir=cache_dir,
-        machine=machine_for(cache_dir, device=device),
-        cpu=device == "cpu",
-        dtype=dtype,
-        download=not offline,
-        subtype=subtype,
-        normalize=normalize,
+        max_batch=max_batch, retry_failed=retry_failed, cache_dir=cache_dir, machine=machine.machine(cache_dir),
+        cpu=machine.cpu_only, download=not offline, subtype=subtype, normalize=normalize, **plan_kwargs,
     )
     from musicgen_cli.ui.batchpanel import BatchDisplay
 
@@ -179,18 +177,6 @@ def batch_cmd(
         summary = run_batch(items, out_dir, options)
     if not rank0:
         return
-    if as_json:
-        from dataclasses import asdict
-
-        print(json.dumps(asdict(summary), indent=2, default=str))
-    else:
-        colour = "red" if summary.failed else "green"
-        console.print(
-            f"[{colour}]{summary.done}/{summary.items} done[/], {summary.failed} failed, {summary.generated} generated now, "
-            f"{summary.skipped} already settled, {summary.clips_per_min:.1f} clips/min  manifest: {summary.manifest}",
-            highlight=False,
-        )
-        for item_id, error in summary.failures:
-            console.print(f"[red]{item_id}:[/] {error}", highlight=False)
+    _batch_summary(summary, as_json)
     if summary.failed:
         raise typer.Exit(1)

@@ -8,66 +8,68 @@ from typing import Optional
 
 import typer
 
+from musicgen_cli.arch import WINDOW_SECONDS
 from musicgen_cli.cli.options import (
     CacheDirOpt,
-    CoresOpt,
-    GpuMemOpt,
     JsonOpt,
-    MaxVramOpt,
-    NoGpuOpt,
-    RamOpt,
-    ReserveOpt,
+    MachineOptions,
+    NumSamplesOpt,
+    SamplingOptions,
+    WindowOpt,
     console,
-    machine_for,
+    group_options,
+    uses,
 )
 from musicgen_cli.errors import MgenError
 
 
-def memory_plan_cmd(
-    size: Optional[str] = typer.Option(None, "--size", help="small, medium or large (default: small)."),
-    model_key: Optional[str] = typer.Option(None, "--model-key", help="Any manifest key or repo id instead of --size."),
-    duration: float = typer.Option(30.0, "--duration", help="Seconds of audio to generate."),
-    num_samples: int = typer.Option(1, "--num-samples", help="Clips generated together."),
-    gpu_mem: Optional[list[str]] = GpuMemOpt,
-    ram: Optional[str] = RamOpt,
-    cores: Optional[int] = CoresOpt,
-    no_gpu: bool = NoGpuOpt,
-    reserve: Optional[str] = ReserveOpt,
-    max_vram: Optional[str] = MaxVramOpt,
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: by device)."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 to halve the decoder's weights."),
-    cache_dir: Optional[Path] = CacheDirOpt,
-    as_json: bool = JsonOpt,
-) -> None:
-    """Where every part of the model would live for this job, and how fast it would run. Loads nothing."""
-    from musicgen_cli.planning.hardware import parse_size
-    from musicgen_cli.planning.planner import Job, plan_memory
+def _model_config(name: str, cache_dir: Optional[Path]):
+    """(label, source, config) of a manifest key, repo id or model folder, without downloading."""
     from musicgen_cli.planning.sizing import entry_config
     from musicgen_cli.store.manifest import load_manifest
 
+    if Path(name).is_dir():
+        from transformers import AutoConfig
+
+        return Path(name).name, str(Path(name).resolve()), AutoConfig.from_pretrained(name)
+    manifest = load_manifest(cache_dir)
+    entry = manifest.get(name)
+    return entry.key, entry.repo_id or "local", entry_config(manifest, entry)
+
+
+@uses(machine=MachineOptions)
+def memory_plan_cmd(
+    size: Optional[str] = typer.Option(None, "--size", help="Model size: small, medium, large (or any manifest key); default small."),
+    model_key: Optional[str] = typer.Option(None, "--model-key", "-m", help="Manifest key, repo id, or model folder instead of --size."),
+    duration: float = typer.Option(WINDOW_SECONDS, "--duration", "-d", help="Seconds of audio to generate (default: one window)."),
+    num_samples: int = NumSamplesOpt,
+    guidance: float = group_options(SamplingOptions)["guidance"],
+    window: float = WindowOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = JsonOpt,
+    *,
+    machine: MachineOptions,
+) -> None:
+    """Where every part of the model would live for this job, and how fast it would run. Loads nothing."""
+    from musicgen_cli.arch import max_window_seconds
+    from musicgen_cli.engine.settings import GenerateSettings
+    from musicgen_cli.planning.job import Job
+    from musicgen_cli.planning.planner import plan_memory
+
     if size and model_key:
         raise MgenError("--size and --model-key both name a model", "pass one of them")
-    if size and size not in ("small", "medium", "large"):
-        raise MgenError(f"unknown size {size!r}", "use --size small, medium or large")
-    manifest = load_manifest(cache_dir)
-    entry = manifest.get(model_key or size or "small")
-    machine = machine_for(cache_dir, gpu_mem, ram, cores, no_gpu)
-    plan = plan_memory(
-        entry_config(manifest, entry),
-        Job(duration_s=duration, num_samples=num_samples),
-        machine,
-        dtype=dtype,
-        quantize=quantize,
-        reserve_bytes=parse_size(reserve) if reserve else None,
-        max_vram_bytes=parse_size(max_vram) if max_vram else None,
-    )
+    plan_kwargs = machine.plan_kwargs()
+    machine.threads()
+    label, source, config = _model_config(model_key or size or "small", cache_dir)
+    settings = GenerateSettings(duration=duration, num_samples=num_samples, guidance=guidance, window_s=window)
+    job = Job.from_settings(settings, max_window_s=max_window_seconds(config))
+    plan = plan_memory(config, job, machine.machine(cache_dir), **plan_kwargs)
     if as_json:
-        print(json.dumps({"model": entry.key, **plan.to_json()}, indent=2))
+        print(json.dumps({"model": label, **plan.to_json()}, indent=2))
         return
     from musicgen_cli.ui.memory_views import plan_view
 
-    title = f"Memory plan: {entry.key} ({entry.repo_id or 'local'}), {duration:g} s x {num_samples}"
-    console.print(plan_view(plan, title))
+    console.print(plan_view(plan, f"Memory plan: {label} ({source}), {duration:g} s x {num_samples}"))
 
 
 def inspect_memory_cmd(
@@ -77,11 +79,9 @@ def inspect_memory_cmd(
     """What the machine has and uses now: GPUs, RAM, per-core CPU, torch threads, GPU processes, cache size."""
     import time
 
-    from rich.live import Live
-
     from musicgen_cli.planning.monitor import gpu_processes, snapshot
     from musicgen_cli.store.cache import cache_root, folder_size
-    from musicgen_cli.ui.memory_views import readout_view
+    from musicgen_cli.ui.memory_views import readout_view, watch_readout
 
     root = cache_root(cache_dir)
 
@@ -90,13 +90,7 @@ def inspect_memory_cmd(
 
     snapshot()  # CPU percentages are measured between calls: start the clock
     time.sleep(0.2)
-    if not watch:
+    if watch:
+        watch_readout(console, view)
+    else:
         console.print(view())
-        return
-    try:
-        with Live(view(), console=console, refresh_per_second=4) as live:
-            while True:
-                time.sleep(1.0)
-                live.update(view())
-    except KeyboardInterrupt:
-        pass

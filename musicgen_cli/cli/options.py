@@ -1,30 +1,184 @@
-"""Options and helpers shared by the commands: declared once, so every command spells them alike."""
+"""Options shared by the commands, declared once so every command spells and defaults them alike.
+
+The machine flags and the sampling flags are option groups: `@uses(machine=MachineOptions)`
+adds every flag of the group to a command and hands the command one dataclass instead.
+Sampling defaults are `GenerateSettings`' own.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
 
 import typer
-from rich.console import Console
 
+from musicgen_cli.engine.settings import ENGINES, GenerateSettings
 from musicgen_cli.errors import MgenError
 from musicgen_cli.events import NullReporter, Reporter
-from musicgen_cli.ui.panel import GenerationPanel
+from musicgen_cli.ui.console import console, err_console  # noqa: F401  (the commands print through these)
 
-console = Console()
-err_console = Console(stderr=True)
+DEFAULTS = GenerateSettings()
+DEVICES = ("auto", "cpu", "cuda")
+QUANTIZE = ("none", "int8")
 
 CacheDirOpt = typer.Option(None, "--cache-dir", help="Model cache root (default: MGEN_CACHE_DIR, else model-cache/ in a source checkout, else the user cache directory; `mgen models` shows it).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
-GpuMemOpt = typer.Option(None, "--gpu-mem", help="Simulate a GPU of this size (repeat for several), e.g. 8GiB.")
-RamOpt = typer.Option(None, "--ram", help="Simulate this much RAM, e.g. 16GiB.")
-CoresOpt = typer.Option(None, "--cores", help="Simulate this many CPU cores.")
-NoGpuOpt = typer.Option(False, "--no-gpu", help="Plan and run as if there were no GPU.")
-ReserveOpt = typer.Option(None, "--reserve", help="VRAM to leave free per GPU (default: 8 % of the card, at least 512MiB).")
-MaxVramOpt = typer.Option(None, "--max-vram", help="Use at most this much VRAM per GPU.")
-DeviceOpt = typer.Option("auto", "--device", help="auto (GPU when there is one), cpu, or cuda.")
+DurationOpt = typer.Option(DEFAULTS.duration, "--duration", "-d", help="Seconds of audio. Longer than one window is generated in windows.")
+NumSamplesOpt = typer.Option(DEFAULTS.num_samples, "--num-samples", "-n", help="Samples generated together in one batched pass.")
+WindowOpt = typer.Option(DEFAULTS.window_s, "--window", help="Seconds per generation window for long clips.")
+OfflineOpt = typer.Option(False, "--offline", help="Never download; fail with the command that would.")
 
+
+def _flag(option: Any) -> Any:
+    """A group field whose default is the option's own."""
+    return field(default=option.default, metadata={"option": option})
+
+
+@dataclass(frozen=True)
+class MachineOptions:
+    """The machine a command plans and runs on, and how it uses it."""
+
+    gpu_mem: Optional[list[str]] = _flag(
+        typer.Option(None, "--gpu-mem", help="Simulate a GPU of this size (repeat for several), e.g. 8GiB.", rich_help_panel="Machine")
+    )
+    ram: Optional[str] = _flag(typer.Option(None, "--ram", help="Simulate this much RAM, e.g. 16GiB.", rich_help_panel="Machine"))
+    cores: Optional[int] = _flag(typer.Option(None, "--cores", help="Simulate this many CPU cores.", rich_help_panel="Machine"))
+    no_gpu: bool = _flag(typer.Option(False, "--no-gpu", help="Plan and run as if there were no GPU.", rich_help_panel="Machine"))
+    reserve: Optional[str] = _flag(
+        typer.Option(None, "--reserve", help="VRAM to leave free per GPU (default: 8 % of the card, at least 512MiB).", rich_help_panel="Machine")
+    )
+    max_vram: Optional[str] = _flag(typer.Option(None, "--max-vram", help="Use at most this much VRAM per GPU.", rich_help_panel="Machine"))
+    quantize: Optional[str] = _flag(
+        typer.Option(None, "--quantize", help="int8: weight-only int8 decoder (half the weights, faster on CPU, small quality cost).", rich_help_panel="Machine")
+    )
+    dtype: Optional[str] = _flag(
+        typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned for the device).", rich_help_panel="Machine")
+    )
+    device: str = _flag(typer.Option("auto", "--device", help="auto (GPU when there is one), cpu, or cuda.", rich_help_panel="Machine"))
+    num_threads: Optional[int] = _flag(
+        typer.Option(None, "--num-threads", help="CPU threads for torch (intra- and inter-op).", rich_help_panel="Machine")
+    )
+    cpu_util_target: Optional[float] = _flag(
+        typer.Option(None, "--cpu-util-target", help="Fraction of logical cores to use, e.g. 0.8.", rich_help_panel="Machine")
+    )
+
+    def check(self) -> None:
+        """Refuse unknown words before anything is probed or loaded."""
+        if self.device not in DEVICES:
+            raise MgenError(f"unknown device {self.device!r}", "use --device auto, cpu or cuda")
+        if self.quantize not in (None, *QUANTIZE):
+            raise MgenError(f"unknown quantisation {self.quantize!r}", "use --quantize int8")
+
+    @property
+    def cpu_only(self) -> bool:
+        return self.no_gpu or self.device == "cpu"
+
+    def machine(self, cache_dir: Path | None):
+        """The probed machine with the simulated parts (--gpu-mem, --ram, --cores, --no-gpu, --device)."""
+        from musicgen_cli.planning.hardware import probe, simulate
+        from musicgen_cli.units import parse_size
+
+        self.check()
+        machine = probe(cache_dir)
+        if self.device == "cuda" and not machine.gpus and not self.gpu_mem:
+            raise MgenError("--device cuda but torch sees no CUDA GPU", "install a CUDA build of torch, or use --device cpu")
+        return simulate(
+            machine,
+            gpu_mem=[parse_size(s) for s in self.gpu_mem or []],
+            ram=parse_size(self.ram) if self.ram else None,
+            cores=self.cores,
+            no_gpu=self.cpu_only,
+        )
+
+    def plan_kwargs(self) -> dict[str, Any]:
+        """What the planner takes besides the config, the job and the machine."""
+        from musicgen_cli.units import parse_size
+
+        self.check()
+        return {
+            "dtype": self.dtype,
+            "quantize": None if self.quantize in (None, "none") else self.quantize,
+            "reserve_bytes": parse_size(self.reserve) if self.reserve else None,
+            "max_vram_bytes": parse_size(self.max_vram) if self.max_vram else None,
+        }
+
+    def threads(self) -> tuple[int, int]:
+        """Set torch's threads as asked; returns the (intra, inter) now in effect."""
+        from musicgen_cli.planning.hardware import configure_threads
+
+        return configure_threads(self.num_threads, self.cpu_util_target)
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How codes are drawn: the sampling fields of `GenerateSettings`, with its defaults."""
+
+    seed: Optional[int] = _flag(
+        typer.Option(DEFAULTS.seed, "--seed", help="Random seed; the same seed and settings give the same audio.", rich_help_panel="Sampling")
+    )
+    temperature: float = _flag(typer.Option(DEFAULTS.temperature, "--temperature", help="Sampling temperature.", rich_help_panel="Sampling"))
+    top_k: int = _flag(
+        typer.Option(DEFAULTS.top_k, "--top-k", help="Sample among the k most likely codes (MusicGen's default 250).", rich_help_panel="Sampling")
+    )
+    top_p: float = _flag(typer.Option(DEFAULTS.top_p, "--top-p", help="Nucleus sampling threshold; 0 turns it off.", rich_help_panel="Sampling"))
+    guidance: float = _flag(
+        typer.Option(DEFAULTS.guidance, "--guidance", help="Classifier-free guidance scale; 1 turns it off.", rich_help_panel="Sampling")
+    )
+    greedy: bool = _flag(
+        typer.Option(DEFAULTS.greedy, "--greedy", help="Pick the most likely code at each step (deterministic, dull).", rich_help_panel="Sampling")
+    )
+    engine: str = _flag(
+        typer.Option(DEFAULTS.engine, "--engine", help=f"{' or '.join(ENGINES)}: mgen's static-cache loop or transformers' generate.", rich_help_panel="Sampling")
+    )
+
+    def settings(self, **more: Any) -> GenerateSettings:
+        """GenerateSettings with these sampling fields and `more` (duration, window, ...)."""
+        return GenerateSettings(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **more})
+
+
+GROUPS = (MachineOptions, SamplingOptions)
+
+
+def group_options(group: type) -> dict[str, Any]:
+    """Flag name -> the declared typer option, for a group."""
+    return {f.name: f.metadata["option"] for f in fields(group)}
+
+
+def uses(**groups: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add each group's flags to a command; the command receives one dataclass per group.
+
+        @uses(machine=MachineOptions)
+        def memory_plan_cmd(size: str = ..., *, machine: MachineOptions) -> None: ...
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        hints = typing.get_type_hints(fn)
+        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in inspect.signature(fn).parameters.values() if p.name not in groups]
+        added = []
+        for group in groups.values():
+            group_hints = typing.get_type_hints(group)
+            added += [
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=group_hints[name])
+                for name, option in group_options(group).items()
+            ]
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            for arg, group in groups.items():
+                kwargs[arg] = group(**{name: kwargs.pop(name) for name in group_options(group)})
+            return fn(**kwargs)
+
+        params = own + added
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return wrap
 
 
 @contextmanager
@@ -33,26 +187,7 @@ def reporter_for(silent: bool, title: str = "mgen generate") -> Iterator[Reporte
     if silent:
         yield NullReporter()
         return
+    from musicgen_cli.ui.panel import GenerationPanel
+
     with GenerationPanel(err_console, title) as panel:
         yield panel
-
-
-
-def machine_for(cache_dir, gpu_mem=None, ram=None, cores=None, no_gpu=False, device="auto"):
-    """The probed machine with any simulated parts (--gpu-mem, --ram, --cores, --no-gpu, --device)."""
-    from musicgen_cli.planning.hardware import parse_size, probe, simulate
-
-    if device not in ("auto", "cpu", "cuda"):
-        raise MgenError(f"unknown device {device!r}", "use --device auto, cpu or cuda")
-    machine = probe(cache_dir)
-    if device == "cuda" and not machine.gpus and not gpu_mem:
-        raise MgenError("--device cuda but torch sees no CUDA GPU", "install a CUDA build of torch, or use --device cpu")
-    return simulate(
-        machine,
-        gpu_mem=[parse_size(s) for s in gpu_mem or []],
-        ram=parse_size(ram) if ram else None,
-        cores=cores,
-        no_gpu=no_gpu or device == "cpu",
-    )
-
-

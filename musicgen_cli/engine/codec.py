@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from musicgen_cli import arch
+
 
 def _codec(model):
     return model.audio_encoder
@@ -84,8 +86,4 @@ def _decode_all(model, codes: torch.LongTensor) -> torch.Tensor:
 
 def frame_rate(model) -> float:
     """Codec frames per second (50 for the 32 kHz EnCodec of MusicGen)."""
-    cfg = model.config.audio_encoder
-    hop = 1
-    for ratio in cfg.upsampling_ratios:
-        hop *= ratio
-    return cfg.sampling_rate / hop
+    return arch.frame_rate(model.config)

@@ -10,16 +10,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from musicgen_cli.arch import WINDOW_SECONDS
+
 N_FFT = 16384
 HOP = 4096
 NUM_CHROMA = 12
 
 
-def chroma(wave: np.ndarray, rate: int, max_seconds: float = 30.0) -> torch.Tensor:
+def chroma(wave: np.ndarray, rate: int, max_seconds: float = WINDOW_SECONDS) -> torch.Tensor:
     """[batch or channels, samples] audio at the model rate -> [1, frames, 12] one-hot chroma.
 
     Channels are averaged (the melody is taken from the mix) and the clip is cut to the
-    model's 30 s conditioning window.
+    model's conditioning window (the training window).
     """
     from transformers.audio_utils import chroma_filter_bank
 

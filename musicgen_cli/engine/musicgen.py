@@ -15,80 +15,19 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from musicgen_cli.arch import is_melody
+from musicgen_cli.arch import is_melody, max_window_seconds
 from musicgen_cli.engine import audio, codec
+from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.errors import Interrupted, MgenError
 from musicgen_cli.events import NullReporter, Progress, Reporter
 from musicgen_cli.store.manifest import ModelEntry, load_manifest
 
 MAX_SEED = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class GenerateSettings:
-    duration: float = 10.0
-    num_samples: int = 1
-    seed: int | None = None
-    temperature: float = 1.0
-    top_k: int = 250
-    top_p: float = 0.0
-    guidance: float = 3.0
-    greedy: bool = False
-    engine: str = "fast"  # "fast" (our static-cache loop) or "reference" (transformers' generate)
-    window_s: float = 30.0
-    context_s: float = 10.0
-    continuation: Path | None = None
-    melody: Path | None = None
-    # Long form (engine/longform.py): sections as (start seconds, prompt), how the piece ends,
-    # a seamless loop, and re-rolls of a last window that ends in silence.
-    segments: tuple[tuple[float, str], ...] | None = None
-    ending: str = "cut"
-    loop: bool = False
-    max_rerolls: int = 2
-    tail_silence_db: float = -50.0  # LUFS over the last tail_silence_s below this: a dead tail
-    tail_silence_s: float = 2.0
-
-    @property
-    def composed(self) -> bool:
-        """Made section by section with a shaped ending (engine/longform.py)."""
-        return bool(self.segments) or self.ending != "cut" or self.loop
-
-    def validate(self, max_window_s: float) -> None:
-        if not 0 < self.duration <= 3600:
-            raise MgenError(f"duration {self.duration} s is out of range", "use --duration between 0 and 3600 seconds")
-        if self.num_samples < 1:
-            raise MgenError("--num-samples must be at least 1", "use -n 1 or more")
-        if not 0 < self.window_s <= max_window_s:
-            raise MgenError(f"window of {self.window_s} s is out of range", f"use a window up to {max_window_s:.0f} s")
-        if not 0 <= self.context_s < self.window_s:
-            raise MgenError("the context must be shorter than the window", "lower --context or raise --window")
-        if self.temperature <= 0 and not self.greedy:
-            raise MgenError("temperature must be > 0", "use --temperature 1.0, or --greedy")
-        if self.engine not in {"fast", "reference"}:
-            raise MgenError(f"unknown engine {self.engine!r}", "use --engine fast or --engine reference")
-        self._validate_long_form()
-
-    def _validate_long_form(self) -> None:
-        from musicgen_cli.engine.segments import ENDINGS, LOOP_CROSSFADE_S, check_fits
-
-        if self.ending not in ENDINGS:
-            raise MgenError(f"unknown ending {self.ending!r}", f"use --ending {', '.join(ENDINGS)}")
-        if self.loop and self.ending != "cut":
-            raise MgenError("a loop has no ending", "drop --ending, or drop --loop")
-        if self.loop and self.duration <= 2 * LOOP_CROSSFADE_S:
-            raise MgenError(f"a {self.duration:g} s loop is too short to crossfade", f"use --duration above {2 * LOOP_CROSSFADE_S:g}")
-        if not 0 <= self.max_rerolls <= 10:
-            raise MgenError(f"--max-rerolls {self.max_rerolls} is out of range", "use 0 to 10")
-        if not self.tail_silence_s >= 0.4:  # one BS.1770 gating block
-            raise MgenError(f"--tail-silence-s {self.tail_silence_s:g} is shorter than 0.4 s", "use e.g. --tail-silence-s 2")
-        if not -70 <= self.tail_silence_db <= 0:
-            raise MgenError(f"--tail-silence-db {self.tail_silence_db:g} is out of range", "use a loudness between -70 and 0 LUFS")
-        if self.segments:
-            check_fits(self.segments, self.duration)
 
 
 @dataclass
@@ -131,8 +70,7 @@ class MusicGen:
         self.channels = codec.channels_of(self.model)
         self.frame_rate = codec.frame_rate(self.model)
         self.is_melody = is_melody(self.model.config)
-        # Positions are learned/sinusoidal up to this many decoder steps: the longest window.
-        self.max_window_s = (self.model.config.decoder.max_position_embeddings - 1) / self.frame_rate
+        self.max_window_s = max_window_seconds(self.model.config)
 
     # -- inputs ---------------------------------------------------------------------------
     def _tokenize(self, prompts: list[str]):
@@ -273,11 +211,44 @@ class MusicGen:
         )
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model name resolved once: its manifest entry (None for a plain folder), folder and config."""
+
+    entry: ModelEntry | None
+    folder: Path
+    config: Any
+
+    @property
+    def max_window_s(self) -> float:
+        return max_window_seconds(self.config)
+
+
+def resolve_model(
+    name: str | Path, *, cache_dir: str | Path | None = None, download: bool = True, reporter: Reporter | None = None
+) -> ResolvedModel:
+    """The folder and config of a manifest key, repo id or model folder (downloaded or built when missing)."""
+    from transformers import AutoConfig
+
+    from musicgen_cli.store.models import model_folder
+
+    entry = None
+    if Path(name).is_dir():
+        folder = Path(name)
+    else:
+        manifest = load_manifest(cache_dir)
+        entry = manifest.get(str(name))
+        folder = model_folder(manifest, entry, download=download, reporter=reporter or NullReporter())
+    return ResolvedModel(entry, folder, AutoConfig.from_pretrained(folder))
+
+
 def load_model(
-    name: str | Path,
+    name: str | Path | ResolvedModel,
     *,
     cache_dir: str | Path | None = None,
+    settings: GenerateSettings | None = None,
     job=None,
+    plan=None,
     machine=None,
     dtype: str | None = None,
     quantize: str | None = None,
@@ -286,38 +257,37 @@ def load_model(
     download: bool = True,
     reporter: Reporter | None = None,
 ) -> MusicGen:
-    """Resolve `name` (manifest key, repo id or model folder), plan memory, and load by the plan."""
-    from transformers import AutoConfig
+    """Resolve `name` (manifest key, repo id, model folder, or an already `ResolvedModel`),
+    plan memory, and load by the plan.
 
+    The plan is made for `job`, else for `settings` (`Job.from_settings`), else for the default
+    settings; a `plan` made already (a batch sizing its passes) is used as it is.
+    """
     from musicgen_cli.engine.loader import load_model as load_by_plan
     from musicgen_cli.planning.hardware import probe
-    from musicgen_cli.planning.planner import Job, plan_memory
+    from musicgen_cli.planning.job import Job
+    from musicgen_cli.planning.planner import plan_memory
     from musicgen_cli.store.lease import hold_model
-    from musicgen_cli.store.models import model_folder
 
     report = reporter or NullReporter()
-    report.phase("plan", str(name))
-    entry = lease = None
-    if Path(name).is_dir():
-        folder = Path(name)
-    else:
-        manifest = load_manifest(cache_dir)
-        entry = manifest.get(str(name))
-        folder = model_folder(manifest, entry, download=download, reporter=report)
-        lease = hold_model(folder)  # `mgen models rm` refuses while this MusicGen lives
-    config = AutoConfig.from_pretrained(folder)
-    plan = plan_memory(
-        config,
-        job or Job(duration_s=10.0),
-        machine or probe(cache_dir),
-        dtype=dtype,
-        quantize=quantize,
-        reserve_bytes=reserve_bytes,
-        max_vram_bytes=max_vram_bytes,
-    )
+    report.phase("plan", str(name.folder if isinstance(name, ResolvedModel) else name))
+    model = name if isinstance(name, ResolvedModel) else resolve_model(name, cache_dir=cache_dir, download=download, reporter=report)
+    if plan is None:
+        job = job or Job.from_settings(settings or GenerateSettings(), max_window_s=model.max_window_s)
+        plan = plan_memory(
+            model.config,
+            job,
+            machine or probe(cache_dir),
+            dtype=dtype,
+            quantize=quantize,
+            reserve_bytes=reserve_bytes,
+            max_vram_bytes=max_vram_bytes,
+        )
     for warning in plan.warnings:
         report.message(warning, "warning")
-    loaded = load_by_plan(folder, plan, reporter=report)
-    mg = MusicGen(loaded, entry, folder, report)
+    # `mgen models rm` refuses a cached model while this MusicGen holds it.
+    lease = hold_model(model.folder) if model.entry is not None else None
+    loaded = load_by_plan(model.folder, plan, reporter=report)
+    mg = MusicGen(loaded, model.entry, model.folder, report)
     mg.lease = lease
     return mg

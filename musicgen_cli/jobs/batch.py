@@ -20,7 +20,12 @@ from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 
-from musicgen_cli.engine.musicgen import MusicGen, load_model
+from musicgen_cli.engine.musicgen import (
+    MusicGen,
+    ResolvedModel,
+    load_model,
+    resolve_model,
+)
 from musicgen_cli.errors import Interrupted, MgenError, PlanError
 from musicgen_cli.events import Progress
 from musicgen_cli.jobs import batchlog
@@ -38,6 +43,9 @@ class BatchOptions:
     machine: object = None  # hardware.Machine; probed per process when None
     cpu: bool = False  # force CPU processes even where GPUs exist
     dtype: str | None = None
+    quantize: str | None = None
+    reserve_bytes: int | None = None
+    max_vram_bytes: int | None = None
     download: bool = True
     subtype: str | None = None
     normalize: str = "peak"
@@ -112,7 +120,9 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
         batchlog.state_dir(out_dir).mkdir(exist_ok=True)
         batchlog.clear_state(out_dir)
         batchlog.fold(out_dir, order)
-        _fetch_models(list(dict.fromkeys(item.model for item in items)), options)
+        resolved = _fetch_models(list(dict.fromkeys(item.model for item in items)), options)
+    else:
+        resolved = {}
     state.wait_for_everyone()
 
     # After the barrier every rank reads the same files, so every rank computes the same work list.
@@ -132,7 +142,7 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
                     batch=meta.get("batch"), timings=meta.get("timings_s"), recovered=True,
                 ))
         with state.split_between_processes(by_group(work.todo)) as mine:
-            worker = _Worker(out_dir, options, state, log, records, run)
+            worker = _Worker(out_dir, options, state, log, records, run, resolved)
             worker.run(list(mine))
     finally:
         log.close()
@@ -159,58 +169,61 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
     )
 
 
-def batch_fit(config, job, machine, max_batch: int, dtype: str | None = None) -> int:
-    """How many items (at most `max_batch`) one pass may hold on `machine`.
+def batch_fit(config, job, machine, max_batch: int, dtype: str | None = None, **plan_kwargs):
+    """How many items (at most `max_batch`) one pass may hold on `machine`, and the plan of that pass.
 
     A pass fits when the planner can place it without offloading more decoder layers than a
     single item needs: a bigger batch that streams weights is slower than smaller ones.
     """
     from musicgen_cli.planning.planner import plan_memory
 
-    def offloaded(n: int) -> int:
-        plan = plan_memory(config, replace(job, num_samples=job.num_samples * n), machine, dtype=dtype)
-        return len(plan.offload.cpu_layers) + len(plan.offload.disk_layers)
+    def plan(n: int):
+        return plan_memory(config, replace(job, num_samples=job.num_samples * n), machine, dtype=dtype, **plan_kwargs)
 
-    single = offloaded(1)  # PlanError here: not even one item fits, and the caller records why
+    def offloaded(p) -> int:
+        return len(p.offload.cpu_layers) + len(p.offload.disk_layers)
+
+    single = plan(1)  # PlanError here: not even one item fits, and the caller records why
     n = max_batch
     while n > 1:
         try:
-            if offloaded(n) <= single:
-                return n
+            trial = plan(n)
+            if offloaded(trial) <= offloaded(single):
+                return n, trial
         except PlanError:
             pass
         n //= 2
-    return 1
+    return 1, single
 
 
-def _folder(model: str, options: BatchOptions) -> Path:
-    """The ready folder of a manifest key, repo id or folder path (rank 0 fetched it already)."""
-    from musicgen_cli.store.manifest import load_manifest
-    from musicgen_cli.store.models import model_folder
-
-    if Path(model).is_dir():
-        return Path(model)
-    manifest = load_manifest(options.cache_dir)
-    return model_folder(manifest, manifest.get(model), download=options.download)
+def _resolve(model: str, options: BatchOptions) -> ResolvedModel:
+    """The ready folder and config of a manifest key, repo id or folder path."""
+    return resolve_model(model, cache_dir=options.cache_dir, download=options.download)
 
 
-def _fetch_models(models: list[str], options: BatchOptions) -> None:
+def _fetch_models(models: list[str], options: BatchOptions) -> dict[str, ResolvedModel]:
     """Build or download each model once, on rank 0, before any rank loads it.
 
     A model that cannot be fetched is left to the ranks: loading it fails its items with the reason.
     """
+    found = {}
     for name in models:
         try:
-            _folder(name, options)
+            found[name] = _resolve(name, options)
         except MgenError:
             continue
+    return found
 
 
 class _Worker:
     """One process's share: load each model once, generate its batches, log every item."""
 
-    def __init__(self, out_dir: Path, options: BatchOptions, state, log: batchlog.RankLog, records: dict, run: str):
+    def __init__(
+        self, out_dir: Path, options: BatchOptions, state, log: batchlog.RankLog, records: dict, run: str,
+        resolved: dict[str, ResolvedModel],
+    ):
         self.out_dir = out_dir
+        self.resolved = resolved  # what rank 0 fetched; other ranks resolve each model once here
         self.options = options
         self.state = state
         self.log = log
@@ -242,28 +255,17 @@ class _Worker:
 
     def _load(self, model: str, items: list[BatchItem]) -> tuple[MusicGen, int]:
         """The model, loaded once for all its items by the plan of its largest pass, and that pass's size."""
-        from transformers import AutoConfig
-
-        from musicgen_cli.planning.planner import Job
+        from musicgen_cli.planning.job import Job
 
         machine = rank_machine(self.options.machine, self.state)
-        job = Job(
-            duration_s=max(it.settings.duration for it in items),
-            num_samples=max(it.settings.num_samples for it in items),
-            guidance=any(it.settings.guidance > 1 for it in items),
-            window_s=max(it.settings.window_s for it in items),
+        resolved = self.resolved.get(model) or _resolve(model, self.options)
+        job = Job.covering([it.settings for it in items], max_window_s=resolved.max_window_s)
+        options = self.options
+        fit, plan = batch_fit(
+            resolved.config, job, machine, min(options.max_batch, len(items)), options.dtype,
+            quantize=options.quantize, reserve_bytes=options.reserve_bytes, max_vram_bytes=options.max_vram_bytes,
         )
-        config = AutoConfig.from_pretrained(_folder(model, self.options))
-        fit = batch_fit(config, job, machine, min(self.options.max_batch, len(items)), self.options.dtype)
-        mg = load_model(
-            model,
-            cache_dir=self.options.cache_dir,
-            job=replace(job, num_samples=job.num_samples * fit),
-            machine=machine,
-            dtype=self.options.dtype,
-            download=self.options.download,
-            reporter=self.reporter,
-        )
+        mg = load_model(resolved, plan=plan, reporter=self.reporter)
         return mg, fit
 
     def _generate(self, mg: MusicGen, batch: list[BatchItem]) -> None:

@@ -18,11 +18,11 @@ from musicgen_cli.engine.prompts import fold_lyrics, read_lyrics, slugify
 from musicgen_cli.errors import MgenError, ModelNotFound
 from musicgen_cli.events import Reporter
 from musicgen_cli.jobs.outputs import write_result
-from musicgen_cli.planning.planner import Job
 from musicgen_cli.store.cache import atomic_write_text
 
 LYRICS_FILE = "lyrics_terraform_my_heart.txt"
 QUICK_SECONDS = 2.0
+DEFAULT_SEED = 0  # the suite is a reference run: the same audio every time unless a seed is given
 
 
 @dataclass(frozen=True)
@@ -119,21 +119,20 @@ def run_job(
     cache_dir: Path | None,
     machine,
     download: bool,
-    seed: int,
+    settings: GenerateSettings,
     reporter: Reporter,
+    plan_kwargs: dict | None = None,
 ) -> JobResult:
+    """One job: `settings` (sampling and seed) at the job's duration, planned with `plan_kwargs`."""
     result = JobResult(job=job.name, model=job.model_key, status="failed", duration_asked=job.duration)
     start = time.perf_counter()
     try:
+        settings = replace(settings, duration=job.duration)
         mg = load_model(
-            job.model_key,
-            cache_dir=cache_dir,
-            job=Job(duration_s=min(job.duration, 30.0)),
-            machine=machine,
-            download=download,
-            reporter=reporter,
+            job.model_key, cache_dir=cache_dir, settings=settings, machine=machine, download=download, reporter=reporter,
+            **(plan_kwargs or {}),
         )
-        gen = mg.generate(job.prompt, GenerateSettings(duration=job.duration, seed=seed))
+        gen = mg.generate(job.prompt, settings)
         target = out_dir / job.output
         reporter.phase("write", str(target))
         write_result(gen, mg, [target], extra={"suite_job": job.name})
@@ -163,15 +162,26 @@ def run_suite(
     cache_dir: Path | None = None,
     machine=None,
     download: bool = False,
-    seed: int = 0,
+    settings: GenerateSettings | None = None,
+    plan_kwargs: dict | None = None,
     reporter_for: Callable[[SuiteJob], Reporter],
 ) -> list[JobResult]:
-    """Run the jobs in order and write report.json; returns every job's result."""
+    """Run the jobs in order and write report.json; returns every job's result.
+
+    `settings` gives every job its sampling (the duration is the job's); without a seed the
+    suite uses DEFAULT_SEED.
+    """
+    settings = settings or GenerateSettings()
+    if settings.seed is None:
+        settings = replace(settings, seed=DEFAULT_SEED)
     results = []
     for job in jobs:
         with reporter_for(job) as reporter:
             results.append(
-                run_job(job, out_dir, cache_dir=cache_dir, machine=machine, download=download, seed=seed, reporter=reporter)
+                run_job(
+                    job, out_dir, cache_dir=cache_dir, machine=machine, download=download, settings=settings,
+                    reporter=reporter, plan_kwargs=plan_kwargs,
+                )
             )
     atomic_write_text(out_dir / "report.json", json.dumps([asdict(r) for r in results], indent=2) + "\n")
     return results

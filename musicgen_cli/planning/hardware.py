@@ -7,7 +7,6 @@ lets the planner be tested on a CPU-only box. Nothing here loads a model.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,26 +17,6 @@ from musicgen_cli.planning.estimates import (
     SIMULATED_GPU_BANDWIDTH,
     gpu_bandwidth,
 )
-
-_UNITS = {
-    "": 1, "b": 1,
-    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-
-def parse_size(text: str | int | float) -> int:
-    """'8GiB', '8 GB', '512MiB', '1.5g' or a plain byte count -> bytes."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        if text < 0:
-            raise MgenError(f"size {text!r} is negative", "give a size like 8GiB or 512MiB")
-        return int(text)
-    match = _SIZE.match(str(text))
-    unit = match.group(2).lower() if match else None
-    if not match or unit not in _UNITS:
-        raise MgenError(f"cannot read size {text!r}", "give a number with a unit, like 8GiB, 12GB or 512MiB")
-    return int(float(match.group(1)) * _UNITS[unit])
 
 
 @dataclass(frozen=True)

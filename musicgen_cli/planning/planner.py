@@ -16,6 +16,7 @@ from musicgen_cli.config import force_cpu_codec
 from musicgen_cli.errors import MgenError, PlanError
 from musicgen_cli.planning import estimates as K
 from musicgen_cli.planning.hardware import Machine
+from musicgen_cli.planning.job import Job
 from musicgen_cli.planning.sizing import (
     DECODER,
     DTYPE_BYTES,
@@ -26,14 +27,6 @@ from musicgen_cli.planning.sizing import (
     meta_layers,
     model_sizes,
 )
-
-
-@dataclass(frozen=True)
-class Job:
-    duration_s: float
-    num_samples: int = 1
-    guidance: bool = True
-    window_s: float = 30.0
 
 
 @dataclass

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from itertools import groupby
+from typing import Callable
 
-from rich.console import Group
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from musicgen_cli.planning.monitor import GpuProcess, Readout
 from musicgen_cli.planning.planner import Plan
-from musicgen_cli.ui.panel import human_bytes as human
+from musicgen_cli.ui.live import LiveDisplay
+from musicgen_cli.units import human_bytes as human
 
 _COLOURS = ("green", "cyan", "magenta", "blue")
 
@@ -167,3 +170,26 @@ def readout_view(readout: Readout, processes: list[GpuProcess] | None, cache_byt
             procs.add_row(str(p.gpu), str(p.pid), p.name, human(p.used_bytes) if p.used_bytes is not None else "?")
         parts.append(procs)
     return Group(*parts)
+
+
+class _Watch(LiveDisplay):
+    def __init__(self, console: Console, view: Callable[[], RenderableType]) -> None:
+        super().__init__(console)
+        self.view = view
+        self.current = view()
+
+    def render(self) -> RenderableType:
+        return self.current
+
+
+def watch_readout(console: Console, view: Callable[[], RenderableType], every_s: float = 1.0) -> None:
+    """Show `view()` and refresh it every `every_s` seconds until Ctrl-C (a new print when not on a terminal)."""
+    try:
+        with _Watch(console, view) as shown:
+            while True:
+                if not shown.live_mode:
+                    console.print(shown.current)
+                time.sleep(every_s)
+                shown.current = view()
+    except KeyboardInterrupt:
+        pass

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from musicgen_cli.store.manage import Adopted, Leftover, Removed, Usage
 from musicgen_cli.store.verify import CORRUPT, GOOD, MISSING, ModelCheck
-from musicgen_cli.ui.panel import human_bytes
+from musicgen_cli.units import human_bytes
 
 _STATUS_STYLE = {GOOD: "green", CORRUPT: "bold red", MISSING: "bold red"}
 

@@ -10,7 +10,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
-from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
@@ -18,21 +17,11 @@ from rich.table import Table
 from rich.text import Text
 
 from musicgen_cli.events import Progress
+from musicgen_cli.ui.live import LiveDisplay
+from musicgen_cli.units import clock, human_bytes
 
 if TYPE_CHECKING:
     from musicgen_cli.engine.musicgen import GenerationResult
-
-PLAIN_EVERY_S = 2.0
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def result_summary(result: "GenerationResult") -> str:
@@ -50,11 +39,6 @@ def result_summary(result: "GenerationResult") -> str:
     )
 
 
-def _clock(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds == float("inf"):
-        return "--:--"
-    seconds = int(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 class _Rate:
@@ -82,11 +66,11 @@ def describe(update: Progress, rate: float) -> str:
         fr = update.readouts.get("frame_rate") or 50.0
         return (
             f"{update.done / fr:5.1f} / {total / fr:.1f} s audio  {int(update.done)}/{int(total)} frames  "
-            f"{rate:5.1f} steps/s  ETA {_clock(left)}"
+            f"{rate:5.1f} steps/s  ETA {clock(left)}"
         )
     if update.unit == "B":
-        return f"{human_bytes(update.done)} / {human_bytes(total)}  {human_bytes(rate)}/s  ETA {_clock(left)}"
-    return f"{update.done:g} / {total:g} {update.unit}  ETA {_clock(left)}"
+        return f"{human_bytes(update.done)} / {human_bytes(total)}  {human_bytes(rate)}/s  ETA {clock(left)}"
+    return f"{update.done:g} / {total:g} {update.unit}  ETA {clock(left)}"
 
 
 def readout_lines(r: dict[str, Any]) -> list[str]:
@@ -113,32 +97,20 @@ def readout_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-class GenerationPanel:
+class GenerationPanel(LiveDisplay):
     """Reporter rendering phases with their times, the current progress and live readouts."""
 
     def __init__(self, console: Console | None = None, title: str = "mgen") -> None:
-        self.console = console or Console(stderr=True)
+        super().__init__(console)
         self.title = title
-        self.live_mode = self.console.is_terminal
         self.phases: list[tuple[str, str, float, float | None]] = []  # name, detail, start, end
         self.current: Progress | None = None
         self.rate = _Rate()
         self.rate_now = 0.0
-        self.last_plain = 0.0
-        self.live: Live | None = None
-
-    def __enter__(self) -> "GenerationPanel":
-        if self.live_mode:
-            # Live calls _render at its own 4 Hz; progress() only records state, so a fast decode
-            # loop does not build a panel on every step.
-            self.live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4, transient=False)
-            self.live.__enter__()
-        return self
 
     def __exit__(self, *exc) -> None:
         self._close_phase()
-        if self.live:
-            self.live.__exit__(*exc)
+        super().__exit__(*exc)
 
     # -- Reporter -----------------------------------------------------------------------------
     def phase(self, name: str, detail: str = "") -> None:
@@ -152,10 +124,8 @@ class GenerationPanel:
         self.current = update
         rate = self.rate_now = self.rate.per_s(update.done)
         if not self.live_mode:
-            now = time.perf_counter()
             finished = update.total is not None and update.done >= update.total
-            if now - self.last_plain >= PLAIN_EVERY_S or finished:
-                self.last_plain = now
+            if self.due("progress", finished=finished):
                 extra = readout_lines(update.readouts)[:1]
                 line = f"  {update.task}: {describe(update, rate)}" + (f"  | {extra[0]}" if extra else "")
                 self.console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -170,7 +140,7 @@ class GenerationPanel:
             name, detail, start, _ = self.phases[-1]
             self.phases[-1] = (name, detail, start, time.perf_counter())
 
-    def _render(self) -> Panel:
+    def render(self) -> Panel:
         table = Table.grid(padding=(0, 2))
         table.add_column(width=2)
         table.add_column(min_width=14)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-from rich import filesize
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     ProgressColumn,
@@ -17,15 +14,16 @@ from rich.progress import Progress as RichProgress
 from rich.text import Text
 
 from musicgen_cli.events import Progress
+from musicgen_cli.ui.live import PLAIN_EVERY_S, LiveDisplay
+from musicgen_cli.units import human_bytes
 
-_DONE = float("inf")  # marks a task whose completing line was printed
 _LEVEL_STYLE = {"warning": "yellow", "error": "red"}
 
 
 def _amount(done: float, total: float | None, unit: str) -> str:
-    """'1.2 MB/5.0 MB' for bytes, '120/1,500 frames' for any other unit."""
+    """'1.2 MiB/5.0 MiB' for bytes, '120/1,500 frames' for any other unit."""
     if unit == "B":
-        return f"{filesize.decimal(int(done))}/{'?' if total is None else filesize.decimal(int(total))}"
+        return f"{human_bytes(done)}/{'?' if total is None else human_bytes(total)}"
     return f"{done:,.0f}/{'?' if total is None else f'{total:,.0f}'}{' ' + unit if unit else ''}"
 
 
@@ -40,11 +38,11 @@ class _SpeedColumn(ProgressColumn):
         if speed is None:
             return Text("")
         unit = task.fields.get("unit", "")
-        text = f"{filesize.decimal(int(speed))}/s" if unit == "B" else f"{speed:.1f} {unit}/s"
+        text = f"{human_bytes(speed)}/s" if unit == "B" else f"{speed:.1f} {unit}/s"
         return Text(text, style="progress.data.speed")
 
 
-class RichReporter:
+class RichReporter(LiveDisplay):
     """A Reporter for the terminal. Use as a context manager around the work it reports.
 
     On a terminal each progress task gets a bar (bytes, speed and ETA for unit "B"); when the
@@ -52,32 +50,21 @@ class RichReporter:
     `interval` seconds, and always the line that completes a task.
     """
 
-    def __init__(self, console: Console | None = None, *, interval: float = 2.0):
-        self.console = console or Console()
-        self.live = self.console.is_terminal
-        self.interval = interval
-        self._bars: RichProgress | None = None
+    def __init__(self, console: Console | None = None, *, interval: float = PLAIN_EVERY_S):
+        super().__init__(console or Console(), interval=interval)
+        self._bars = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            _AmountColumn(),
+            _SpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
         self._tasks: dict[str, int] = {}
-        self._last_line: dict[str, float] = {}
+        self._finished: set[str] = set()
 
-    def __enter__(self) -> RichReporter:
-        if self.live:
-            self._bars = RichProgress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                _AmountColumn(),
-                _SpeedColumn(),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=False,
-            )
-            self._bars.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._bars is not None:
-            self._bars.stop()
-            self._bars = None
+    def render(self) -> RenderableType:
+        return self._bars
 
     def phase(self, name: str, detail: str = "") -> None:
         self.console.print(f"[bold cyan]{name}[/] {detail}".rstrip(), highlight=False, soft_wrap=True)
@@ -88,7 +75,7 @@ class RichReporter:
         self.console.print(Text(prefix + text, style=style or ""), soft_wrap=True)
 
     def progress(self, update: Progress) -> None:
-        if self._bars is None:
+        if not self.live_mode:
             self._plain(update)
             return
         task = self._tasks.get(update.task)
@@ -98,12 +85,11 @@ class RichReporter:
         self._bars.update(task, completed=update.done, total=update.total)
 
     def _plain(self, update: Progress) -> None:
-        now = time.monotonic()
-        last = self._last_line.setdefault(update.task, now)  # a task's first line waits one interval
         finished = update.total is not None and update.done >= update.total
-        if last == _DONE or (not finished and now - last < self.interval):
+        if update.task in self._finished or not self.due(update.task, finished=finished, first_waits=True):
             return
-        self._last_line[update.task] = _DONE if finished else now
+        if finished:
+            self._finished.add(update.task)
         percent = f" ({100 * update.done / update.total:.0f}%)" if update.total else ""
         self.console.print(
             f"{update.task}: {_amount(update.done, update.total, update.unit)}{percent}", highlight=False, soft_wrap=True
