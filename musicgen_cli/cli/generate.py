@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from musicgen_cli.arch import CONTEXT_SECONDS
+from musicgen_cli.cli import options as audio_flags  # the shared audio output options
 from musicgen_cli.cli.options import (
     CacheDirOpt,
     CoresOpt,
@@ -55,7 +57,7 @@ def generate_cmd(
     model_key: Optional[str] = typer.Option(None, "--model-key", "-m", help="Manifest key, repo id, or model folder. See `mgen models`."),
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from a text file."),
     lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics file: its title names the output and its themes steer the style (MusicGen cannot sing words)."),
-    duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of audio. Longer than 30 s is generated in windows."),
+    duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of new audio (a --continue prompt is extra). Longer than 30 s is generated in windows."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples to generate in one batched pass."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; the same seed and settings give the same audio."),
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature."),
@@ -64,13 +66,22 @@ def generate_cmd(
     guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance scale; 1 turns it off."),
     greedy: bool = typer.Option(False, "--greedy", help="Pick the most likely code at each step (deterministic, dull)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: output/<slug of the prompt>.<format>)."),
-    fmt: str = typer.Option("wav", "--format", help="wav, flac or ogg."),
-    subtype: Optional[str] = typer.Option(None, "--subtype", help="Sample format, e.g. PCM_16 (default), PCM_24, FLOAT."),
-    normalize: str = typer.Option("peak", "--normalize", help="peak, loudness or none (never clips)."),
+    fmt: Optional[str] = audio_flags.FormatOpt,
+    subtype: Optional[str] = audio_flags.SubtypeOpt,
+    normalize: str = audio_flags.NormalizeOpt,
+    peak_headroom_db: float = audio_flags.PeakHeadroomOpt,
+    rms_headroom_db: float = audio_flags.RmsHeadroomOpt,
+    loudness_headroom_db: float = audio_flags.LoudnessHeadroomOpt,
+    loudness_compressor: bool = audio_flags.LoudnessCompressorOpt,
+    mp3_bitrate: int = audio_flags.Mp3BitrateOpt,
+    fade_in: float = audio_flags.FadeInOpt,
+    fade_out: float = audio_flags.FadeOutOpt,
+    keep_prompt: bool = typer.Option(True, "--keep-prompt/--no-keep-prompt", help="With --continue: write the given audio then the new part, or only the new part."),
+    from_sidecar: Optional[Path] = typer.Option(None, "--from-sidecar", help="Re-run the clip a sidecar .json describes (same model, prompt, seed, settings, levels)."),
     continue_from: Optional[Path] = typer.Option(None, "--continue", help="Continue this audio file (its codes prompt the model)."),
     melody_file: Optional[Path] = typer.Option(None, "--melody", help="Melody to follow (melody models only)."),
     window: float = typer.Option(30.0, "--window", help="Seconds per generation window for long clips."),
-    context: float = typer.Option(10.0, "--context", help="Seconds of the previous window that prompt the next one."),
+    context: float = typer.Option(CONTEXT_SECONDS, "--context", help="Seconds of the previous window that prompt the next one (12: audiocraft's extend_stride 18)."),
     engine: str = typer.Option("fast", "--engine", help="fast (mgen's static-cache loop) or reference (transformers' generate)."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: weight-only int8 decoder (faster on CPU, small quality cost)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned for the device)."),
@@ -97,32 +108,56 @@ def generate_cmd(
       mgen generate --size medium -n 3 --seed 7 "a 30-second grand piano jazz trio"
 
       mgen generate --model-key melody --melody tune.wav "orchestral version"
+
+      mgen generate -d 20 --normalize loudness --fade-out 3 --out song.mp3 "synthwave"
+
+      mgen generate --from-sidecar song.json --out again.mp3
     """
+    from dataclasses import replace
+
+    from musicgen_cli.engine.audio import choose_format
     from musicgen_cli.engine.musicgen import GenerateSettings, load_model
     from musicgen_cli.jobs.outputs import output_paths, write_result
     from musicgen_cli.planning.planner import Job
 
     if size and model_key:
         raise MgenError("give --size or --model-key, not both", "drop one of them")
-    text, hint = _resolve_prompt(prompt, prompt_file, lyrics)
     if quantize not in (None, "none", "int8"):
         raise MgenError(f"unknown quantisation {quantize!r}", "use --quantize int8")
-    settings = GenerateSettings(
-        duration=duration,
-        num_samples=num_samples,
-        seed=seed,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        guidance=guidance,
-        greedy=greedy,
-        engine=engine,
-        window_s=window,
-        context_s=context,
-        continuation=continue_from,
-        melody=melody_file,
-    )
-    paths = output_paths(out, hint, num_samples, fmt.lower())
+    options = audio_flags.audio_options(choose_format(out, fmt), subtype, normalize, peak_headroom_db, rms_headroom_db,
+                            loudness_headroom_db, loudness_compressor, mp3_bitrate, fade_in, fade_out)
+    replay = None
+    if from_sidecar:
+        from musicgen_cli.jobs.replay import check_weights, read_replay
+
+        replay = read_replay(from_sidecar)
+        check_weights(replay, replay.model)
+        text = hint = replay.prompt
+        settings, model_key, size, dtype, quantize = replay.settings, replay.model, None, replay.dtype, replay.quantize
+        options = replace(replay.options, format=choose_format(out, fmt or replay.options.format))
+        duration, num_samples, window, guidance = settings.duration, settings.num_samples, settings.window_s, settings.guidance
+        device = replay.device if device == "auto" else device
+    else:
+        text, hint = _resolve_prompt(prompt, prompt_file, lyrics)
+        settings = GenerateSettings(
+            duration=duration,
+            num_samples=num_samples,
+            seed=seed,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            guidance=guidance,
+            greedy=greedy,
+            engine=engine,
+            window_s=window,
+            context_s=context,
+            continuation=continue_from,
+            melody=melody_file,
+            keep_prompt=keep_prompt,
+        )
+    if max(options.fade_in_s, options.fade_out_s) > duration and not settings.continuation:
+        raise MgenError(f"a fade is longer than the {duration:g} s clip", "shorten --fade-in/--fade-out")
+    paths = output_paths(out, hint, 1 if replay else num_samples, options.format)
     from musicgen_cli.planning.hardware import configure_threads, parse_size
 
     threads = configure_threads(num_threads, cpu_util_target)
@@ -140,9 +175,20 @@ def generate_cmd(
             download=not offline,
             reporter=reporter,
         )
+        if replay:
+            check_weights(replay, mg.folder)
         result = mg.generate(text, settings)
+        if replay:  # the whole batch is re-run (its RNG draws are shared); the recorded take is kept
+            keep = replay.sample_index
+            result = replace(result, clips=result.clips[keep : keep + 1], prompts=result.prompts[keep : keep + 1])
         reporter.phase("write", str(paths[0].parent))
-        written = write_result(result, mg, paths, subtype=subtype, normalize=normalize, extra={"torch_threads": threads})
+        extra = {"sample_index": replay.sample_index, "num_samples": settings.num_samples} if replay else {}
+        written = write_result(result, mg, paths, options=options, extra={"torch_threads": threads, **extra})
+    for path in written:  # --normalize none/rms/loudness can clip: say so rather than hide it
+        clipped = json.loads(path.with_suffix(".json").read_text())["audio"]["clipped_samples"]
+        if clipped:
+            err_console.print(f"[yellow]note:[/] {clipped} samples of {path.name} were clipped at full scale "
+                              "(--normalize peak avoids it; --subtype FLOAT keeps them)", highlight=False)
     if as_json:
         print(json.dumps({"files": [str(p) for p in written], "seed": result.seed, "timings_s": result.timings,
                           "steps_per_s": result.steps_per_s, "realtime_factor": result.realtime_factor}, indent=2))

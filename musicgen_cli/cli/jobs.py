@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from musicgen_cli import config
+from musicgen_cli.cli import options as audio_flags  # the shared audio output options
 from musicgen_cli.cli.options import (
     CacheDirOpt,
     DeviceOpt,
@@ -109,8 +110,16 @@ def batch_cmd(
     engine: str = typer.Option("fast", "--engine", help="fast or reference."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned per device)."),
     device: str = DeviceOpt,
-    subtype: Optional[str] = typer.Option(None, "--subtype", help="WAV sample format, e.g. PCM_16 (default), PCM_24, FLOAT."),
-    normalize: str = typer.Option("peak", "--normalize", help="peak, loudness or none."),
+    fmt: Optional[str] = audio_flags.FormatOpt,
+    subtype: Optional[str] = audio_flags.SubtypeOpt,
+    normalize: str = audio_flags.NormalizeOpt,
+    peak_headroom_db: float = audio_flags.PeakHeadroomOpt,
+    rms_headroom_db: float = audio_flags.RmsHeadroomOpt,
+    loudness_headroom_db: float = audio_flags.LoudnessHeadroomOpt,
+    loudness_compressor: bool = audio_flags.LoudnessCompressorOpt,
+    mp3_bitrate: int = audio_flags.Mp3BitrateOpt,
+    fade_in: float = audio_flags.FadeInOpt,
+    fade_out: float = audio_flags.FadeOutOpt,
     offline: bool = typer.Option(False, "--offline", help="Never download; fail with the command that would."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; print the summary line only."),
     as_json: bool = JsonOpt,
@@ -154,7 +163,10 @@ def batch_cmd(
             duration=duration, temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance, greedy=greedy, engine=engine
         ),
         base_seed=seed,
+        fmt=(fmt or "wav").lower(),
     )
+    audio = audio_flags.audio_options(defaults.fmt, subtype, normalize, peak_headroom_db, rms_headroom_db,
+                                      loudness_headroom_db, loudness_compressor, mp3_bitrate, fade_in, fade_out)
     items = read_items(input_file, defaults, out_dir, known_model)
     if processes > 1 and not config.under_launcher():
         raise typer.Exit(subprocess.run(launch_command(processes, relaunch_args(sys.argv))).returncode)
@@ -166,8 +178,7 @@ def batch_cmd(
         cpu=device == "cpu",
         dtype=dtype,
         download=not offline,
-        subtype=subtype,
-        normalize=normalize,
+        audio=audio,
     )
     from musicgen_cli.ui.batchpanel import BatchDisplay
 

@@ -56,3 +56,31 @@ def machine_for(cache_dir, gpu_mem=None, ram=None, cores=None, no_gpu=False, dev
     )
 
 
+
+
+# -- Audio output, shared by `generate` and `batch`: audiocraft's audio_write defaults ------
+FormatOpt = typer.Option(None, "--format", help="wav, flac, ogg or mp3 (default: the --out suffix, else wav).")
+SubtypeOpt = typer.Option(None, "--subtype", help="Sample format: PCM_16 (default), PCM_24 or FLOAT (wav only).")
+NormalizeOpt = typer.Option(
+    "peak", "--normalize",
+    help="peak (to -1 dBFS), loudness (to -14 LUFS, ITU-R BS.1770), rms, clip, or none "
+    "(no scaling: samples past full scale are clipped by PCM, FLAC, Ogg and MP3; FLOAT keeps them).",
+)
+PeakHeadroomOpt = typer.Option(1.0, "--peak-headroom-db", help="dB below full scale for peak and clip.")
+RmsHeadroomOpt = typer.Option(18.0, "--rms-headroom-db", help="Target RMS in dB below full scale for rms.")
+LoudnessHeadroomOpt = typer.Option(14.0, "--loudness-headroom-db", help="Target loudness in dB below 0 LUFS for loudness.")
+LoudnessCompressorOpt = typer.Option(False, "--loudness-compressor", help="Soft-clip (tanh) after loudness normalisation.")
+Mp3BitrateOpt = typer.Option(320, "--mp3-bitrate", help="MP3 bit rate in kb/s (40-320, constant).")
+FadeInOpt = typer.Option(0.0, "--fade-in", help="Seconds of raised-cosine fade-in.")
+FadeOutOpt = typer.Option(0.0, "--fade-out", help="Seconds of raised-cosine fade-out.")
+
+
+def audio_options(fmt, subtype, normalize, peak_db, rms_db, loudness_db, compressor, mp3_bitrate, fade_in, fade_out):
+    """The audio options flags as one checked AudioOptions (before anything loads)."""
+    from musicgen_cli.engine.audio import AudioOptions
+
+    return AudioOptions(
+        format=fmt, subtype=subtype, mp3_bitrate=mp3_bitrate, normalize=normalize, peak_headroom_db=peak_db,
+        rms_headroom_db=rms_db, loudness_headroom_db=loudness_db, loudness_compressor=compressor,
+        fade_in_s=fade_in, fade_out_s=fade_out,
+    ).validate()

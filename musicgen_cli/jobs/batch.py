@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 
+from musicgen_cli.engine.audio import AudioOptions
 from musicgen_cli.engine.musicgen import MusicGen, load_model
 from musicgen_cli.errors import Interrupted, MgenError, PlanError
 from musicgen_cli.events import Progress
@@ -39,8 +40,7 @@ class BatchOptions:
     cpu: bool = False  # force CPU processes even where GPUs exist
     dtype: str | None = None
     download: bool = True
-    subtype: str | None = None
-    normalize: str = "peak"
+    audio: AudioOptions = AudioOptions()
 
 
 @dataclass
@@ -289,7 +289,7 @@ class _Worker:
             try:
                 self.reporter.phase("write", item.id)
                 write_result(
-                    part, mg, item.audio_paths(self.out_dir), subtype=self.options.subtype, normalize=self.options.normalize,
+                    part, mg, item.audio_paths(self.out_dir), options=self.options.audio,
                     extra={"batch_item": item.id, "item_seed": item.seed, "batch": meta, "batch_line": item.line},
                 )
             except Exception as exc:  # a full disk or bad path fails this item only
