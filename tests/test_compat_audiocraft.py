@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from test_audio_levels import audiocraft_levels
 
-from musicgen_cli.compat.audiocraft import MusicGen, audio_write
+from musicgen_cli.compat.audiocraft import MultiBandDiffusion, MusicGen, audio_write
 from musicgen_cli.errors import MgenError
 
 RATE = 32000
@@ -139,6 +139,8 @@ def test_pretrained_names_and_refusals(cache_dir, monkeypatch):
         MusicGen.get_pretrained("small")
     with pytest.raises(MgenError, match="MusicGen-Style"):
         MusicGen.get_pretrained("facebook/musicgen-style")
+    with pytest.raises(MgenError, match="MultiBand Diffusion"):
+        MultiBandDiffusion.get_mbd_musicgen()
     model = MusicGen.get_pretrained("debug", device="cpu")  # audiocraft's test model: mgen's tiny-random
     assert model.engine.entry.key == "tiny-random" and model.audio_channels == 1
 

@@ -29,7 +29,7 @@ from musicgen_cli.engine.musicgen import MAX_SEED, GenerateSettings, load_model
 from musicgen_cli.errors import MgenError
 from musicgen_cli.events import NullReporter, Progress
 
-__all__ = ["MusicGen", "audio_write"]
+__all__ = ["MultiBandDiffusion", "MusicGen", "audio_write"]
 
 # audiocraft's backward-compatible short names (models/musicgen.py _HF_MODEL_CHECKPOINTS_MAP)
 _HF_MODEL_CHECKPOINTS_MAP = {
@@ -243,6 +243,22 @@ class MusicGen:
         if gen_tokens.dim() != 3:
             raise ValueError("tokens should be [B, K, frames]")
         return codec.decode(self.engine.model, gen_tokens, self.engine.plan.codec_chunk_s)
+
+
+class MultiBandDiffusion:
+    """audiocraft's diffusion decoder: not in mgen yet; every way in says so."""
+
+    @staticmethod
+    def _refusal() -> MgenError:
+        return MgenError("MultiBand Diffusion is not supported by mgen yet",
+                         "decode with EnCodec: use the wav that generate() returns (USE_DIFFUSION_DECODER = False)")
+
+    def __init__(self, *args, **kwargs):
+        raise self._refusal()
+
+    @staticmethod
+    def get_mbd_musicgen(device=None):
+        raise MultiBandDiffusion._refusal()
 
 
 def audio_write(stem_name: tp.Union[str, Path], wav: torch.Tensor, sample_rate: int,
