@@ -143,3 +143,10 @@ def test_format_choice_and_option_checks():
                 AudioOptions(fade_in_s=-1), AudioOptions(peak_headroom_db=-2)):
         with pytest.raises(MgenError):
             bad.validate()
+
+
+def test_true_peak_sees_between_samples():
+    t = np.arange(RATE * 12) / RATE  # longer than one 10 s chunk of the streamed oversampler
+    wave = np.sin(2 * np.pi * (RATE / 4) * t + np.pi / 4).astype(np.float32)[None]  # samples land at +-0.707
+    assert math.isclose(audio.sample_peak(wave), math.sqrt(0.5), rel_tol=1e-6)
+    assert abs(audio.true_peak(wave, RATE) - 1.0) < 0.02
