@@ -33,6 +33,9 @@ def test_sidecar_carries_provenance_and_replays_bit_for_bit(cache_dir, tmp_path,
     assert again.read_bytes() == first.read_bytes()
     replayed = json.loads(again.with_suffix(".json").read_text())
     assert replayed["settings"] == meta["settings"] and replayed["audio"] == meta["audio"]
+    as_wav = tmp_path / "again.wav"  # another suffix: the same take, written in that format
+    assert run_main(capsys, "generate", "--from-sidecar", str(first.with_suffix(".json")), "--out", str(as_wav), "-q").returncode == 0
+    assert sf.info(as_wav).subtype == "PCM_16" and json.loads(as_wav.with_suffix(".json").read_text())["audio"]["fade_in_s"] == 0.2
 
 
 def test_replay_refuses_other_weights(cache_dir, tmp_path, capsys):

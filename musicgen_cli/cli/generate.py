@@ -115,7 +115,7 @@ def generate_cmd(
     """
     from dataclasses import replace
 
-    from musicgen_cli.engine.audio import choose_format
+    from musicgen_cli.engine.audio import FORMATS, choose_format
     from musicgen_cli.engine.musicgen import GenerateSettings, load_model
     from musicgen_cli.jobs.outputs import output_paths, write_result
     from musicgen_cli.planning.planner import Job
@@ -125,7 +125,7 @@ def generate_cmd(
     if quantize not in (None, "none", "int8"):
         raise MgenError(f"unknown quantisation {quantize!r}", "use --quantize int8")
     options = audio_flags.audio_options(choose_format(out, fmt), subtype, normalize, peak_headroom_db, rms_headroom_db,
-                            loudness_headroom_db, loudness_compressor, mp3_bitrate, fade_in, fade_out)
+                                        loudness_headroom_db, loudness_compressor, mp3_bitrate, fade_in, fade_out)
     replay = None
     if from_sidecar:
         from musicgen_cli.jobs.replay import check_weights, read_replay
@@ -134,7 +134,10 @@ def generate_cmd(
         check_weights(replay, replay.model)
         text = hint = replay.prompt
         settings, model_key, size, dtype, quantize = replay.settings, replay.model, None, replay.dtype, replay.quantize
-        options = replace(replay.options, format=choose_format(out, fmt or replay.options.format))
+        recorded = replay.options
+        named = out is not None and out.suffix.lstrip(".").lower() in FORMATS  # else keep the recorded format
+        chosen = choose_format(out, fmt) if fmt or named else recorded.format
+        options = replace(recorded, format=chosen, subtype=recorded.subtype if chosen == recorded.format else None).validate()
         duration, num_samples, window, guidance = settings.duration, settings.num_samples, settings.window_s, settings.guidance
         device = replay.device if device == "auto" else device
     else:
