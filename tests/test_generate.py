@@ -149,7 +149,7 @@ def test_cli_lyrics_name_the_output_and_steer_the_prompt(cache_dir, tmp_path):
         (["--model-key", "tiny-random", "--continue", "{empty}", "x"], "is empty"),
         (["--model-key", "tiny-random-melody", "--melody", "{empty}", "x"], "is empty"),
         (["--model-key", "tiny-random", "--duration", "0", "x"], "duration"),
-        (["--model-key", "tiny-random", "--format", "mp3", "x"], "unknown format"),
+        (["--model-key", "tiny-random", "--format", "aiff", "x"], "unknown audio format"),
         (["--model-key", "tiny-random"], "no prompt given"),
         (["--model-key", "tiny-random", "--quantize", "int4", "x"], "int8"),
     ],

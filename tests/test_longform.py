@@ -135,7 +135,7 @@ def test_outro_cues_only_the_last_window(mg, conditioning):
     assert conditioning == [ids(mg, "calm piano"), ids(mg, "drums enter" + OUTRO_CUE)]
     assert ids(mg, "drums enter" + OUTRO_CUE) != ids(mg, "drums enter")
     assert result.composition["sections"][1]["windows"][-1]["prompt"] == "drums enter" + OUTRO_CUE
-    assert result.clips[0][:, -1].max() == 0  # the very end is faded to silence
+    assert np.abs(result.clips[0][:, -1]).max() < 1e-6  # the very end is faded to silence
 
 
 def _steps(clip: np.ndarray) -> np.ndarray:
@@ -147,7 +147,7 @@ def test_fade_ending_shapes_the_envelope_without_a_jump(mg):
     fade = round(ENDING_FADE_S * RATE)
     quarters = np.array_split(np.abs(clip[:, -fade:]).ravel(), 4)
     assert all(a.mean() > b.mean() for a, b in zip(quarters, quarters[1:]))  # falls all the way
-    assert clip[:, -1].max() == 0
+    assert np.abs(clip[:, -1]).max() < 1e-6
     assert _steps(clip[:, -fade:]).max() <= _steps(clip[:, :-fade]).max()
 
 

@@ -184,7 +184,7 @@ def test_out_of_memory_during_a_take_is_reported_and_the_model_stays_usable(stud
 def test_settings_use_generate_validation_and_bad_values_change_nothing(studio):
     before = studio.settings
     for line, needle in [("/duration 0", "duration"), ("/temperature 0", "temperature"), ("/samples 0", "num-samples"),
-                         ("/format mp3", "unknown format"), ("/normalize loud", "unknown normalisation"),
+                         ("/format aiff", "unknown audio format"), ("/normalize loud", "unknown normalisation"),
                          ("/seed one", "whole number"), ("/keep 99 x", "no take 99"), ("/melody tune.wav", "takes no melody")]:
         reply = studio.handle(line)
         assert reply.kind == "error" and needle in reply.text, (line, reply.text)
@@ -234,7 +234,7 @@ def test_model_swap_to_an_unknown_model_keeps_the_loaded_one(studio):
 @pytest.mark.parametrize("args,needle", [
     (["--model-key", "tiny-randon"], "did you mean 'tiny-random'"),
     (["--model-key", "tiny-random", "--duration", "0"], "duration"),
-    (["--model-key", "tiny-random", "--format", "mp3"], "unknown format"),
+    (["--model-key", "tiny-random", "--format", "aiff"], "unknown audio format"),
 ])
 def test_bad_start_is_one_error_line_before_loading(capsys, model_cache, tmp_path, args, needle):
     result = run_main(capsys, "studio", *args, "--cache-dir", str(model_cache), "--out-dir", str(tmp_path / "s"))

@@ -13,6 +13,7 @@ from typing import Any, Literal
 Variant = Literal["mono", "stereo", "melody"]
 
 WINDOW_SECONDS = 30.0  # what the released models were trained on: one window of generation
+CONTEXT_SECONDS = 12.0  # later windows are prompted by the last 12 s: audiocraft's extend_stride=18
 
 # Decoder shapes of the released checkpoints (hidden, layers, heads, ffn).
 SHAPES: dict[str, tuple[int, int, int, int]] = {

@@ -16,6 +16,7 @@ from musicgen_cli.cli.options import (
     JsonOpt,
     MachineOptions,
     OfflineOpt,
+    OutputOptions,
     SamplingOptions,
     console,
     err_console,
@@ -105,7 +106,7 @@ def _batch_summary(summary, as_json: bool) -> None:
         console.print(f"[red]{item_id}:[/] {error}", highlight=False)
 
 
-@uses(machine=MachineOptions, sampling=SamplingOptions)
+@uses(machine=MachineOptions, sampling=SamplingOptions, output=OutputOptions)
 def batch_cmd(
     input_file: Path = typer.Argument(..., help="Prompts: a text file (one a line) or .jsonl (prompt, duration, seed, model, output, any generate setting)."),
     out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the WAVs, their sidecars and manifest.jsonl."),
@@ -114,8 +115,6 @@ def batch_cmd(
     max_batch: int = typer.Option(4, "--max-batch", help="Most items generated in one pass (lowered to what the memory plan fits); 1 makes every item reproducible from its own seed."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Generate items the manifest records as failed again."),
     processes: int = typer.Option(1, "--processes", help="Processes to launch through accelerate (one per GPU; CPU processes use gloo)."),
-    subtype: Optional[str] = typer.Option(None, "--subtype", help="WAV sample format, e.g. PCM_16 (default), PCM_24, FLOAT."),
-    normalize: str = typer.Option("peak", "--normalize", help="peak, loudness or none."),
     offline: bool = OfflineOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; print the summary line only."),
     as_json: bool = JsonOpt,
@@ -123,6 +122,7 @@ def batch_cmd(
     *,
     machine: MachineOptions,
     sampling: SamplingOptions,
+    output: OutputOptions,
 ) -> None:
     """Generate many clips from a batch file: resumable, batched, on one or many processes.
 
@@ -158,14 +158,16 @@ def batch_cmd(
         if not Path(name).is_dir():
             manifest.get(name)
 
-    defaults = Defaults(model=model_key, settings=sampling.settings(duration=duration, seed=None), base_seed=sampling.seed)
+    defaults = Defaults(model=model_key, settings=sampling.settings(duration=duration, seed=None), base_seed=sampling.seed,
+                        fmt=(output.fmt or "wav").lower())
+    audio = output.audio()
     items = read_items(input_file, defaults, out_dir, known_model)
     if processes > 1 and not config.under_launcher():
         raise typer.Exit(subprocess.run(launch_command(processes, relaunch_args(sys.argv))).returncode)
     machine.threads()
     options = BatchOptions(
         max_batch=max_batch, retry_failed=retry_failed, cache_dir=cache_dir, machine=machine.machine(cache_dir),
-        cpu=machine.cpu_only, download=not offline, subtype=subtype, normalize=normalize, **plan_kwargs,
+        cpu=machine.cpu_only, download=not offline, audio=audio, **plan_kwargs,
     )
     from musicgen_cli.ui.batchpanel import BatchDisplay
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import typer
 
+from musicgen_cli.engine.audio import AudioOptions
 from musicgen_cli.engine.settings import ENGINES, GenerateSettings
 from musicgen_cli.errors import MgenError
 from musicgen_cli.events import NullReporter, Reporter
@@ -141,7 +142,7 @@ class SamplingOptions:
         return GenerateSettings(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **more})
 
 
-GROUPS = (MachineOptions, SamplingOptions)
+
 
 
 def group_options(group: type) -> dict[str, Any]:
@@ -191,3 +192,38 @@ def reporter_for(silent: bool, title: str = "mgen generate") -> Iterator[Reporte
 
     with GenerationPanel(err_console, title) as panel:
         yield panel
+
+
+# -- Audio output, shared by generate, batch and studio: audiocraft's audio_write defaults ----
+_AUDIO = AudioOptions()
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How clips become files: format, level, fades (`engine.audio.AudioOptions`' defaults)."""
+
+    fmt: Optional[str] = _flag(typer.Option(None, "--format", help="wav, flac, ogg or mp3 (default: the --out suffix, else wav).", rich_help_panel="Output"))
+    subtype: Optional[str] = _flag(typer.Option(None, "--subtype", help="Sample format: PCM_16 (default), PCM_24 or FLOAT (wav only).", rich_help_panel="Output"))
+    normalize: str = _flag(typer.Option(
+        _AUDIO.normalize, "--normalize", rich_help_panel="Output",
+        help="peak (to -1 dBFS), loudness (to -14 LUFS, ITU-R BS.1770), rms, clip, or none "
+        "(no scaling: samples past full scale are clipped by PCM, FLAC, Ogg and MP3; FLOAT keeps them).",
+    ))
+    peak_headroom_db: float = _flag(typer.Option(_AUDIO.peak_headroom_db, "--peak-headroom-db", help="dB below full scale for peak and clip.", rich_help_panel="Output"))
+    rms_headroom_db: float = _flag(typer.Option(_AUDIO.rms_headroom_db, "--rms-headroom-db", help="Target RMS in dB below full scale for rms.", rich_help_panel="Output"))
+    loudness_headroom_db: float = _flag(typer.Option(_AUDIO.loudness_headroom_db, "--loudness-headroom-db", help="Target loudness in dB below 0 LUFS for loudness.", rich_help_panel="Output"))
+    loudness_compressor: bool = _flag(typer.Option(_AUDIO.loudness_compressor, "--loudness-compressor", help="Soft-clip (tanh) after loudness normalisation.", rich_help_panel="Output"))
+    mp3_bitrate: int = _flag(typer.Option(_AUDIO.mp3_bitrate, "--mp3-bitrate", help="MP3 bit rate in kb/s (40-320, constant).", rich_help_panel="Output"))
+    fade_in: float = _flag(typer.Option(_AUDIO.fade_in_s, "--fade-in", help="Seconds of raised-cosine fade-in.", rich_help_panel="Output"))
+    fade_out: float = _flag(typer.Option(_AUDIO.fade_out_s, "--fade-out", help="Seconds of raised-cosine fade-out.", rich_help_panel="Output"))
+
+    def audio(self, out: Path | None = None) -> AudioOptions:
+        """One checked AudioOptions, the format settled from --format or the --out suffix (before anything loads)."""
+        from musicgen_cli.engine.audio import choose_format
+
+        return AudioOptions(
+            format=choose_format(out, self.fmt), subtype=self.subtype, mp3_bitrate=self.mp3_bitrate, normalize=self.normalize,
+            peak_headroom_db=self.peak_headroom_db, rms_headroom_db=self.rms_headroom_db,
+            loudness_headroom_db=self.loudness_headroom_db, loudness_compressor=self.loudness_compressor,
+            fade_in_s=self.fade_in, fade_out_s=self.fade_out,
+        ).validate()

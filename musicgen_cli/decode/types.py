@@ -10,7 +10,7 @@ import torch
 
 StepCallback = Callable[[int, int], None]
 
-CONTEXT_SECONDS = 10.0  # each later window is prompted by the last 10 s: a 20 s stride
+from musicgen_cli.arch import CONTEXT_SECONDS  # noqa: F401  (the windowing's default, re-exported)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from the tail of the previous one, the way audiocraft extends past 30 s.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from musicgen_cli.arch import WINDOW_SECONDS
@@ -26,8 +28,13 @@ def generate_codes(model, *, input_ids, attention_mask, num_frames: int, samplin
                    prompt_codes=None, melody_features=None, engine: str = "fast",
                    on_step: StepCallback | None = None,
                    window_frames: int | None = None,
-                   context_frames: int | None = None) -> torch.LongTensor:
-    """Undelayed codes `[batch, K, prompt_frames + num_frames]` for a batch of text prompts."""
+                   context_frames: int | None = None,
+                   melody_for: Callable[[int], torch.Tensor] | None = None) -> torch.LongTensor:
+    """Undelayed codes `[batch, K, prompt_frames + num_frames]` for a batch of text prompts.
+
+    `melody_for(start_frame)`, when given, supplies each window's melody features (audiocraft
+    moves the melody forward to the window's start); otherwise every window gets `melody_features`.
+    """
     if engine == "fast" and not any(p.is_meta for p in model.decoder.parameters()):
         from musicgen_cli.decode.fastloop import generate_window
     elif engine in ("fast", "reference"):
@@ -52,9 +59,10 @@ def generate_codes(model, *, input_ids, attention_mask, num_frames: int, samplin
         if on_step is not None:
             on_step(done + step, total)
 
-    for context, new in plan:
+    for (context, new), start in zip(plan, window_starts(plan, prompt_frames)):
+        melody = melody_for(start) if melody_for is not None else melody_features
         request = Request(input_ids, attention_mask, new, sampling,
-                          None if codes is None or context == 0 else codes[..., -context:], melody_features)
+                          None if codes is None or context == 0 else codes[..., -context:], melody)
         window_codes = generate_window(model, request, report)
         fresh = window_codes[..., window_codes.shape[-1] - new :]
         codes = fresh if codes is None else torch.cat([codes, fresh.to(codes.device)], dim=-1)
@@ -76,6 +84,15 @@ def window_plan(prompt_frames: int, num_frames: int, window: int, context: int) 
         plan.append((kept, new))
         have, left = have + new, left - new
     return plan
+
+
+def window_starts(plan: list[tuple[int, int]], prompt_frames: int) -> list[int]:
+    """The frame (in the whole piece, prompt included) where each window of `plan` begins."""
+    starts, have = [], prompt_frames
+    for kept, new in plan:
+        starts.append(have - kept)
+        have += new
+    return starts
 
 
 def reference_window(model, request: Request, on_step: StepCallback) -> torch.LongTensor:

@@ -45,18 +45,14 @@ class _Record:
 
 def tail_loudness(clip: np.ndarray, sample_rate: int, seconds: float) -> float:
     """Loudness (LUFS, ITU-R BS.1770) of the clip's last `seconds`; -inf for silence."""
-    import pyloudnorm
-
-    tail = clip[:, -max(1, round(seconds * sample_rate)):]
-    if tail.shape[-1] < round(0.4 * sample_rate):  # below one gating block pyloudnorm cannot measure
-        return float("-inf") if not np.any(tail) else 0.0
-    with np.errstate(divide="ignore"):
-        return float(pyloudnorm.Meter(sample_rate).integrated_loudness(tail.T.astype(np.float64)))
+    return audio.integrated_loudness(clip[:, -max(1, round(seconds * sample_rate)):], sample_rate)
 
 
-def compose(mg, prompt: str, settings, seed: int) -> dict:
-    """The fields of a `GenerationResult` for a sectioned / ended / looped piece."""
-    from musicgen_cli.decode.windows import window_plan
+def compose(mg, prompt: str, settings, seed: int, prompt_audio=None, melody_audio=None) -> dict:
+    """The fields of a `GenerationResult` for a sectioned / ended / looped piece (`prompt_audio`
+    and `melody_audio` as `MusicGen.generate` takes them)."""
+    from musicgen_cli.decode.windows import window_plan, window_starts
+    from musicgen_cli.engine.melody import melody_batch
 
     report = mg.reporter
     fr = mg.frame_rate
@@ -70,11 +66,14 @@ def compose(mg, prompt: str, settings, seed: int) -> dict:
 
     t0 = time.perf_counter()
     report.phase("encode text", f"{len(sections)} section(s)")
-    melody = mg._melody_features(settings.melody, n) if settings.melody else None
-    codes = mg._continuation_codes(settings.continuation, n) if settings.continuation else None
+    melodies = mg._melody_waves(settings, n, melody_audio)
+    if prompt_audio is None and settings.continuation:
+        prompt_audio = np.repeat(audio.load_for_model(settings.continuation, mg.sample_rate, mg.channels)[None], n, axis=0)
+    codes = None if prompt_audio is None else mg._continuation_codes(prompt_audio)
     timings["encode"] = time.perf_counter() - t0
     prompt_frames = 0 if codes is None else codes.shape[-1]
 
+    chroma_frames = getattr(mg.model.config, "chroma_length", 0)
     pieces = [_Piece(i, bounds[i + 1] - bounds[i], text) for i, (_, text) in enumerate(sections)]
     last = pieces[-1]
     have = prompt_frames + total - last.frames
@@ -100,14 +99,21 @@ def compose(mg, prompt: str, settings, seed: int) -> dict:
         start, end = sections[piece.section][0], bounds[piece.section + 1] / fr
         report.phase(f"section {piece.section + 1}/{len(sections)}", f"{format_time(start)}-{format_time(end)} {piece.prompt}")
         kept = 0 if so_far is None else min(so_far.shape[-1], context)
+        offset = (0 if so_far is None else so_far.shape[-1]) - kept  # where this call's frame 0 is in the piece
+        plan = window_plan(kept, piece.frames, window, context)
         record.sections[piece.section]["windows"] += [
-            {"context_frames": k, "new_frames": f, "prompt": piece.prompt}
-            for k, f in window_plan(kept, piece.frames, window, context)
+            {"start_s": (offset + at) / fr, "context_frames": k, "new_frames": f, "prompt": piece.prompt}
+            for at, (k, f) in zip(window_starts(plan, kept), plan)
         ]
+
+        def melody_for(start: int) -> torch.Tensor:
+            # Each window reads the melody from its own start in the whole piece (audiocraft's rule).
+            return melody_batch(melodies, mg.sample_rate, chroma_frames, (offset + start) / fr, settings.window_s)
         ids, mask = mg._tokenize([piece.prompt] * n)
         out = generate_codes(
             mg.model, input_ids=ids, attention_mask=mask, num_frames=piece.frames, sampling=mg.sampling(settings),
-            prompt_codes=None if kept == 0 else so_far[..., -kept:], melody_features=melody, engine=settings.engine,
+            prompt_codes=None if kept == 0 else so_far[..., -kept:], engine=settings.engine,
+            melody_for=None if melodies is None else melody_for,
             on_step=progress.step(piece.frames), window_frames=window, context_frames=context,
         ).cpu()
         progress.done += piece.frames
@@ -133,8 +139,9 @@ def compose(mg, prompt: str, settings, seed: int) -> dict:
             "run again, or ask for a shorter --duration",
         ) from None
 
+    begin = 0 if settings.keep_prompt else round(prompt_frames / fr * mg.sample_rate)
     keep = round((prompt_frames / fr + settings.duration + crossfade) * mg.sample_rate)
-    clips = [_finish(w[:, :keep].numpy(), mg.sample_rate, settings) for w in wave]
+    clips = [_finish(w[:, begin:keep].numpy(), mg.sample_rate, settings) for w in wave]
     composition = {
         "sections": record.sections,
         "ending": settings.ending,
@@ -144,7 +151,8 @@ def compose(mg, prompt: str, settings, seed: int) -> dict:
     }
     return dict(
         clips=clips, sample_rate=mg.sample_rate, prompts=[p for _, p in sections][:1] * n, seed=seed,
-        settings=settings, timings=timings, steps=progress.steps, peaks=progress.peaks, composition=composition,
+        settings=settings, timings=timings, steps=progress.steps, peaks=progress.peaks, composition=composition, codes=codes,
+        windows=[w for section in record.sections for w in section["windows"]],
     )
 
 

@@ -37,3 +37,36 @@ def chroma(wave: np.ndarray, rate: int, max_seconds: float = WINDOW_SECONDS) -> 
     onehot = torch.zeros_like(raw.T)
     onehot.scatter_(1, raw.T.argmax(dim=1, keepdim=True), 1.0)
     return onehot[None]
+
+
+def null_chroma(frames: int) -> torch.Tensor:
+    """The 'no melody' condition (pitch class 0 in every frame), as the model's CFG half uses."""
+    null = torch.zeros((1, frames, NUM_CHROMA))
+    null[:, :, 0] = 1
+    return null
+
+
+def tile_to(features: torch.Tensor, frames: int) -> torch.Tensor:
+    """Repeat (or cut) chroma to `frames`, as the model does with a short melody."""
+    if features.shape[1] < frames:
+        features = features.repeat(1, -(-frames // features.shape[1]), 1)
+    return features[:, :frames]
+
+
+def melody_batch(waves: list[np.ndarray | None], rate: int, frames: int, start_s: float | None = None,
+                 window_s: float = 30.0) -> torch.Tensor:
+    """[batch, frames, 12] chroma, one row per wave (None: no melody).
+
+    With `start_s` (windows of a long clip) each melody is read from that time on, looping
+    when it runs out, for `window_s` seconds: audiocraft's rule for extending past one window.
+    """
+    rows = []
+    for wave in waves:
+        if wave is None:
+            rows.append(null_chroma(frames))
+            continue
+        if start_s is not None:
+            first, length = int(start_s * rate), wave.shape[-1]
+            wave = wave[..., (first + np.arange(int(window_s * rate))) % length]
+        rows.append(tile_to(chroma(wave, rate, window_s), frames))
+    return torch.cat(rows)

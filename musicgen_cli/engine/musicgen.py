@@ -5,8 +5,13 @@
     result = mg.generate("jazz trio", GenerateSettings(duration=8, seed=1))
 
 Clips longer than the model's window are generated in windows: each new window is prompted
-with the last `context_s` seconds of codes generated so far, as audiocraft does, and the
-codes are decoded once at the end so the audio has no seams.
+with the last `context_s` seconds (12 s: audiocraft's `extend_stride=18`) of codes generated so
+far, a melody is read from each window's start, and the codes are decoded once at the end so
+the audio has no seams.
+
+`duration` is always the seconds of new music. A continuation writes the given audio in
+front of it (`keep_prompt`) or only the new part; audiocraft instead counts the prompt
+inside its duration (the compat layer converts).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class GenerationResult:
     timings: dict[str, float] = field(default_factory=dict)
     steps: int = 0
     peaks: dict[str, float] = field(default_factory=dict)
+    codes: torch.Tensor | None = None  # [batch, K, frames], prompt included; never written
+    windows: list[dict] = field(default_factory=list)  # start_s, prompt_frames, new_frames
     composition: dict | None = None  # sections, windows, re-rolls, ending and loop of a composed piece
 
     @property
@@ -78,19 +85,19 @@ class MusicGen:
         batch = self.tokenizer(prompts, padding=True, return_tensors="pt")
         return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
-    def _continuation_codes(self, path: Path, n: int) -> torch.LongTensor:
-        wave = audio.load_for_model(path, self.sample_rate, self.channels)
-        codes = codec.encode(self.model, torch.from_numpy(wave)[None])
-        return codes.expand(n, -1, -1).clone()
+    def _continuation_codes(self, waves: np.ndarray | torch.Tensor) -> torch.LongTensor:
+        """[batch, channels, samples] audio at the model's rate -> its codes."""
+        return codec.encode(self.model, torch.as_tensor(np.asarray(waves, dtype=np.float32)))
 
-    def _melody_features(self, path: Path, n: int) -> torch.Tensor:
-        from musicgen_cli.engine.melody import chroma
-
+    def _melody_waves(self, settings: GenerateSettings, n: int, given: list | None) -> list | None:
+        if settings.melody is None and given is None:
+            return None
         if not self.is_melody:
             key = self.entry.key if self.entry else self.folder.name
             raise MgenError(f"model {key!r} takes no melody", "use a melody model: --size melody or --model-key stereo-melody")
-        wave = audio.load_for_model(path, self.sample_rate, 1)
-        return chroma(wave, self.sample_rate).expand(n, -1, -1).clone()
+        if given is not None:
+            return list(given)
+        return [audio.load_for_model(settings.melody, self.sample_rate, 1)] * n
 
     # -- generation -----------------------------------------------------------------------
     @staticmethod
@@ -105,12 +112,21 @@ class MusicGen:
             guidance_scale=settings.guidance,
         )
 
-    def generate(self, prompt: str | list[str], settings: GenerateSettings = GenerateSettings()) -> GenerationResult:
+    def generate(self, prompt: str | list[str], settings: GenerateSettings = GenerateSettings(), *,
+                 prompt_audio: np.ndarray | torch.Tensor | None = None,
+                 melody_audio: list[np.ndarray | None] | None = None) -> GenerationResult:
         """Clips for one prompt (`num_samples` of them) or for several prompts in one batched pass.
 
         Clips come prompt by prompt: [p0 s0, p0 s1, ..., p1 s0, ...]. The whole batch shares one seed.
+        `prompt_audio` ([batch, channels, samples]) and `melody_audio` (one [channels, samples]
+        or None per clip), at the model's rate, stand in for the files of `settings`.
         """
-        from musicgen_cli.decode.windows import generate_codes
+        from musicgen_cli.decode.windows import (
+            generate_codes,
+            window_plan,
+            window_starts,
+        )
+        from musicgen_cli.engine.melody import melody_batch
         from musicgen_cli.planning.monitor import snapshot
 
         settings.validate(self.max_window_s)
@@ -123,7 +139,7 @@ class MusicGen:
             if len(prompts) != 1:
                 raise MgenError("a composed piece takes one prompt (or a sections file)", "generate the prompts one at a time")
             seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
-            return GenerationResult(**compose(self, prompts[0], settings, seed))
+            return GenerationResult(**compose(self, prompts[0], settings, seed, prompt_audio, melody_audio))
         report = self.reporter
         timings: dict[str, float] = {}
         seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
@@ -135,12 +151,25 @@ class MusicGen:
         t0 = time.perf_counter()
         report.phase("encode text", prompts[0] if len(prompts) == 1 else f"{len(prompts)} prompts")
         input_ids, attention_mask = self._tokenize(batch)
-        melody = self._melody_features(settings.melody, n) if settings.melody else None
-        codes = self._continuation_codes(settings.continuation, n) if settings.continuation else None
+        melodies = self._melody_waves(settings, n, melody_audio)
+        if prompt_audio is None and settings.continuation:
+            wave = audio.load_for_model(settings.continuation, self.sample_rate, self.channels)
+            prompt_audio = np.repeat(wave[None], n, axis=0)
+        codes = None if prompt_audio is None else self._continuation_codes(prompt_audio)
         timings["encode"] = time.perf_counter() - t0
 
         total = max(1, round(settings.duration * self.frame_rate))
         prompt_frames = 0 if codes is None else codes.shape[-1]
+        window_frames, context_frames = int(settings.window_s * self.frame_rate), int(settings.context_s * self.frame_rate)
+        plan = window_plan(prompt_frames, total, window_frames, context_frames)
+        starts = window_starts(plan, prompt_frames)
+        windows = [{"start_s": s / self.frame_rate, "prompt_frames": k, "new_frames": f} for s, (k, f) in zip(starts, plan)]
+        chroma_frames = getattr(self.model.config, "chroma_length", 0)
+
+        def melody_for(start: int) -> torch.Tensor | None:
+            # One window: the melody from its beginning; several: from each window's start, looped.
+            at = None if len(plan) == 1 else start / self.frame_rate
+            return melody_batch(melodies, self.sample_rate, chroma_frames, at, window_frames / self.frame_rate)
         steps = frames_done = 0
         last_readout = 0.0
         readouts: dict = {}
@@ -173,11 +202,11 @@ class MusicGen:
                 num_frames=total,
                 sampling=sampling,
                 prompt_codes=codes,
-                melody_features=melody,
                 engine=settings.engine,
                 on_step=on_step,
-                window_frames=int(settings.window_s * self.frame_rate),
-                context_frames=int(settings.context_s * self.frame_rate),
+                window_frames=window_frames,
+                context_frames=context_frames,
+                melody_for=None if melodies is None else melody_for,
             ).cpu()
         except KeyboardInterrupt:
             got = frames_done / self.frame_rate
@@ -194,9 +223,10 @@ class MusicGen:
         except KeyboardInterrupt:
             raise Interrupted("stopped while decoding audio; nothing was written", "run again") from None
         timings["decode"] = time.perf_counter() - t0
-        # Continuations keep the given audio in front; plain clips are trimmed to the asked length.
+        # Continuations keep the given audio in front (unless asked not to); clips are cut to the asked length.
+        begin = 0 if settings.keep_prompt else round(prompt_frames / self.frame_rate * self.sample_rate)
         keep = round((prompt_frames / self.frame_rate + settings.duration) * self.sample_rate)
-        clips = [w[:, :keep].numpy() for w in wave]
+        clips = [w[:, begin:keep].numpy() for w in wave]
         snap = snapshot()
         peaks["rss_bytes"] = max(peaks["rss_bytes"], snap.peak_rss_bytes)
         return GenerationResult(
@@ -208,6 +238,8 @@ class MusicGen:
             timings=timings,
             steps=steps,
             peaks=peaks,
+            codes=codes,
+            windows=windows,
         )
 
 

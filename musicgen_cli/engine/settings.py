@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicgen_cli.arch import WINDOW_SECONDS
+from musicgen_cli.arch import CONTEXT_SECONDS, WINDOW_SECONDS
 from musicgen_cli.errors import MgenError
 
 ENGINES = ("fast", "reference")
@@ -26,9 +26,10 @@ class GenerateSettings:
     greedy: bool = False
     engine: str = "fast"  # "fast" (our static-cache loop) or "reference" (transformers' generate)
     window_s: float = WINDOW_SECONDS
-    context_s: float = 10.0
+    context_s: float = CONTEXT_SECONDS
     continuation: Path | None = None
     melody: Path | None = None
+    keep_prompt: bool = True  # a continuation's clip holds the given audio, then the new part
     # Long form (engine/longform.py): sections as (start seconds, prompt), how the piece ends,
     # a seamless loop, and re-rolls of a last window that ends in silence.
     segments: tuple[tuple[float, str], ...] | None = None

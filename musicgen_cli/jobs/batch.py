@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 
+from musicgen_cli.engine.audio import AudioOptions
 from musicgen_cli.engine.musicgen import (
     MusicGen,
     ResolvedModel,
@@ -47,8 +48,7 @@ class BatchOptions:
     reserve_bytes: int | None = None
     max_vram_bytes: int | None = None
     download: bool = True
-    subtype: str | None = None
-    normalize: str = "peak"
+    audio: AudioOptions = AudioOptions()
 
 
 @dataclass
@@ -291,7 +291,7 @@ class _Worker:
             try:
                 self.reporter.phase("write", item.id)
                 write_result(
-                    part, mg, item.audio_paths(self.out_dir), subtype=self.options.subtype, normalize=self.options.normalize,
+                    part, mg, item.audio_paths(self.out_dir), options=self.options.audio,
                     extra={"batch_item": item.id, "item_seed": item.seed, "batch": meta, "batch_line": item.line},
                 )
             except Exception as exc:  # a full disk or bad path fails this item only

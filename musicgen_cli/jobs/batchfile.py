@@ -39,12 +39,13 @@ class BatchItem:
     model: str
     seed: int  # the item's own seed; a batch of several items runs on its first item's seed
     settings: GenerateSettings  # with seed=None: items that share model and settings batch together
+    fmt: str = "wav"  # the batch's --format
 
     def audio_paths(self, out_dir: Path) -> list[Path]:
-        """<id>.wav, or <id>-1.wav ... when the item asks for several samples."""
-        base = safe_child(out_dir, f"{self.id}.wav")
+        """<id>.<fmt>, or <id>-1.<fmt> ... when the item asks for several samples."""
+        base = safe_child(out_dir, f"{self.id}.{self.fmt}")
         n = self.settings.num_samples
-        return [base] if n == 1 else [base.with_name(f"{base.stem}-{i + 1}.wav") for i in range(n)]
+        return [base] if n == 1 else [base.with_name(f"{base.stem}-{i + 1}.{self.fmt}") for i in range(n)]
 
     @property
     def group(self) -> tuple[str, GenerateSettings]:
@@ -58,6 +59,7 @@ class Defaults:
     model: str
     settings: GenerateSettings
     base_seed: int | None = None
+    fmt: str = "wav"
 
 
 def read_items(path: Path | str, defaults: Defaults, out_dir: Path, known_model=None) -> list[BatchItem]:
@@ -180,8 +182,8 @@ def _make_item(index: int, line: int, data: dict, defaults: Defaults, out_dir: P
     # Model-dependent limits (the window) are checked when the model is loaded.
     settings.validate(max_window_s=float("inf"))
     name = str(data.get("output") or f"{index + 1:04d}-{slugify(prompt, 40)}")
-    if name.lower().endswith(".wav"):
-        name = name[:-4]
+    if name.lower().endswith((".wav", f".{defaults.fmt}")):
+        name = name.rsplit(".", 1)[0]
     safe_child(out_dir, f"{name}.wav")
     item_id = Path(name).as_posix()
     seed = data.get("seed")
@@ -189,7 +191,7 @@ def _make_item(index: int, line: int, data: dict, defaults: Defaults, out_dir: P
         seed = defaults.base_seed + index if defaults.base_seed is not None else zlib.crc32(item_id.encode()) & MAX_SEED
     if not 0 <= seed <= MAX_SEED:
         raise MgenError(f"seed {seed} is out of range 0..{MAX_SEED}")
-    return BatchItem(index, line, item_id, prompt, str(data.get("model") or defaults.model), seed, settings)
+    return BatchItem(index, line, item_id, prompt, str(data.get("model") or defaults.model), seed, settings, defaults.fmt)
 
 
 def make_batches(items: list[BatchItem], max_batch: int) -> list[list[BatchItem]]:

@@ -16,6 +16,7 @@ from musicgen_cli.engine.musicgen import GenerationResult, MusicGen
 from musicgen_cli.engine.prompts import slugify
 from musicgen_cli.errors import MgenError
 from musicgen_cli.store.cache import atomic_write_text, read_marker
+from musicgen_cli.store.fingerprint import weights_fingerprint
 
 
 def output_paths(out: Path | None, name_hint: str, count: int, fmt: str, out_dir: Path = Path("output")) -> list[Path]:
@@ -45,6 +46,7 @@ def describe_model(mg: MusicGen) -> dict:
         "revision": marker.get("commit") or marker.get("revision") or (entry.revision if entry else None),
         "folder": str(mg.folder),
         "random_weights": bool(entry and entry.random_weights),
+        "weights_fingerprint": weights_fingerprint(mg.folder),
     }
 
 
@@ -61,6 +63,11 @@ def sidecar(result: GenerationResult, mg: MusicGen, index: int, extra: dict | No
         "channels": int(result.clips[index].shape[0]),
         "duration_s": result.clips[index].shape[-1] / result.sample_rate,
         "settings": settings,
+        "dtype": mg.plan.lm_dtype,
+        "device": f"cuda:{mg.plan.lm_device}" if isinstance(mg.plan.lm_device, int) else str(mg.plan.lm_device),
+        "engine": result.settings.engine,
+        "quantize": mg.plan.quantize,
+        "windows": result.windows,
         "plan": mg.plan.to_json(),
         "timings_s": {"load": mg.loaded.load_seconds, **result.timings},
         "steps": result.steps,
@@ -78,13 +85,12 @@ def write_result(
     mg: MusicGen,
     paths: list[Path],
     *,
-    subtype: str | None = None,
-    normalize: str = "peak",
+    options: audio.AudioOptions = audio.AudioOptions(),
     extra: dict | None = None,
 ) -> list[Path]:
     """Write each clip and its sidecar atomically; returns the audio paths."""
     for index, (clip, path) in enumerate(zip(result.clips, paths)):
-        audio.write_audio(path, audio.normalize(clip, normalize), result.sample_rate, subtype)
-        meta = sidecar(result, mg, index, {"normalize": normalize, "subtype": subtype, **(extra or {})})
+        written = audio.save(path, clip, result.sample_rate, options)
+        meta = sidecar(result, mg, index, {"audio": written, **(extra or {})})
         atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2, default=str) + "\n")
     return paths

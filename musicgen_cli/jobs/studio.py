@@ -21,6 +21,7 @@ import numpy as np
 
 from musicgen_cli.arch import WINDOW_SECONDS
 from musicgen_cli.engine import audio
+from musicgen_cli.engine.audio import AudioOptions
 from musicgen_cli.engine.musicgen import (
     MAX_SEED,
     GenerateSettings,
@@ -277,8 +278,10 @@ class Studio:
     def _write(self, result: GenerationResult, mg: MusicGen, paths: list[Path], number: int, extends: Take | None) -> None:
         studio = {"take": number, "model_loads": self.loads, "extends_take": extends.number if extends else None}
         try:
-            write_result(result, mg, paths, subtype=self.options.subtype, normalize=self.normalize,
-                         extra={**self.options.extra, "studio": studio})
+            # --subtype belongs to the session's starting format; a /format change takes that format's default.
+            subtype = self.options.subtype if self.fmt == self.options.fmt else None
+            options = AudioOptions(format=self.fmt, subtype=subtype, normalize=self.normalize).validate()
+            write_result(result, mg, paths, options=options, extra={**self.options.extra, "studio": studio})
         except BaseException:
             # Each file is atomic; a take of several clips is all or nothing too.
             for path in paths:

@@ -57,12 +57,10 @@ def on_off(arg: str, name: str) -> bool:
 
 
 def check_format(fmt: str) -> str:
-    if fmt not in audio.FORMATS:
-        raise MgenError(f"unknown format {fmt!r}", f"use one of {', '.join(audio.FORMATS)}")
+    audio.format_spec(fmt)
     return fmt
 
 
 def check_normalize(mode: str) -> str:
-    if mode not in audio.NORMALIZE_MODES:
-        raise MgenError(f"unknown normalisation {mode!r}", f"use one of {', '.join(audio.NORMALIZE_MODES)}")
+    audio.AudioOptions(normalize=mode).validate()
     return mode
