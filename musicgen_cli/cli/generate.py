@@ -64,7 +64,8 @@ def generate_cmd(
     guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance scale; 1 turns it off."),
     greedy: bool = typer.Option(False, "--greedy", help="Pick the most likely code at each step (deterministic, dull)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: output/<slug of the prompt>.<format>)."),
-    fmt: str = typer.Option("wav", "--format", help="wav, flac or ogg."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="wav, flac or ogg (default: --out's suffix, else wav)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files (and their sidecars)."),
     subtype: Optional[str] = typer.Option(None, "--subtype", help="Sample format, e.g. PCM_16 (default), PCM_24, FLOAT."),
     normalize: str = typer.Option("peak", "--normalize", help="peak, loudness or none (never clips)."),
     continue_from: Optional[Path] = typer.Option(None, "--continue", help="Continue this audio file (its codes prompt the model)."),
@@ -99,7 +100,8 @@ def generate_cmd(
       mgen generate --model-key melody --melody tune.wav "orchestral version"
     """
     from musicgen_cli.engine.musicgen import GenerateSettings, load_model
-    from musicgen_cli.jobs.outputs import output_paths, write_result
+    from musicgen_cli.engine.validate import check_threads, check_write_options
+    from musicgen_cli.jobs.outputs import output_paths, sidecar_path, write_result
     from musicgen_cli.planning.planner import Job
 
     if size and model_key:
@@ -122,7 +124,11 @@ def generate_cmd(
         continuation=continue_from,
         melody=melody_file,
     )
-    paths = output_paths(out, hint, num_samples, fmt.lower())
+    # Everything a user can get wrong is refused here, before the model loads.
+    settings.validate()
+    check_threads(num_threads, cpu_util_target)
+    paths = output_paths(out, hint, num_samples, fmt, overwrite=overwrite)
+    check_write_options(paths[0].suffix.lstrip(".").lower(), subtype, normalize)
     from musicgen_cli.planning.hardware import configure_threads, parse_size
 
     threads = configure_threads(num_threads, cpu_util_target)
@@ -142,7 +148,9 @@ def generate_cmd(
         )
         result = mg.generate(text, settings)
         reporter.phase("write", str(paths[0].parent))
-        written = write_result(result, mg, paths, subtype=subtype, normalize=normalize, extra={"torch_threads": threads})
+        written = write_result(
+            result, mg, paths, subtype=subtype, normalize=normalize, extra={"torch_threads": threads}, overwrite=overwrite
+        )
     if as_json:
         print(json.dumps({"files": [str(p) for p in written], "seed": result.seed, "timings_s": result.timings,
                           "steps_per_s": result.steps_per_s, "realtime_factor": result.realtime_factor}, indent=2))
@@ -151,7 +159,7 @@ def generate_cmd(
             print(path)
     else:
         for path in written:
-            console.print(f"[green]wrote[/] {path}  (+ {path.with_suffix('.json').name})", highlight=False)
+            console.print(f"[green]wrote[/] {path}  (+ {sidecar_path(path).name})", highlight=False)
         spent = result.timings["generate"] + result.timings["decode"]
         console.print(
             f"{duration:g} s of audio x {len(written)} in {spent:.1f} s: {result.steps_per_s:.1f} steps/s, "

@@ -11,6 +11,7 @@ codes are decoded once at the end so the audio has no seams.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,11 +22,10 @@ import torch
 
 from musicgen_cli.arch import is_melody
 from musicgen_cli.engine import audio, codec
+from musicgen_cli.engine.validate import MAX_SEED, check_settings
 from musicgen_cli.errors import Interrupted, MgenError
 from musicgen_cli.events import NullReporter, Progress, Reporter
 from musicgen_cli.store.manifest import ModelEntry, load_manifest
-
-MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -44,19 +44,9 @@ class GenerateSettings:
     continuation: Path | None = None
     melody: Path | None = None
 
-    def validate(self, max_window_s: float) -> None:
-        if not 0 < self.duration <= 3600:
-            raise MgenError(f"duration {self.duration} s is out of range", "use --duration between 0 and 3600 seconds")
-        if self.num_samples < 1:
-            raise MgenError("--num-samples must be at least 1", "use -n 1 or more")
-        if not 0 < self.window_s <= max_window_s:
-            raise MgenError(f"window of {self.window_s} s is out of range", f"use a window up to {max_window_s:.0f} s")
-        if not 0 <= self.context_s < self.window_s:
-            raise MgenError("the context must be shorter than the window", "lower --context or raise --window")
-        if self.temperature <= 0 and not self.greedy:
-            raise MgenError("temperature must be > 0", "use --temperature 1.0, or --greedy")
-        if self.engine not in {"fast", "reference"}:
-            raise MgenError(f"unknown engine {self.engine!r}", "use --engine fast or --engine reference")
+    def validate(self, max_window_s: float = math.inf) -> None:
+        """Refuse bad numbers and unusable input files before any work (see engine.validate)."""
+        check_settings(self, max_window_s)
 
 
 @dataclass
@@ -82,6 +72,15 @@ class GenerationResult:
         return self.settings.duration / spent if spent else 0.0
 
 
+DEFAULT_TEXT_TOKENS = 512  # T5's trained context; its relative positions would accept more, uselessly
+
+
+def text_token_limit(tokenizer, config) -> int:
+    """The most prompt tokens the text encoder is given: its configured positions, else the tokenizer's."""
+    limit = getattr(config.text_encoder, "n_positions", None) or getattr(tokenizer, "model_max_length", None)
+    return int(limit) if limit and limit < 1_000_000 else DEFAULT_TEXT_TOKENS
+
+
 class MusicGen:
     """A loaded model; `generate` may be called many times."""
 
@@ -102,8 +101,17 @@ class MusicGen:
 
     # -- inputs ---------------------------------------------------------------------------
     def _tokenize(self, prompts: list[str]):
+        """Token ids cut at the text encoder's limit: T5's attention grows with the square of the
+        prompt length, so an uncut 100 KB prompt would need gigabytes for nothing it can use."""
         device = next(self.model.text_encoder.parameters()).device
-        batch = self.tokenizer(prompts, padding=True, return_tensors="pt")
+        limit = text_token_limit(self.tokenizer, self.model.config)
+        batch = self.tokenizer(prompts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        if batch["input_ids"].shape[-1] >= limit:
+            longest = max(len(self.tokenizer(p, add_special_tokens=True, verbose=False)["input_ids"]) for p in dict.fromkeys(prompts))
+            if longest > limit:
+                self.reporter.message(
+                    f"the prompt is {longest} tokens; the text encoder reads {limit}, so the rest was cut", "warning"
+                )
         return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
     def _continuation_codes(self, path: Path, n: int) -> torch.LongTensor:
@@ -245,6 +253,7 @@ def load_model(
     from musicgen_cli.engine.loader import load_model as load_by_plan
     from musicgen_cli.planning.hardware import probe
     from musicgen_cli.planning.planner import Job, plan_memory
+    from musicgen_cli.store.integrity import check_model_folder
     from musicgen_cli.store.models import model_folder
 
     report = reporter or NullReporter()
@@ -252,6 +261,7 @@ def load_model(
     entry = None
     if Path(name).is_dir():
         folder = Path(name)
+        check_model_folder(folder, f"replace the damaged files in {folder}", managed=False)
     else:
         manifest = load_manifest(cache_dir)
         entry = manifest.get(str(name))

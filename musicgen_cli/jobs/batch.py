@@ -189,6 +189,9 @@ def _folder(model: str, options: BatchOptions) -> Path:
     from musicgen_cli.store.models import model_folder
 
     if Path(model).is_dir():
+        from musicgen_cli.store.integrity import check_model_folder
+
+        check_model_folder(Path(model), f"replace the damaged files in {model}", managed=False)
         return Path(model)
     manifest = load_manifest(options.cache_dir)
     return model_folder(manifest, manifest.get(model), download=options.download)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from musicgen_cli import config
-from musicgen_cli.errors import MgenError
+from musicgen_cli.errors import MgenError, ValidationError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = PACKAGE_DIR.parent
@@ -25,7 +25,10 @@ READY_MARKER = ".mgen-ready.json"
 def cache_root(override: str | Path | None = None) -> Path:
     """--cache-dir, else MGEN_CACHE_DIR, else model-cache/ beside manifest.json."""
     chosen = override or config.cache_dir() or PROJECT_ROOT / "model-cache"
-    return Path(chosen).expanduser().resolve()
+    root = Path(chosen).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise ValidationError("cache_dir", f"{root} is a file, not a folder", "point it at a folder (or one that does not exist yet)")
+    return root
 
 
 def audiocraft_cache_dir() -> Path | None:
@@ -34,14 +37,17 @@ def audiocraft_cache_dir() -> Path | None:
 
 
 def safe_child(root: Path, name: str) -> Path:
-    """root/name, refusing names (from manifests, batch files) that would escape root."""
-    if not name or name in {".", ".."} or Path(name).is_absolute() or "\\" in name or "\x00" in name:
+    """root/name, refusing names (from manifests, batch files) that would escape root.
+
+    The *name* is judged, not where it leads: a model folder that is the user's own symlink to
+    another disk is theirs to make, while `..`, absolute paths and odd characters are refused.
+    """
+    if not name or Path(name).is_absolute() or "\\" in name or "\x00" in name:
         raise MgenError(f"unsafe folder or file name {name!r}", "use a plain relative name")
-    root = Path(root).resolve()
-    target = (root / name).resolve()
-    if target == root or root not in target.parents:
-        raise MgenError(f"name {name!r} escapes {root}", "use a plain relative name without '..'")
-    return target
+    parts = Path(name).parts
+    if any(part in {".", ".."} for part in parts) or name.startswith("./") or not parts:
+        raise MgenError(f"name {name!r} escapes {root}", "use a plain relative name without '.' or '..'")
+    return Path(root).resolve() / Path(*parts)
 
 
 def is_ready(folder: Path) -> bool:
@@ -70,6 +76,19 @@ def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux offers that (threads may be writing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `target`; it replaces `target` only if the block succeeds.
@@ -80,6 +99,7 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would outlive the rename
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -17,6 +17,7 @@ from musicgen_cli import config
 from musicgen_cli.errors import ModelNotFound
 from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.store.cache import mark_ready, safe_child
+from musicgen_cli.store.integrity import check_model_folder
 from musicgen_cli.store.manifest import Capabilities, Manifest, ModelEntry
 
 
@@ -42,6 +43,7 @@ def model_folder(
     """The ready folder for `entry`, building or downloading it when allowed."""
     folder = manifest.folder(entry)
     if manifest.is_cached(entry):
+        check_model_folder(folder, repair_command(manifest, entry), managed=True)
         return folder
     if entry.random_weights:
         (reporter or NullReporter()).message(f"building random-weight test model {entry.key!r} (makes noise)")
@@ -55,6 +57,13 @@ def model_folder(
 
     download_model(manifest, entry, reporter=reporter)
     return folder
+
+
+def repair_command(manifest: Manifest, entry: ModelEntry) -> str:
+    """The command that puts a damaged cached model right."""
+    if entry.repo_id or entry.random_weights:
+        return f"mgen download {entry.key if entry.key in manifest.entries else entry.repo_id}"
+    return f"import it again: mgen import <folder> --key {entry.key} (or mgen import-audiocraft ... --key {entry.key} --force)"
 
 
 @contextmanager
