@@ -70,9 +70,10 @@ class AudioInputError(ValidationError, AudioError):
 class OutputExists(MgenError):
     """An output that is already on disk; nothing is replaced unless overwriting is allowed."""
 
-    def __init__(self, path: Path, detail: str = "already exists"):
-        super().__init__(f"{path} {detail}", "choose another name, or allow overwriting it")
+    def __init__(self, path: Path, detail: str = "already exists", *, overwritable: bool = True):
+        super().__init__(f"{path} {detail}", "choose another name" + (", or allow overwriting" if overwritable else ""))
         self.path = Path(path)
+        self.overwritable = overwritable
 
 
 class Locked(MgenError):

@@ -20,7 +20,7 @@ from musicgen_cli.cli.options import (
     machine_for,
     reporter_for,
 )
-from musicgen_cli.errors import MgenError
+from musicgen_cli.errors import MgenError, ValidationError
 from musicgen_cli.ui.panel import human_bytes
 
 
@@ -33,6 +33,7 @@ def test_suite_cmd(
     lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics for the large job (default: lyrics_terraform_my_heart.txt if present)."),
     large_duration: float = typer.Option(45.0, "--large-duration", help="Seconds for the large job (30-60)."),
     seed: int = typer.Option(0, "--seed", help="Seed for every job."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier run."),
     device: str = DeviceOpt,
     as_json: bool = JsonOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
@@ -67,6 +68,7 @@ def test_suite_cmd(
         download=download,
         seed=seed,
         reporter_for=lambda job: reporter_for(as_json, f"mgen test-suite: {job.name} ({job.model_key})"),
+        overwrite=overwrite,
     )
     if as_json:
         from dataclasses import asdict
@@ -111,6 +113,7 @@ def batch_cmd(
     device: str = DeviceOpt,
     subtype: Optional[str] = typer.Option(None, "--subtype", help="WAV sample format, e.g. PCM_16 (default), PCM_24, FLOAT."),
     normalize: str = typer.Option("peak", "--normalize", help="peak, loudness or none."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files at item names that hold other takes or other settings."),
     offline: bool = typer.Option(False, "--offline", help="Never download; fail with the command that would."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; print the summary line only."),
     as_json: bool = JsonOpt,
@@ -131,6 +134,11 @@ def batch_cmd(
     import subprocess
 
     from musicgen_cli.engine.musicgen import GenerateSettings
+    from musicgen_cli.engine.validate import (
+        check_seed,
+        check_writable_folder,
+        check_write_options,
+    )
     from musicgen_cli.jobs.batch import (
         BatchOptions,
         launch_command,
@@ -138,10 +146,16 @@ def batch_cmd(
         run_batch,
     )
     from musicgen_cli.jobs.batchfile import Defaults, read_items
+    from musicgen_cli.jobs.lock import check_unlocked
     from musicgen_cli.store.manifest import load_manifest
 
     if max_batch < 1 or processes < 1:
         raise MgenError("--max-batch and --processes must be at least 1", "use --max-batch 1 or more")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValidationError("out_dir", f"{out_dir} is a file, not a folder", "give a folder (it is made if missing)")
+    check_write_options("wav", subtype, normalize)
+    check_writable_folder(out_dir)
+    check_unlocked(out_dir.resolve())
     manifest = load_manifest(cache_dir)
 
     def known_model(name: str) -> None:
@@ -155,6 +169,8 @@ def batch_cmd(
         ),
         base_seed=seed,
     )
+    defaults.settings.validate()  # the command line's own values, named by their flags
+    check_seed(seed)
     items = read_items(input_file, defaults, out_dir, known_model)
     if processes > 1 and not config.under_launcher():
         raise typer.Exit(subprocess.run(launch_command(processes, relaunch_args(sys.argv))).returncode)
@@ -168,6 +184,7 @@ def batch_cmd(
         download=not offline,
         subtype=subtype,
         normalize=normalize,
+        overwrite=overwrite,
     )
     from musicgen_cli.ui.batchpanel import BatchDisplay
 

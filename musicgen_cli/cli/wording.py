@@ -64,7 +64,7 @@ def _flagged(exc: ValidationError) -> str:
 def _mgen(exc: MgenError) -> tuple[str, str | None, int]:
     if isinstance(exc, ValidationError):
         return _flagged(exc), exc.fix, exc.exit_code
-    if isinstance(exc, OutputExists) and exc.message.endswith("already exists"):
+    if isinstance(exc, OutputExists) and exc.overwritable:
         return exc.message, "pass --overwrite to replace it, or choose another name", exc.exit_code
     return exc.message, exc.fix, exc.exit_code
 

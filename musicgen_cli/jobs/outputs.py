@@ -79,10 +79,10 @@ def refuse_replacing(path: Path, overwrite: bool) -> None:
     """OutputExists unless `path` and its sidecar are free (or may be replaced)."""
     side = sidecar_path(path)
     if path.is_dir() or side.is_dir():
-        raise OutputExists(path if path.is_dir() else side, "is a folder")
+        raise OutputExists(path if path.is_dir() else side, "is a folder", overwritable=False)
     owner = sidecar_owner(side)
     if owner not in (None, path.name) and (path.parent / owner).exists():
-        raise OutputExists(side, f"belongs to {owner}, another take")
+        raise OutputExists(side, f"belongs to {owner}, another take", overwritable=False)
     if not overwrite:
         for taken in (path, side):
             if taken.exists():

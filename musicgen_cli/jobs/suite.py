@@ -17,7 +17,7 @@ from musicgen_cli.engine.musicgen import GenerateSettings, load_model
 from musicgen_cli.engine.prompts import fold_lyrics, read_lyrics, slugify
 from musicgen_cli.errors import MgenError, ModelNotFound
 from musicgen_cli.events import Reporter
-from musicgen_cli.jobs.outputs import write_result
+from musicgen_cli.jobs.outputs import check_outputs, write_result
 from musicgen_cli.planning.planner import Job
 from musicgen_cli.store.cache import atomic_write_text
 
@@ -121,6 +121,7 @@ def run_job(
     download: bool,
     seed: int,
     reporter: Reporter,
+    overwrite: bool = False,
 ) -> JobResult:
     result = JobResult(job=job.name, model=job.model_key, status="failed", duration_asked=job.duration)
     start = time.perf_counter()
@@ -136,7 +137,7 @@ def run_job(
         gen = mg.generate(job.prompt, GenerateSettings(duration=job.duration, seed=seed))
         target = out_dir / job.output
         reporter.phase("write", str(target))
-        write_result(gen, mg, [target], extra={"suite_job": job.name})
+        write_result(gen, mg, [target], extra={"suite_job": job.name}, overwrite=overwrite)
     except ModelNotFound as exc:
         result.status, result.message = "skipped", str(exc)
         return result
@@ -165,13 +166,24 @@ def run_suite(
     download: bool = False,
     seed: int = 0,
     reporter_for: Callable[[SuiteJob], Reporter],
+    overwrite: bool = False,
 ) -> list[JobResult]:
-    """Run the jobs in order and write report.json; returns every job's result."""
+    """Run the jobs in order and write report.json; returns every job's result.
+
+    Every job's settings and output are checked first, so a bad seed or an existing take
+    stops the suite before the first model loads.
+    """
+    for job in jobs:
+        GenerateSettings(duration=job.duration, seed=seed).validate()
+    check_outputs([out_dir / job.output for job in jobs], overwrite=overwrite)
     results = []
     for job in jobs:
         with reporter_for(job) as reporter:
             results.append(
-                run_job(job, out_dir, cache_dir=cache_dir, machine=machine, download=download, seed=seed, reporter=reporter)
+                run_job(
+                    job, out_dir, cache_dir=cache_dir, machine=machine, download=download, seed=seed, reporter=reporter,
+                    overwrite=overwrite,
+                )
             )
     atomic_write_text(out_dir / "report.json", json.dumps([asdict(r) for r in results], indent=2) + "\n")
     return results
