@@ -11,6 +11,9 @@ from musicgen_cli import config
 from musicgen_cli.cli import generate, jobs, memory, models
 from musicgen_cli.cli.options import console, err_console
 from musicgen_cli.cli.wording import word
+from musicgen_cli.errors import Interrupted
+
+INTERRUPTED = Interrupted.exit_code
 
 app = typer.Typer(
     name="mgen",
@@ -69,10 +72,15 @@ def main() -> None:
         worded = None if config.debug() else word(exc)
         if worded is None:
             raise
-        line, code = worded
-        err_console.print("[bold red]error:[/] " + escape(line.removeprefix("error: ")), highlight=False, soft_wrap=True)
-        sys.exit(code)
+        sys.exit(_say(*worded))
+    if code == INTERRUPTED:  # Typer turns Ctrl-C into a silent exit 130; say what happened
+        code = _say(*word(KeyboardInterrupt()))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _say(line: str, code: int) -> int:
+    err_console.print("[bold red]error:[/] " + escape(line.removeprefix("error: ")), highlight=False, soft_wrap=True)
+    return code
 
 
 if __name__ == "__main__":

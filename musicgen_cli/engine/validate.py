@@ -123,7 +123,7 @@ def check_name_lengths(path: Path, setting: str, spare: int = 0) -> None:
     for part in Path(path).parts:
         if len(part.encode()) + spare > limit:
             raise ValidationError(
-                setting, f"name {part[:40]}... is {len(part.encode())} bytes; this file system takes {limit - spare}",
+                setting, f"name {part[:40]}... is too long: {len(part.encode())} bytes, this file system takes {limit - spare}",
                 "use a shorter name",
             )
 

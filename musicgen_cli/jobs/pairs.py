@@ -89,7 +89,12 @@ def write_pair(audio: Path, sidecar: Path, write_audio: Callable[[Path], None], 
             if shutil.disk_usage(folder).free < _LOW_SPACE:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(audio)) from exc
             raise
-        _write_text(n["tmp_sidecar"], sidecar_text)
+        except OSError as exc:  # name the file the user asked for, not our temporary
+            raise type(exc)(exc.errno, exc.strerror, str(audio)) from exc
+        try:
+            _write_text(n["tmp_sidecar"], sidecar_text)
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, str(sidecar)) from exc
         _link_or_skip(audio, n["old_audio"])
         _link_or_skip(sidecar, n["old_sidecar"])
         n["journal"].write_text(json.dumps({**state, "step": "committing"}))
