@@ -73,6 +73,7 @@ class GenerationResult:
 
 
 DEFAULT_TEXT_TOKENS = 512  # T5's trained context; its relative positions would accept more, uselessly
+CHARS_PER_TOKEN = 32  # more than any T5 piece: text beyond limit x this cannot reach the first `limit` tokens
 
 
 def text_token_limit(tokenizer, config) -> int:
@@ -102,16 +103,16 @@ class MusicGen:
     # -- inputs ---------------------------------------------------------------------------
     def _tokenize(self, prompts: list[str]):
         """Token ids cut at the text encoder's limit: T5's attention grows with the square of the
-        prompt length, so an uncut 100 KB prompt would need gigabytes for nothing it can use."""
+        prompt length, so an uncut 100 KB prompt would need gigabytes for nothing it can use.
+        The text is cut first (no T5 token is near CHARS_PER_TOKEN long), so tokenizing costs the same."""
         device = next(self.model.text_encoder.parameters()).device
         limit = text_token_limit(self.tokenizer, self.model.config)
-        batch = self.tokenizer(prompts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        texts = [p[: limit * CHARS_PER_TOKEN] for p in prompts]
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
         if batch["input_ids"].shape[-1] >= limit:
-            longest = max(len(self.tokenizer(p, add_special_tokens=True, verbose=False)["input_ids"]) for p in dict.fromkeys(prompts))
-            if longest > limit:
-                self.reporter.message(
-                    f"the prompt is {longest} tokens; the text encoder reads {limit}, so the rest was cut", "warning"
-                )
+            longest = max(len(self.tokenizer(t, verbose=False)["input_ids"]) for t in dict.fromkeys(texts))
+            if longest > limit or texts != prompts:
+                self.reporter.message(f"the prompt is longer than the {limit} tokens the text encoder reads; the rest was cut", "warning")
         return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
     def _continuation_codes(self, path: Path, n: int) -> torch.LongTensor:
