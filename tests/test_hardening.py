@@ -581,3 +581,33 @@ def test_rerun_with_other_settings_says_so_instead_of_settled(tmp_path, cache_di
     replaced = run_main(capsys, *base, "-d", "0.4", "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
     assert json.loads((out / "0001-jazz.json").read_text())["settings"]["duration"] == 0.4
+
+
+def test_long_prompts_are_cut_with_one_warning_through_the_reporter(tiny_folder):
+    from musicgen_cli.engine.musicgen import GenerateSettings, load_model
+    from musicgen_cli.errors import ValidationError
+    from musicgen_cli.planning.hardware import probe, simulate
+
+    class Messages:
+        def __init__(self) -> None:
+            self.lines: list[tuple[str, str]] = []
+
+        def phase(self, name: str, detail: str = "") -> None:
+            pass
+
+        def progress(self, update) -> None:
+            pass
+
+        def message(self, text: str, level: str = "info") -> None:
+            self.lines.append((level, text))
+
+    reporter = Messages()
+    mg = load_model(tiny_folder, machine=simulate(probe(), no_gpu=True), reporter=reporter)
+    reporter.lines.clear()
+    ids, mask = mg._tokenize(["jazz " * 20_000, "short"])
+    assert ids.shape == mask.shape == (2, 512)
+    assert [level for level, _ in reporter.lines] == ["warning"] and "512 tokens" in reporter.lines[0][1]
+    reporter.lines.clear()
+    assert mg._tokenize(["short"])[0].shape[-1] < 10 and reporter.lines == []
+    with pytest.raises(ValidationError, match="top_k -5"):  # the Python API shares the validator
+        mg.generate("x", GenerateSettings(duration=0.2, top_k=-5))
