@@ -155,7 +155,8 @@ def batch_cmd(
         raise ValidationError("out_dir", f"{out_dir} is a file, not a folder", "give a folder (it is made if missing)")
     check_write_options("wav", subtype, normalize)
     check_writable_folder(out_dir)
-    check_unlocked(out_dir.resolve())
+    if not config.under_launcher():  # launched ranks: rank 0 takes the lock in run_batch
+        check_unlocked(out_dir.resolve())
     manifest = load_manifest(cache_dir)
 
     def known_model(name: str) -> None:
