@@ -82,7 +82,7 @@ def load_torch_file(path: Path | str) -> Any:
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if not found:
-            raise MgenError(f"{path.name} is not a torch checkpoint (it does not unpickle)", _NOT_CHECKPOINT) from None
+            raise MgenError(f"{path.name} is truncated or not a torch checkpoint (it does not unpickle)", _NOT_CHECKPOINT) from None
         name = found.group(1)
         raise MgenError(
             f"{path.name} contains pickled code ({name}); mgen never runs code from checkpoint files",
@@ -91,8 +91,7 @@ def load_torch_file(path: Path | str) -> Any:
         ) from None
     except Exception as exc:  # random bytes fail the unpickler in any of a dozen ways (KeyError, IndexError...)
         detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        what = "is truncated or not a torch checkpoint" if is_zip else "is not a torch checkpoint (neither a zip file nor a pickle)"
-        raise MgenError(f"{path.name} {what} ({detail})", _NOT_CHECKPOINT) from None
+        raise MgenError(f"{path.name} is truncated or not a torch checkpoint ({detail})", _NOT_CHECKPOINT) from None
 
 
 def plain_config(cfg: Any) -> dict:
