@@ -72,7 +72,9 @@ def _mgen(exc: MgenError) -> tuple[str, str | None, int]:
 def _os(exc: OSError) -> tuple[str, str | None, int]:
     what, fix = _OS_ERRORS.get(exc.errno, ((exc.strerror or str(exc)).splitlines()[0], "MGEN_DEBUG=1 shows where it happened"))
     where = exc.filename or ""
-    return (f"{where}: {what}" if where else what), fix, 1
+    if not where:
+        return what, fix, 1
+    return (f"{where} {what}" if what.startswith("is ") else f"{where}: {what}"), fix, 1
 
 
 def _soundfile(exc: Exception) -> tuple[str, str | None, int]:
