@@ -135,7 +135,7 @@ def test_format_choice_and_option_checks():
     assert audio.choose_format("a/song.mp3", None) == "mp3"
     assert audio.choose_format(None, "FLAC") == "flac"
     assert audio.choose_format("song", None) == "wav"
-    with pytest.raises(MgenError, match="ends in .wav"):
+    with pytest.raises(MgenError, match="contradicts the output name song.wav"):
         audio.choose_format("song.wav", "mp3")
     with pytest.raises(MgenError, match="unknown audio format"):
         audio.choose_format(None, "aiff")

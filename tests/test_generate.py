@@ -145,7 +145,7 @@ def test_cli_lyrics_name_the_output_and_steer_the_prompt(cache_dir, tmp_path):
     [
         (["--model-key", "smal", "x"], "did you mean 'small'"),
         (["--model-key", "small", "--offline", "x"], "mgen download facebook/musicgen-small"),
-        (["--model-key", "tiny-random", "--continue", "{bad}", "x"], "cannot read audio"),
+        (["--model-key", "tiny-random", "--continue", "{bad}", "x"], "not audio"),
         (["--model-key", "tiny-random", "--continue", "{empty}", "x"], "is empty"),
         (["--model-key", "tiny-random-melody", "--melody", "{empty}", "x"], "is empty"),
         (["--model-key", "tiny-random", "--duration", "0", "x"], "duration"),

@@ -381,3 +381,51 @@ def test_a_second_download_of_the_same_model_waits_for_the_first(in_process_hub,
 
     assert done == [cache_dir / "musicgen-small"]
     assert (cache_dir / "musicgen-small" / READY_MARKER).exists()
+
+
+# -- every received byte is kept (hardening, issue 14) ------------------------------------------------
+
+
+def test_dropped_connection_keeps_every_byte_received(run, in_process_hub, cache_dir, repo_folder):
+    """The hub client's own writer buffers 10 MiB, so a cut in a smaller file used to keep nothing."""
+    in_process_hub.cut.add((SMALL, "model.safetensors"))
+    weights = (repo_folder / "model.safetensors").read_bytes()
+
+    first = run("download", "small")
+
+    one_line_error(first)
+    (partial,) = (cache_dir / "musicgen-small").glob(f".model.safetensors.*{PARTIAL_SUFFIX}")
+    assert partial.read_bytes() == weights[: len(weights) * 9 // 10]  # all the server sent before hanging up
+
+    in_process_hub.outage = False
+    in_process_hub.log.clear()
+    assert run("download", "small").returncode == 0
+    assert [r[2] for r in file_gets(in_process_hub, "model.safetensors")] == [f"bytes={len(weights) * 9 // 10}-"]
+    assert (cache_dir / "musicgen-small" / "model.safetensors").read_bytes() == weights
+
+
+def test_ctrl_c_between_chunks_keeps_every_byte_reported(in_process_hub, cache_dir, big_repo_folder):
+    class InterruptAfterFirstChunk(Recorder):
+        done = 0
+
+        def progress(self, update: Progress) -> None:
+            if update.task == "model.safetensors" and update.done:
+                self.done = update.done
+                raise KeyboardInterrupt
+
+    manifest = load_manifest(cache_dir)
+    stop = InterruptAfterFirstChunk()
+    with pytest.raises(Interrupted):
+        download_model(manifest, manifest.get(BIG), reporter=stop)
+
+    (partial,) = (cache_dir / "acme--musicgen-big").glob(f".model.safetensors.*{PARTIAL_SUFFIX}")
+    weights = (big_repo_folder / "model.safetensors").read_bytes()
+    assert 0 < stop.done == partial.stat().st_size
+    assert partial.read_bytes() == weights[: stop.done]
+
+
+@pytest.mark.parametrize("repo_id", ["facebook/..", "facebook/.", "..//x", "a--b/c", "facebook/musicgen-small.", "x/-y"])
+def test_malformed_repo_ids_are_refused_before_any_request(run, in_process_hub, cache_dir, repo_id):
+    error = one_line_error(run("download", repo_id))
+    assert "valid repo id" in error or "model folder" in error
+    assert in_process_hub.log == []

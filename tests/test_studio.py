@@ -183,7 +183,7 @@ def test_out_of_memory_during_a_take_is_reported_and_the_model_stays_usable(stud
 
 def test_settings_use_generate_validation_and_bad_values_change_nothing(studio):
     before = studio.settings
-    for line, needle in [("/duration 0", "duration"), ("/temperature 0", "temperature"), ("/samples 0", "num-samples"),
+    for line, needle in [("/duration 0", "duration"), ("/temperature 0", "temperature"), ("/samples 0", "num_samples"),
                          ("/format aiff", "unknown audio format"), ("/normalize loud", "unknown normalisation"),
                          ("/seed one", "whole number"), ("/keep 99 x", "no take 99"), ("/melody tune.wav", "takes no melody")]:
         reply = studio.handle(line)

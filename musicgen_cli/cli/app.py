@@ -8,8 +8,12 @@ import typer
 
 from musicgen_cli import config
 from musicgen_cli.cli import generate, jobs, memory, models, studio
-from musicgen_cli.cli.options import console, err_console
-from musicgen_cli.errors import MgenError
+from musicgen_cli.cli.options import console
+from musicgen_cli.cli.wording import word
+from musicgen_cli.errors import Interrupted
+from musicgen_cli.ui.console import print_error
+
+INTERRUPTED = Interrupted.exit_code
 
 app = typer.Typer(
     name="mgen",
@@ -56,14 +60,31 @@ app.command("inspect-memory", rich_help_panel="Memory")(memory.inspect_memory_cm
 
 
 def main() -> None:
-    """Console-script entry: user errors become one line and a non-zero exit, no traceback."""
+    """Console-script entry: every error a user can cause becomes one line and a non-zero exit.
+
+    The wording of each error type lives in cli/wording.py; MGEN_DEBUG=1 shows the traceback instead.
+    """
     # transformers' config notes (e.g. MusicGen's pad id = vocab size) are noise to a CLI user.
     config.quiet_transformers_env()
     try:
-        app()
-    except MgenError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        code = app(standalone_mode=False, prog_name="mgen")
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
+            sys.exit(2)
+        worded = None if config.debug() else word(exc)
+        if worded is None:
+            raise
+        sys.exit(_say(*worded))
+    if code == INTERRUPTED:  # Typer turns Ctrl-C into a silent exit 130; say what happened
+        code = _say(*word(KeyboardInterrupt()))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _say(line: str, code: int) -> int:
+    print_error(line)
+    return code
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ def generate_cmd(
     duration: float = DurationOpt,
     num_samples: int = NumSamplesOpt,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file; its suffix picks the format (default: output/<slug of the prompt>.<format>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files (and their sidecars)."),
     continue_from: Optional[Path] = typer.Option(None, "--continue", help="Continue this audio file (its codes prompt the model)."),
     keep_prompt: bool = typer.Option(DEFAULTS.keep_prompt, "--keep-prompt/--no-keep-prompt", help="With --continue: write the given audio then the new part, or only the new part."),
     melody_file: Optional[Path] = typer.Option(None, "--melody", help="Melody to follow (melody models only)."),
@@ -169,7 +170,7 @@ def generate_cmd(
     settings.validate(max_window_s=float("inf"))  # the model's own limit is checked again once loaded
     if max(options.fade_in_s, options.fade_out_s) > settings.duration and not settings.continuation:
         raise MgenError(f"a fade is longer than the {settings.duration:g} s clip", "shorten --fade-in/--fade-out")
-    paths = output_paths(out, hint, 1 if replay else settings.num_samples, options.format)
+    paths = output_paths(out, hint, 1 if replay else settings.num_samples, options.format, overwrite=overwrite)
     threads = machine.threads()
     where = machine.machine(cache_dir)
     with reporter_for(quiet or as_json) as reporter:
@@ -188,6 +189,6 @@ def generate_cmd(
             result = replace(result, clips=result.clips[keep : keep + 1], prompts=result.prompts[keep : keep + 1])
             extra.update(sample_index=replay.sample_index, num_samples=settings.num_samples)
         reporter.phase("write", str(paths[0].parent))
-        written = write_result(result, mg, paths, options=options, extra=extra)
+        written = write_result(result, mg, paths, options=options, extra=extra, overwrite=overwrite)
     _note_clipping(written)
     _report(result, written, as_json, quiet)

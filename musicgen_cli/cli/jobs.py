@@ -23,7 +23,7 @@ from musicgen_cli.cli.options import (
     reporter_for,
     uses,
 )
-from musicgen_cli.errors import MgenError
+from musicgen_cli.errors import MgenError, ValidationError
 
 
 @uses(machine=MachineOptions, sampling=SamplingOptions)
@@ -35,6 +35,7 @@ def test_suite_cmd(
     download: bool = typer.Option(False, "--download", help="Download missing models instead of skipping their jobs."),
     lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics for the large job (default: lyrics_terraform_my_heart.txt if present)."),
     large_duration: float = typer.Option(45.0, "--large-duration", help="Seconds for the large job (30-60)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier run."),
     as_json: bool = JsonOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
     *,
@@ -75,6 +76,7 @@ def test_suite_cmd(
         settings=sampling.settings(),
         plan_kwargs=plan_kwargs,
         reporter_for=lambda job: reporter_for(as_json, f"mgen test-suite: {job.name} ({job.model_key})"),
+        overwrite=overwrite,
     )
     if as_json:
         print(json.dumps([asdict(r) for r in results], indent=2))
@@ -116,6 +118,7 @@ def batch_cmd(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Generate items the manifest records as failed again."),
     processes: int = typer.Option(1, "--processes", help="Processes to launch through accelerate (one per GPU; CPU processes use gloo)."),
     offline: bool = OfflineOpt,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files at item names that hold other takes or other settings."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; print the summary line only."),
     as_json: bool = JsonOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
@@ -140,6 +143,7 @@ def batch_cmd(
     """
     import subprocess
 
+    from musicgen_cli.engine.validate import check_seed, check_writable_folder
     from musicgen_cli.jobs.batch import (
         BatchOptions,
         launch_command,
@@ -147,11 +151,17 @@ def batch_cmd(
         run_batch,
     )
     from musicgen_cli.jobs.batchfile import Defaults, read_items
+    from musicgen_cli.jobs.lock import check_unlocked
     from musicgen_cli.store.manifest import load_manifest
 
     if max_batch < 1 or processes < 1:
         raise MgenError("--max-batch and --processes must be at least 1", "use --max-batch 1 or more")
     plan_kwargs = machine.plan_kwargs()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValidationError("out_dir", f"{out_dir} is a file, not a folder", "give a folder (it is made if missing)")
+    check_writable_folder(out_dir)
+    if not config.under_launcher():  # launched ranks: rank 0 takes the lock in run_batch
+        check_unlocked(out_dir.resolve())
     manifest = load_manifest(cache_dir)
 
     def known_model(name: str) -> None:
@@ -161,13 +171,15 @@ def batch_cmd(
     defaults = Defaults(model=model_key, settings=sampling.settings(duration=duration, seed=None), base_seed=sampling.seed,
                         fmt=(output.fmt or "wav").lower())
     audio = output.audio()
+    defaults.settings.validate()  # the command line's own values, named by their flags
+    check_seed(sampling.seed)  # the base seed of lines that give none
     items = read_items(input_file, defaults, out_dir, known_model)
     if processes > 1 and not config.under_launcher():
         raise typer.Exit(subprocess.run(launch_command(processes, relaunch_args(sys.argv))).returncode)
     machine.threads()
     options = BatchOptions(
         max_batch=max_batch, retry_failed=retry_failed, cache_dir=cache_dir, machine=machine.machine(cache_dir),
-        cpu=machine.cpu_only, download=not offline, audio=audio, **plan_kwargs,
+        cpu=machine.cpu_only, download=not offline, audio=audio, **plan_kwargs, overwrite=overwrite,
     )
     from musicgen_cli.ui.batchpanel import BatchDisplay
 

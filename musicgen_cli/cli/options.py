@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator, Optional
 import typer
 
 from musicgen_cli.engine.audio import AudioOptions
-from musicgen_cli.engine.settings import ENGINES, GenerateSettings
+from musicgen_cli.engine.settings import GenerateSettings
+from musicgen_cli.engine.validate import ENGINES, check_threads
 from musicgen_cli.errors import MgenError
 from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.ui.console import console, err_console  # noqa: F401  (the commands print through these)
@@ -74,6 +75,7 @@ class MachineOptions:
             raise MgenError(f"unknown device {self.device!r}", "use --device auto, cpu or cuda")
         if self.quantize not in (None, *QUANTIZE):
             raise MgenError(f"unknown quantisation {self.quantize!r}", "use --quantize int8")
+        check_threads(self.num_threads, self.cpu_util_target)
 
     @property
     def cpu_only(self) -> bool:

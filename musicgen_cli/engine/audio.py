@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicgen_cli.errors import AudioError, MgenError
+from musicgen_cli.errors import AudioError, MgenError, ValidationError
 from musicgen_cli.store.cache import atomic_path
 
 
@@ -102,15 +102,19 @@ def format_spec(fmt: str) -> AudioFormat:
 
 
 def choose_format(out: Path | str | None, fmt: str | None) -> str:
-    """--format, else the --out suffix, else wav; the two must agree when both are given."""
-    suffix = Path(out).suffix.lstrip(".").lower() if out else ""
+    """--format, else the --out suffix, else wav; the two must agree, and a suffix that is no
+    audio format is refused (an existing folder as --out has no suffix to read)."""
+    suffix = Path(out).suffix.lstrip(".").lower() if out and not Path(out).is_dir() else ""
+    if suffix and suffix not in FORMATS:
+        raise ValidationError("out", f"{out} ends in .{suffix}, which is no audio format mgen writes",
+                              f"end the name in {', '.join('.' + f for f in FORMATS)}")
     if fmt:
         fmt = fmt.lower()
         format_spec(fmt)
-        if suffix in FORMATS and suffix != fmt:
-            raise MgenError(f"--format {fmt} but --out ends in .{suffix}", f"drop --format, or name the file .{fmt}")
+        if suffix and suffix != fmt:
+            raise ValidationError("format", f"{fmt} contradicts the output name {out}", "drop one, or make them agree")
         return fmt
-    return suffix if suffix in FORMATS else "wav"
+    return suffix or "wav"
 
 
 def mp3_available() -> None:

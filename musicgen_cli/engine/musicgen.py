@@ -28,11 +28,10 @@ import torch
 from musicgen_cli.arch import is_melody, max_window_seconds
 from musicgen_cli.engine import audio, codec
 from musicgen_cli.engine.settings import GenerateSettings
+from musicgen_cli.engine.validate import MAX_SEED
 from musicgen_cli.errors import Interrupted, MgenError
 from musicgen_cli.events import NullReporter, Progress, Reporter
 from musicgen_cli.store.manifest import ModelEntry, load_manifest
-
-MAX_SEED = 2**31 - 1
 
 
 @dataclass
@@ -61,6 +60,16 @@ class GenerationResult:
         return self.settings.duration / spent if spent else 0.0
 
 
+DEFAULT_TEXT_TOKENS = 512  # T5's trained context; its relative positions would accept more, uselessly
+CHARS_PER_TOKEN = 32  # more than any T5 piece: text beyond limit x this cannot reach the first `limit` tokens
+
+
+def text_token_limit(tokenizer, config) -> int:
+    """The most prompt tokens the text encoder is given: its configured positions, else the tokenizer's."""
+    limit = getattr(config.text_encoder, "n_positions", None) or getattr(tokenizer, "model_max_length", None)
+    return int(limit) if limit and limit < 1_000_000 else DEFAULT_TEXT_TOKENS
+
+
 class MusicGen:
     """A loaded model; `generate` may be called many times."""
 
@@ -81,8 +90,17 @@ class MusicGen:
 
     # -- inputs ---------------------------------------------------------------------------
     def _tokenize(self, prompts: list[str]):
+        """Token ids cut at the text encoder's limit: T5's attention grows with the square of the
+        prompt length, so an uncut 100 KB prompt would need gigabytes for nothing it can use.
+        The text is cut first (no T5 token is near CHARS_PER_TOKEN long), so tokenizing costs the same."""
         device = next(self.model.text_encoder.parameters()).device
-        batch = self.tokenizer(prompts, padding=True, return_tensors="pt")
+        limit = text_token_limit(self.tokenizer, self.model.config)
+        texts = [p[: limit * CHARS_PER_TOKEN] for p in prompts]
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        if batch["input_ids"].shape[-1] >= limit:
+            longest = max(len(self.tokenizer(t, verbose=False)["input_ids"]) for t in dict.fromkeys(texts))
+            if longest > limit or texts != prompts:
+                self.reporter.message(f"the prompt is longer than the {limit} tokens the text encoder reads; the rest was cut", "warning")
         return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
     def _continuation_codes(self, waves: np.ndarray | torch.Tensor) -> torch.LongTensor:
@@ -262,11 +280,13 @@ def resolve_model(
     """The folder and config of a manifest key, repo id or model folder (downloaded or built when missing)."""
     from transformers import AutoConfig
 
+    from musicgen_cli.store.integrity import check_model_folder
     from musicgen_cli.store.models import model_folder
 
     entry = None
     if Path(name).is_dir():
         folder = Path(name)
+        check_model_folder(folder, f"replace the damaged files in {folder}", managed=False)
     else:
         manifest = load_manifest(cache_dir)
         entry = manifest.get(str(name))

@@ -5,13 +5,13 @@ Kept apart from the engine so the CLI can read the defaults without importing to
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from musicgen_cli.arch import CONTEXT_SECONDS, WINDOW_SECONDS
+from musicgen_cli.engine.validate import check_settings
 from musicgen_cli.errors import MgenError
-
-ENGINES = ("fast", "reference")
 
 
 @dataclass(frozen=True)
@@ -44,19 +44,9 @@ class GenerateSettings:
         """Made section by section with a shaped ending (engine/longform.py)."""
         return bool(self.segments) or self.ending != "cut" or self.loop
 
-    def validate(self, max_window_s: float) -> None:
-        if not 0 < self.duration <= 3600:
-            raise MgenError(f"duration {self.duration} s is out of range", "use --duration between 0 and 3600 seconds")
-        if self.num_samples < 1:
-            raise MgenError("--num-samples must be at least 1", "use -n 1 or more")
-        if not 0 < self.window_s <= max_window_s:
-            raise MgenError(f"window of {self.window_s} s is out of range", f"use a window up to {max_window_s:.0f} s")
-        if not 0 <= self.context_s < self.window_s:
-            raise MgenError("the context must be shorter than the window", "lower --context or raise --window")
-        if self.temperature <= 0 and not self.greedy:
-            raise MgenError("temperature must be > 0", "use --temperature 1.0, or --greedy")
-        if self.engine not in ENGINES:
-            raise MgenError(f"unknown engine {self.engine!r}", "use --engine fast or --engine reference")
+    def validate(self, max_window_s: float = math.inf) -> None:
+        """Refuse bad numbers and unusable input files before any work (see engine.validate)."""
+        check_settings(self, max_window_s)
         self._validate_long_form()
 
     def _validate_long_form(self) -> None:

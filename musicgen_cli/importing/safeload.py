@@ -10,6 +10,7 @@ Anything else that is pickled code is refused with the name of the offending glo
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ def _stand_ins() -> list:
     return names + [collections.defaultdict, dict, list, int, float, bool, str]
 
 
+_NOT_CHECKPOINT = "give audiocraft's state_dict.bin / compression_state_dict.bin; if copied, copy again and compare sizes"
+
+
 def load_torch_file(path: Path | str) -> Any:
     """torch.load with weights_only=True; bad files become one clear MgenError."""
     import pickle
@@ -70,23 +74,24 @@ def load_torch_file(path: Path | str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise MgenError(f"{path} does not exist", "check the path")
+    is_zip = zipfile.is_zipfile(path)
     try:
-        with torch.serialization.safe_globals(_stand_ins()):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        with torch.serialization.safe_globals(_stand_ins()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on odd pickle protocols, for bytes that are no checkpoint
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        name = found.group(1) if found else "an unknown global"
+        if not found:
+            raise MgenError(f"{path.name} is truncated or not a torch checkpoint (it does not unpickle)", _NOT_CHECKPOINT) from None
+        name = found.group(1)
         raise MgenError(
             f"{path.name} contains pickled code ({name}); mgen never runs code from checkpoint files",
             "re-save it with plain tensors and dicts, e.g. torch.save({'best_state': model.state_dict(), "
             "'xp.cfg': OmegaConf.to_container(cfg)}, path)",
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # random bytes fail the unpickler in any of a dozen ways (KeyError, IndexError...)
         detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise MgenError(
-            f"{path.name} is truncated or not a torch checkpoint ({detail})",
-            "download or copy the file again and compare its size with the original",
-        ) from None
+        raise MgenError(f"{path.name} is truncated or not a torch checkpoint ({detail})", _NOT_CHECKPOINT) from None
 
 
 def plain_config(cfg: Any) -> dict:

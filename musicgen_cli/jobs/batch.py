@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 
@@ -31,7 +31,9 @@ from musicgen_cli.errors import Interrupted, MgenError, PlanError
 from musicgen_cli.events import Progress
 from musicgen_cli.jobs import batchlog
 from musicgen_cli.jobs.batchfile import BatchItem, by_group, make_batches
+from musicgen_cli.jobs.lock import FolderLock
 from musicgen_cli.jobs.outputs import write_result
+from musicgen_cli.jobs.pairs import recover_leftovers
 
 STATUS_EVERY_S = 1.0
 
@@ -49,6 +51,7 @@ class BatchOptions:
     max_vram_bytes: int | None = None
     download: bool = True
     audio: AudioOptions = AudioOptions()
+    overwrite: bool = False  # replace files at item names that hold other takes or settings
 
 
 @dataclass
@@ -115,8 +118,24 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     state = _distributed_state(options.cpu)
+    # Rank 0 holds the folder for the whole run: a second run would fold this one's manifest away.
+    lock = FolderLock(out_dir).acquire() if state.is_main_process else None
+    try:
+        return _run_locked(items, out_dir, options, state, start)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(items: list[BatchItem], out_dir: Path, options: BatchOptions, state, start: float) -> BatchSummary:
     order = [item.id for item in items]
+    # How files are written: a rerun with other levels or fades is not "settled" by the old files.
+    level = {"normalize", "peak_headroom_db", "rms_headroom_db", "loudness_headroom_db", "loudness_compressor", "fade_in_s", "fade_out_s"}
+    expect = {k: v for k, v in asdict(options.audio).items() if k in level}
     if state.is_main_process:
+        batchlog.plan_work(items, {}, out_dir, True, expect=expect, overwrite=options.overwrite)  # clashes: refuse before any work
+        for folder in dict.fromkeys(p.parent for item in items for p in item.audio_paths(out_dir)):
+            recover_leftovers(folder)  # pairs a killed run left half-committed
         batchlog.state_dir(out_dir).mkdir(exist_ok=True)
         batchlog.clear_state(out_dir)
         batchlog.fold(out_dir, order)
@@ -127,7 +146,7 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
 
     # After the barrier every rank reads the same files, so every rank computes the same work list.
     records, _ = batchlog.collect(out_dir)
-    work = batchlog.plan_work(items, records, out_dir, options.retry_failed)
+    work = batchlog.plan_work(items, records, out_dir, options.retry_failed, expect=expect, overwrite=options.overwrite)
     if state.is_main_process:
         batchlog.write_run(out_dir, f"{int(start * 1000):x}", len(work.todo), work.skipped, state.num_processes)
     state.wait_for_everyone()
@@ -293,6 +312,7 @@ class _Worker:
                 write_result(
                     part, mg, item.audio_paths(self.out_dir), options=self.options.audio,
                     extra={"batch_item": item.id, "item_seed": item.seed, "batch": meta, "batch_line": item.line},
+                    overwrite=True,  # plan_work let through only this item's own leftovers, or --overwrite
                 )
             except Exception as exc:  # a full disk or bad path fails this item only
                 self._record(item, "failed", error=_describe(exc), seed=result.seed, batch=meta)

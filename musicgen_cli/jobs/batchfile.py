@@ -16,6 +16,7 @@ from pathlib import Path
 from musicgen_cli.engine.musicgen import MAX_SEED, GenerateSettings
 from musicgen_cli.engine.prompts import slugify
 from musicgen_cli.engine.segments import parse_segments, read_segments
+from musicgen_cli.engine.validate import check_seed, name_max
 from musicgen_cli.errors import MgenError
 from musicgen_cli.store.cache import safe_child
 
@@ -24,6 +25,7 @@ _ITEM_KEYS = {"prompt", "duration", "seed", "model", "output"}
 _SETTING_KEYS = {f.name for f in fields(GenerateSettings)} - {"seed", "duration"}
 _PATH_KEYS = {"melody", "continuation"}
 SHOWN_ERRORS = 10
+STATE_PREFIX = ".mgen"  # .mgen-batch/, .mgen-lock, .mgen-part-*: mgen's own files in an output folder
 
 
 class BatchInputError(MgenError):
@@ -101,6 +103,7 @@ def read_items(path: Path | str, defaults: Defaults, out_dir: Path, known_model=
             continue
         seen[item.id] = number
         items.append(item)
+    errors += _name_clashes(items, out_dir)
     if errors:
         shown = "; ".join(errors[:SHOWN_ERRORS])
         more = f"; and {len(errors) - SHOWN_ERRORS} more" if len(errors) > SHOWN_ERRORS else ""
@@ -110,9 +113,13 @@ def read_items(path: Path | str, defaults: Defaults, out_dir: Path, known_model=
     return items
 
 
+def _no_constants(name: str):
+    raise MgenError(f"{name} is not a number JSON allows; give an ordinary number")
+
+
 def _parse_jsonl(line: str, base: Path) -> dict:
     try:
-        data = json.loads(line)
+        data = json.loads(line, parse_constant=_no_constants)
     except ValueError as exc:
         raise MgenError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(data, dict):
@@ -185,13 +192,30 @@ def _make_item(index: int, line: int, data: dict, defaults: Defaults, out_dir: P
     if name.lower().endswith((".wav", f".{defaults.fmt}")):
         name = name.rsplit(".", 1)[0]
     safe_child(out_dir, f"{name}.wav")
+    if any(part.startswith(STATE_PREFIX) for part in Path(name).parts):
+        raise MgenError(f"output name {name!r} enters mgen's own files ({STATE_PREFIX}*)")
     item_id = Path(name).as_posix()
     seed = data.get("seed")
     if seed is None:
         seed = defaults.base_seed + index if defaults.base_seed is not None else zlib.crc32(item_id.encode()) & MAX_SEED
-    if not 0 <= seed <= MAX_SEED:
-        raise MgenError(f"seed {seed} is out of range 0..{MAX_SEED}")
+    check_seed(seed)
     return BatchItem(index, line, item_id, prompt, str(data.get("model") or defaults.model), seed, settings, defaults.fmt)
+
+
+def _name_clashes(items: list[BatchItem], out_dir: Path) -> list[str]:
+    """Files two items would both write (after the -N sample suffixes), and names too long to write."""
+    errors = []
+    owner: dict[Path, BatchItem] = {}
+    for item in items:
+        for path in item.audio_paths(out_dir):
+            for name in (*Path(item.id).parts[:-1], path.name, path.with_suffix(".json").name):
+                if len(name.encode()) > name_max(out_dir):
+                    errors.append(f"line {item.line}: output name {item.id!r} is too long for the file system ({len(name.encode())} bytes)")
+                    break
+            first = owner.setdefault(path, item)
+            if first is not item:
+                errors.append(f"line {item.line}: {path.name} is also written by line {first.line} ({first.id!r})")
+    return list(dict.fromkeys(errors))
 
 
 def make_batches(items: list[BatchItem], max_batch: int) -> list[list[BatchItem]]:

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from musicgen_cli.errors import OutputExists
 from musicgen_cli.jobs.batchfile import BatchItem
 from musicgen_cli.jobs.outputs import sidecar_path
 from musicgen_cli.store.cache import atomic_write_text
@@ -118,20 +119,76 @@ class WorkPlan:
     skipped: int  # items already done (or failed, without --retry-failed)
 
 
-def plan_work(items: list[BatchItem], records: dict[str, dict], out_dir: Path, retry_failed: bool) -> WorkPlan:
-    """Which items to generate: never ones whose outputs verify, failed ones only when asked."""
-    todo, recovered, skipped = [], [], 0
+def _changed(item: BatchItem, meta: dict, expect: dict) -> str | None:
+    """The first setting a take on disk was made with that this item no longer asks for."""
+    made = meta.get("settings")
+    if isinstance(made, dict):
+        for key, value in asdict(item.settings).items():
+            value = str(value) if isinstance(value, Path) else value
+            if key != "seed" and key in made and made[key] != value:
+                return f"{key} {made[key]} (now {value})"
+    if "item_seed" in meta and meta["item_seed"] != item.seed:
+        return f"seed {meta['item_seed']} (now {item.seed})"
+    model = meta.get("model")
+    if isinstance(model, dict) and model.get("folder"):
+        names = {model.get("key"), model.get("repo_id"), model.get("folder")}
+        if item.model not in names and str(Path(item.model).resolve()) != model["folder"]:
+            return f"model {model.get('key') or model['folder']} (now {item.model})"
+    written = meta.get("audio") if isinstance(meta.get("audio"), dict) else {}
+    for key, value in expect.items():
+        if key in written and written[key] != value:
+            return f"{key} {written[key]} (now {value})"
+    return None
+
+
+def disk_state(item: BatchItem, out_dir: Path, expect: dict) -> tuple[dict | None, str | None]:
+    """(sidecar, None) when the item's take is on disk as asked now; (None, why) when files at its
+    names are something else (another take, other settings, not mgen's); (None, None) otherwise."""
+    meta = verified_outputs(item, out_dir)
+    if meta is not None:
+        change = _changed(item, meta, expect)
+        return (None, f"made with {change}") if change else (meta, None)
+    for path in item.audio_paths(out_dir):
+        side = sidecar_path(path)
+        if not path.exists() and not side.exists():
+            continue
+        try:
+            found = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None, f"{path.name} is not from this batch"
+        if not isinstance(found, dict) or found.get("batch_item") != item.id or found.get("prompt") != item.prompt:
+            return None, f"{path.name} holds another prompt's take"
+        change = _changed(item, found, expect)
+        if change:
+            return None, f"made with {change}"
+    return None, None
+
+
+def plan_work(
+    items: list[BatchItem], records: dict[str, dict], out_dir: Path, retry_failed: bool, *, expect: dict | None = None, overwrite: bool = False
+) -> WorkPlan:
+    """Which items to generate: never ones whose outputs verify, failed ones only when asked.
+
+    Files at an item's names that are not its take as asked now (other settings, another prompt)
+    are replaced only with `overwrite`; otherwise nothing starts and OutputExists says which.
+    """
+    todo, recovered, skipped, clashes = [], [], 0, []
     for item in items:
         record = records.get(item.id)
-        meta = verified_outputs(item, out_dir)
+        meta, clash = disk_state(item, out_dir, expect or {})
         if meta is not None:
             skipped += 1
             if not record or record.get("status") != "ok":
                 recovered.append((item, meta))
-        elif record and record.get("status") == "failed" and not retry_failed:
+        elif clash and not overwrite:
+            clashes.append(f"{item.id}: {clash}")
+        elif record and record.get("status") == "failed" and not retry_failed and not clash:
             skipped += 1
         else:
             todo.append(item)
+    if clashes:
+        more = f"; and {len(clashes) - 3} more" if len(clashes) > 3 else ""
+        raise OutputExists(Path(out_dir), f"holds {len(clashes)} item(s) made otherwise: {'; '.join(clashes[:3])}{more}")
     return WorkPlan(todo, recovered, skipped)
 
 

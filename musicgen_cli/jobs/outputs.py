@@ -14,27 +14,77 @@ from musicgen_cli import __version__
 from musicgen_cli.engine import audio
 from musicgen_cli.engine.musicgen import GenerationResult, MusicGen
 from musicgen_cli.engine.prompts import slugify
-from musicgen_cli.errors import MgenError
-from musicgen_cli.store.cache import atomic_write_text, read_marker
+from musicgen_cli.engine.validate import check_name_lengths, check_writable_folder
+from musicgen_cli.errors import OutputExists
+from musicgen_cli.jobs.pairs import recover_leftovers, write_pair
+from musicgen_cli.store.cache import read_marker
 from musicgen_cli.store.fingerprint import weights_fingerprint
 
 
-def output_paths(out: Path | None, name_hint: str, count: int, fmt: str, out_dir: Path = Path("output")) -> list[Path]:
-    """`--out` as given (numbered when several), else output/<slug of the hint>.<fmt>."""
-    if fmt not in audio.FORMATS:
-        raise MgenError(f"unknown format {fmt!r}", f"use one of {', '.join(audio.FORMATS)}")
-    base = Path(out) if out else out_dir / f"{slugify(name_hint)}.{fmt}"
-    if base.suffix.lstrip(".").lower() not in audio.FORMATS:
-        base = base.with_name(base.name + f".{fmt}")
-    if base.exists() and base.is_dir():
-        raise MgenError(f"--out {base} is a directory", "give a file name, e.g. --out song.wav")
-    if count == 1:
-        return [base]
-    return [base.with_name(f"{base.stem}-{i + 1}{base.suffix}") for i in range(count)]
+def output_paths(
+    out: Path | None,
+    name_hint: str,
+    count: int,
+    fmt: str | None = None,
+    out_dir: Path = Path("output"),
+    *,
+    overwrite: bool = False,
+) -> list[Path]:
+    """The files a job will write, checked before any work: format known, names short enough,
+    folder writable, nothing already there unless `overwrite`.
+
+    `--out` names the file (numbered -1, -2... when several); an existing folder as `--out`
+    receives <slug of the hint>.<format>; no `--out` gives output/<slug>.<format>.
+    """
+    fmt = audio.choose_format(out, fmt)
+    if out is not None and Path(out).is_dir():
+        base = Path(out) / f"{slugify(name_hint)}.{fmt}"
+    elif out is not None:
+        base = Path(out) if Path(out).suffix.lstrip(".").lower() == fmt else Path(f"{out}.{fmt}")
+    else:
+        base = out_dir / f"{slugify(name_hint)}.{fmt}"
+    paths = [base] if count == 1 else [base.with_name(f"{base.stem}-{i + 1}{base.suffix}") for i in range(count)]
+    check_outputs(paths, overwrite=overwrite)
+    return paths
+
+
+def check_outputs(paths: list[Path], *, overwrite: bool, setting: str = "out") -> None:
+    """Names fit the file system, the folder takes files, and no take is replaced unasked."""
+    for path in paths:
+        check_name_lengths(sidecar_path(path), setting)
+        check_name_lengths(path, setting)
+    for folder in dict.fromkeys(p.parent for p in paths):
+        check_writable_folder(folder)
+        recover_leftovers(folder)
+    for path in paths:
+        refuse_replacing(path, overwrite)
+
+
+def refuse_replacing(path: Path, overwrite: bool) -> None:
+    """OutputExists unless `path` and its sidecar are free (or may be replaced)."""
+    side = sidecar_path(path)
+    if path.is_dir() or side.is_dir():
+        raise OutputExists(path if path.is_dir() else side, "is a folder", overwritable=False)
+    owner = sidecar_owner(side)
+    if owner not in (None, path.name) and (path.parent / owner).exists():
+        raise OutputExists(side, f"belongs to {owner}, another take", overwritable=False)
+    if not overwrite:
+        for taken in (path, side):
+            if taken.exists():
+                raise OutputExists(taken)
 
 
 def sidecar_path(path: Path) -> Path:
+    """<stem>.json beside <stem>.<format>; the sidecar names its audio file inside."""
     return path.with_suffix(".json")
+
+
+def sidecar_owner(side: Path) -> str | None:
+    """The audio file a sidecar describes (None: no sidecar, or one from before it said)."""
+    try:
+        return json.loads(side.read_text(encoding="utf-8")).get("audio_file")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def describe_model(mg: MusicGen) -> dict:
@@ -87,10 +137,29 @@ def write_result(
     *,
     options: audio.AudioOptions = audio.AudioOptions(),
     extra: dict | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Write each clip and its sidecar atomically; returns the audio paths."""
+    """Write each clip and its sidecar as a pair (see jobs.pairs); returns the audio paths.
+
+    Existing files are replaced only with `overwrite` (the caller checked what they are).
+    """
+    for path in paths:
+        refuse_replacing(path, overwrite)
     for index, (clip, path) in enumerate(zip(result.clips, paths)):
-        written = audio.save(path, clip, result.sample_rate, options)
-        meta = sidecar(result, mg, index, {"audio": written, **(extra or {})})
-        atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2, default=str) + "\n")
+        options_here = options.for_path(path)
+        leveled, clipped = audio.render(clip, result.sample_rate, options_here)
+        record = {**asdict(options_here), "clipped_samples": clipped}
+
+        def write_audio(tmp: Path, leveled=leveled, options_here=options_here, record=record) -> None:
+            audio.write_audio(tmp, leveled, result.sample_rate, options=options_here)
+            record["measured"] = audio.measure(tmp)  # levels of the file as written, lossy overshoot included
+
+        write_pair(
+            path,
+            sidecar_path(path),
+            write_audio,
+            lambda index=index, path=path, record=record: json.dumps(
+                sidecar(result, mg, index, {"audio": record, "audio_file": path.name, **(extra or {})}), indent=2, default=str
+            ) + "\n",
+        )
     return paths

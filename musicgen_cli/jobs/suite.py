@@ -17,7 +17,7 @@ from musicgen_cli.engine.musicgen import GenerateSettings, load_model
 from musicgen_cli.engine.prompts import fold_lyrics, read_lyrics, slugify
 from musicgen_cli.errors import MgenError, ModelNotFound
 from musicgen_cli.events import Reporter
-from musicgen_cli.jobs.outputs import write_result
+from musicgen_cli.jobs.outputs import check_outputs, write_result
 from musicgen_cli.store.cache import atomic_write_text
 
 LYRICS_FILE = "lyrics_terraform_my_heart.txt"
@@ -122,6 +122,7 @@ def run_job(
     settings: GenerateSettings,
     reporter: Reporter,
     plan_kwargs: dict | None = None,
+    overwrite: bool = False,
 ) -> JobResult:
     """One job: `settings` (sampling and seed) at the job's duration, planned with `plan_kwargs`."""
     result = JobResult(job=job.name, model=job.model_key, status="failed", duration_asked=job.duration)
@@ -135,7 +136,7 @@ def run_job(
         gen = mg.generate(job.prompt, settings)
         target = out_dir / job.output
         reporter.phase("write", str(target))
-        write_result(gen, mg, [target], extra={"suite_job": job.name})
+        write_result(gen, mg, [target], extra={"suite_job": job.name}, overwrite=overwrite)
     except ModelNotFound as exc:
         result.status, result.message = "skipped", str(exc)
         return result
@@ -165,22 +166,27 @@ def run_suite(
     settings: GenerateSettings | None = None,
     plan_kwargs: dict | None = None,
     reporter_for: Callable[[SuiteJob], Reporter],
+    overwrite: bool = False,
 ) -> list[JobResult]:
     """Run the jobs in order and write report.json; returns every job's result.
 
     `settings` gives every job its sampling (the duration is the job's); without a seed the
-    suite uses DEFAULT_SEED.
+    suite uses DEFAULT_SEED. Every job's settings and output are checked first, so a bad seed
+    or an existing take stops the suite before the first model loads.
     """
     settings = settings or GenerateSettings()
     if settings.seed is None:
         settings = replace(settings, seed=DEFAULT_SEED)
+    for job in jobs:
+        replace(settings, duration=job.duration).validate()
+    check_outputs([out_dir / job.output for job in jobs], overwrite=overwrite)
     results = []
     for job in jobs:
         with reporter_for(job) as reporter:
             results.append(
                 run_job(
                     job, out_dir, cache_dir=cache_dir, machine=machine, download=download, settings=settings,
-                    reporter=reporter, plan_kwargs=plan_kwargs,
+                    reporter=reporter, plan_kwargs=plan_kwargs, overwrite=overwrite,
                 )
             )
     atomic_write_text(out_dir / "report.json", json.dumps([asdict(r) for r in results], indent=2) + "\n")

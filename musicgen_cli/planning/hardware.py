@@ -11,7 +11,7 @@ import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from musicgen_cli.errors import MgenError
+from musicgen_cli.errors import MgenError, ValidationError
 from musicgen_cli.planning.estimates import (
     CUDA_CONTEXT_BYTES,
     SIMULATED_GPU_BANDWIDTH,
@@ -164,9 +164,9 @@ def configure_threads(num_threads: int | None, cpu_util_target: float | None) ->
     import torch
 
     if cpu_util_target is not None and not 0 < cpu_util_target <= 1:
-        raise MgenError(f"CPU target {cpu_util_target} is outside (0, 1]", "give a fraction like 0.75")
+        raise ValidationError("cpu_util_target", f"{cpu_util_target} is outside (0, 1]", "give a fraction like 0.75")
     if num_threads is not None and num_threads < 1:
-        raise MgenError(f"--threads {num_threads} is not a thread count", "give a positive number")
+        raise ValidationError("num_threads", f"{num_threads} is not a thread count", "give 1 or more")
     intra = num_threads
     if intra is None and cpu_util_target is not None:
         intra = max(1, round(cpu_util_target * (psutil.cpu_count(logical=True) or 1)))

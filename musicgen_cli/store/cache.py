@@ -23,7 +23,7 @@ from typing import Iterator
 import platformdirs
 
 from musicgen_cli import config
-from musicgen_cli.errors import MgenError
+from musicgen_cli.errors import MgenError, ValidationError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = PACKAGE_DIR.parent
@@ -51,12 +51,16 @@ def cache_location(override: str | Path | None = None) -> tuple[Path, str]:
         chosen, origin = Path(platformdirs.user_cache_dir("mgen", appauthor=False)), "user cache"
     return Path(chosen).expanduser().resolve(), origin
 
+
 _HASH_CHUNK = 8 * 1024 * 1024
 
 
 def cache_root(override: str | Path | None = None) -> Path:
     """--cache-dir, else MGEN_CACHE_DIR, else model-cache/ in a checkout, else the user cache directory."""
-    return cache_location(override)[0]
+    root = cache_location(override)[0]
+    if root.exists() and not root.is_dir():
+        raise ValidationError("cache_dir", f"{root} is a file, not a folder", "point it at a folder (or one that does not exist yet)")
+    return root
 
 
 def data_root() -> Path:
@@ -77,14 +81,17 @@ def audiocraft_cache_dir() -> Path | None:
 
 
 def safe_child(root: Path, name: str) -> Path:
-    """root/name, refusing names (from manifests, batch files) that would escape root."""
-    if not name or name in {".", ".."} or Path(name).is_absolute() or "\\" in name or "\x00" in name:
+    """root/name, refusing names (from manifests, batch files) that would escape root.
+
+    The *name* is judged, not where it leads: a model folder that is the user's own symlink to
+    another disk is theirs to make, while `..`, absolute paths and odd characters are refused.
+    """
+    if not name or Path(name).is_absolute() or "\\" in name or "\x00" in name:
         raise MgenError(f"unsafe folder or file name {name!r}", "use a plain relative name")
-    root = Path(root).resolve()
-    target = (root / name).resolve()
-    if target == root or root not in target.parents:
-        raise MgenError(f"name {name!r} escapes {root}", "use a plain relative name without '..'")
-    return target
+    parts = Path(name).parts
+    if any(part in {".", ".."} for part in parts) or name.startswith("./") or not parts:
+        raise MgenError(f"name {name!r} escapes {root}", "use a plain relative name without '.' or '..'")
+    return Path(root).resolve() / Path(*parts)
 
 
 def is_ready(folder: Path) -> bool:
@@ -130,6 +137,19 @@ def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux offers that (threads may be writing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `target`; it replaces `target` only if the block succeeds.
@@ -140,6 +160,7 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would outlive the rename
     tmp_path = Path(tmp)
     try:
         yield tmp_path

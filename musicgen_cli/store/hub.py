@@ -1,8 +1,8 @@
 """Fetch a MusicGen repo from the Hugging Face hub into the cache: resumable, verified, then marked ready.
 
 The hub client (`huggingface_hub`) does every request, so HF_ENDPOINT, HF_TOKEN, HF_HOME and
-HF_HUB_OFFLINE mean what they mean everywhere else. We drive its `http_get` ourselves rather than
-`hf_hub_download` because that one deletes a partial file when a run dies; here the partial file
+HF_HUB_OFFLINE mean what they mean everywhere else. We stream each file ourselves rather than
+through `hf_hub_download` because that one deletes a partial file when a run dies; here the partial file
 stays beside its target and the next run continues it with an HTTP Range request.
 """
 
@@ -36,7 +36,7 @@ from musicgen_cli.store.layout import (
     traits_from_config,
     wanted_by_transformers,
 )
-from musicgen_cli.store.manifest import Manifest, ModelEntry
+from musicgen_cli.store.manifest import Manifest, ModelEntry, check_repo_id
 from musicgen_cli.store.transfer import (  # noqa: F401  (PARTIAL_SUFFIX: callers import it from here)
     PARTIAL_SUFFIX,
     RemoteFile,
@@ -304,6 +304,7 @@ def download_model(
     if not entry.repo_id:
         raise ModelNotFound(f"model {entry.key!r} has no hub repo", f"import it: mgen import <folder> --key {entry.key}")
     repo_id = entry.repo_id
+    check_repo_id(repo_id)  # `facebook/..` would reach some other URL of the endpoint
     revision = revision or entry.revision or "main"
     folder = manifest.folder(entry)
     if _offline():

@@ -28,6 +28,21 @@ from musicgen_cli.store.cache import (
 SHIPPED_MANIFEST = PACKAGE_DIR / "manifest.json"
 USER_MANIFEST_NAME = "manifest.user.json"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_REPO_PART = re.compile(r"^[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9_])?$")
+
+
+def is_repo_id(name: str) -> bool:
+    """owner/name as the hub allows it: no '.', '..', '--' or '..' inside, no leading or trailing '.' or '-'."""
+    if not _REPO_ID.match(name) or len(name) > 96 + 1 + 96 or ".." in name or "--" in name:
+        return False
+    return all(_REPO_PART.match(part) for part in name.split("/"))
+
+
+def check_repo_id(name: str) -> None:
+    if not is_repo_id(name):
+        raise ModelNotFound(
+            f"{name!r} is not a valid repo id", "use the form owner/name with letters, digits, '-', '_' and '.', e.g. facebook/musicgen-small"
+        )
 _SHAPES = {*SHAPES, None}
 
 
@@ -80,7 +95,9 @@ class Manifest:
         for entry in self.entries.values():
             if entry.repo_id and entry.repo_id.lower() == name.lower():
                 return entry
-        if _REPO_ID.match(name):
+        if name.startswith(("/", ".", "~")):
+            raise ModelNotFound(f"there is no model folder at {name}", "check the path, or give a manifest key or repo id")
+        if "/" in name:
             return derived_entry(name)
         raise ModelNotFound(f"unknown model key {name!r}", _suggest(name, list(self.entries)))
 
@@ -109,8 +126,7 @@ class Manifest:
 
 def derived_entry(repo_id: str, revision: str | None = "main") -> ModelEntry:
     """An entry for a repo id the manifest does not list; its key is the repo name."""
-    if not _REPO_ID.match(repo_id):
-        raise ModelNotFound(f"{repo_id!r} is not a repo id", "use the form owner/name, e.g. facebook/musicgen-small")
+    check_repo_id(repo_id)
     key = repo_id.split("/", 1)[1].lower()
     folder = repo_id.replace("/", "--")
     return ModelEntry(key=key, folder=folder, repo_id=repo_id, revision=revision, source="user")

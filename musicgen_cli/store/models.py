@@ -17,6 +17,7 @@ from musicgen_cli import config
 from musicgen_cli.errors import ModelNotFound
 from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.store.cache import hash_files, mark_ready, safe_child
+from musicgen_cli.store.integrity import check_model_folder
 from musicgen_cli.store.lease import claim_path
 from musicgen_cli.store.manifest import Capabilities, Manifest, ModelEntry
 
@@ -45,6 +46,7 @@ def model_folder(
     """The ready folder for `entry`, building or downloading it when allowed."""
     folder = manifest.folder(entry)
     if manifest.is_cached(entry):
+        check_model_folder(folder, repair_command(manifest, entry), managed=True)
         return folder
     if entry.random_weights:
         (reporter or NullReporter()).message(f"building random-weight test model {entry.key!r} (makes noise)")
@@ -63,6 +65,11 @@ def model_folder(
 def staging_lock(staging: Path) -> Path:
     """The lock an import holds on its staging folder while it writes there (beside it, not in it)."""
     return staging.with_name(staging.name + ".lock")
+def repair_command(manifest: Manifest, entry: ModelEntry) -> str:
+    """The command that puts a damaged cached model right."""
+    if entry.repo_id or entry.random_weights:
+        return f"mgen download {entry.key if entry.key in manifest.entries else entry.repo_id}"
+    return f"import it again: mgen import <folder> --key {entry.key} (or mgen import-audiocraft ... --key {entry.key} --force)"
 
 
 @contextmanager

@@ -4,7 +4,7 @@ partial files, and the checksums that decide whether a file on disk is the file 
 
 from __future__ import annotations
 
-import functools
+import errno
 import os
 import shutil
 from dataclasses import dataclass
@@ -52,27 +52,6 @@ class _Tally:
         self.advance(name, -self.done[name])
 
 
-class _FileBar:
-    """Stands in for the tqdm bar `http_get` draws, forwarding its byte counts to a `_Tally`."""
-
-    def __init__(self, tally: _Tally, name: str, *, initial: int = 0, **_tqdm_kwargs):
-        self.tally = tally
-        self.name = name
-        tally.advance(name, initial - tally.done[name])
-
-    def update(self, n: int = 1) -> None:
-        self.tally.advance(self.name, n)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _FileBar:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-
 def _partial_path(target: Path, remote: RemoteFile) -> Path:
     return target.with_name(f".{target.name}.{remote.tag}{PARTIAL_SUFFIX}")
 
@@ -83,7 +62,6 @@ def _present(path: Path) -> int:
 
 def _fetch(url: str, target: Path, remote: RemoteFile, token: str | None, tally: _Tally) -> None:
     """Stream one file into its partial file (continuing it with Range), then move it into place."""
-    from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
     partial = _partial_path(target, remote)
@@ -97,16 +75,65 @@ def _fetch(url: str, target: Path, remote: RemoteFile, token: str | None, tally:
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(partial, "r+b" if have else "wb") as fh:
         fh.seek(have)
-        http_get(
-            url,
-            fh,
-            resume_size=have,
-            headers=headers,
-            expected_size=remote.size,
-            displayed_filename=remote.name,
-            tqdm_class=functools.partial(_FileBar, tally, remote.name),
-        )
+        have = _stream_into(fh, url, headers, have, remote, tally)
+    if have != remote.size:
+        raise OSError(errno.EIO, f"the hub sent {have:,} of {remote.size:,} bytes", str(target))
     os.replace(partial, target)
+
+
+FLUSH_EVERY = 1024 * 1024  # what a kill may cost of a transfer; the hub client's own writer holds 10 MiB
+_RETRIES = 5
+
+
+def _stream_into(fh, url: str, headers: dict, have: int, remote: RemoteFile, tally: _Tally) -> int:
+    """Append the file's bytes from `have` on, flushing every MiB, resuming dropped connections
+    (up to _RETRIES times in a row without progress). Returns the bytes now in the file.
+
+    Every received byte reaches the file before an error leaves here, so Ctrl-C or a dropped
+    connection keeps all of it for the next run's Range request.
+    """
+    import time
+
+    import httpx2
+    from huggingface_hub import constants
+    from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff
+
+    tally.advance(remote.name, have - tally.done[remote.name])
+    retries = _RETRIES
+    while True:
+        request = dict(headers, **({"Range": f"bytes={have}-"} if have else {}))
+        unflushed = 0
+        try:
+            with http_stream_backoff(
+                "GET", url, headers=request, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT,
+                retry_on_exceptions=(), retry_on_status_codes=(408, 429),
+            ) as response:
+                hf_raise_for_status(response)
+                if have and response.status_code == 200:  # the server ignored Range: start over
+                    fh.seek(0)
+                    fh.truncate()
+                    tally.reset(remote.name)
+                    have = 0
+                for chunk in response.iter_bytes():
+                    fh.write(chunk)
+                    have += len(chunk)
+                    unflushed += len(chunk)
+                    if unflushed >= FLUSH_EVERY:
+                        fh.flush()
+                        unflushed = 0
+                    tally.advance(remote.name, len(chunk))
+                    retries = _RETRIES
+            return have
+        except (httpx2.ConnectError, httpx2.TimeoutException, httpx2.RemoteProtocolError) as exc:
+            if retries <= 0:
+                raise
+            retries -= 1
+            tally.reporter.message(
+                f"connection dropped after {have:,} bytes of {remote.name} ({type(exc).__name__}); resuming", "warning"
+            )
+            time.sleep(1)
+        finally:
+            fh.flush()
 
 
 def _verify(path: Path, remote: RemoteFile, on_bytes=None) -> str | None:
