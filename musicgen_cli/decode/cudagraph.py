@@ -17,8 +17,10 @@ class GraphedStep:
 
     @staticmethod
     def usable(decoder) -> bool:
-        # Streamed layers swap weight storage between two buffers each step: not capturable.
-        return decoder.device.type == "cuda" and decoder.streamer is None
+        # Streamed layers swap weight storage between two buffers each step, and layers that
+        # compute on the CPU put device-to-host copies in the step: neither is capturable.
+        return (decoder.device.type == "cuda" and decoder.streamer is None
+                and all(d.type == "cuda" for d in decoder.where))
 
     def __init__(self, decoder):
         self.decoder = decoder

@@ -69,6 +69,7 @@ class GenerationResult:
     timings: dict[str, float] = field(default_factory=dict)
     steps: int = 0
     peaks: dict[str, float] = field(default_factory=dict)
+    engine: str = ""  # the engine that ran ("reference" when the fast loop cannot run the model)
 
     @property
     def steps_per_s(self) -> float:
@@ -100,6 +101,19 @@ class MusicGen:
         # Positions are learned/sinusoidal up to this many decoder steps: the longest window.
         self.max_window_s = (self.model.config.decoder.max_position_embeddings - 1) / self.frame_rate
 
+    def close(self) -> None:
+        """Free the model's memory (RAM and VRAM) now; the object cannot generate afterwards."""
+        from musicgen_cli.engine.loader import release
+
+        model, self.model, self.loaded = self.model, None, None
+        release(model)
+
+    def __enter__(self) -> "MusicGen":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # -- inputs ---------------------------------------------------------------------------
     def _tokenize(self, prompts: list[str]):
         device = next(self.model.text_encoder.parameters()).device
@@ -127,9 +141,11 @@ class MusicGen:
         Clips come prompt by prompt: [p0 s0, p0 s1, ..., p1 s0, ...]. The whole batch shares one seed.
         """
         from musicgen_cli.decode.types import Sampling
-        from musicgen_cli.decode.windows import generate_codes
+        from musicgen_cli.decode.windows import engine_for, generate_codes
         from musicgen_cli.planning.monitor import snapshot
 
+        if self.model is None:
+            raise MgenError("this model was closed", "load it again (mgen.load_model)")
         settings.validate(self.max_window_s)
         if settings.melody is None and self.is_melody:
             self.reporter.message("melody model without --melody: generating from text alone")
@@ -223,6 +239,7 @@ class MusicGen:
             timings=timings,
             steps=steps,
             peaks=peaks,
+            engine=engine_for(self.model, settings.engine),
         )
 
 
