@@ -12,6 +12,7 @@ from musicgen_cli.cli.options import (
     CacheDirOpt,
     CoresOpt,
     DeviceOpt,
+    GpuCapOpt,
     GpuMemOpt,
     JsonOpt,
     MaxVramOpt,
@@ -76,6 +77,7 @@ def generate_cmd(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned for the device)."),
     device: str = DeviceOpt,
     gpu_mem: Optional[list[str]] = GpuMemOpt,
+    gpu_capability: Optional[str] = GpuCapOpt,
     ram: Optional[str] = RamOpt,
     cores: Optional[int] = CoresOpt,
     no_gpu: bool = NoGpuOpt,
@@ -126,12 +128,12 @@ def generate_cmd(
     from musicgen_cli.planning.hardware import configure_threads, parse_size
 
     threads = configure_threads(num_threads, cpu_util_target)
-    machine = machine_for(cache_dir, gpu_mem, ram, cores, no_gpu, device)
+    machine = machine_for(cache_dir, gpu_mem, ram, cores, no_gpu, device, gpu_capability)
     with reporter_for(quiet or as_json) as reporter:
         mg = load_model(
             size or model_key or "small",
             cache_dir=cache_dir,
-            job=Job(duration_s=min(duration, window), num_samples=num_samples, guidance=guidance > 1, window_s=window),
+            job=Job(duration_s=duration, num_samples=num_samples, guidance=guidance > 1, window_s=window),
             machine=machine,
             dtype=dtype,
             quantize=None if quantize == "none" else quantize,

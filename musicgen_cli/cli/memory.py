@@ -11,6 +11,7 @@ import typer
 from musicgen_cli.cli.options import (
     CacheDirOpt,
     CoresOpt,
+    GpuCapOpt,
     GpuMemOpt,
     JsonOpt,
     MaxVramOpt,
@@ -29,6 +30,7 @@ def memory_plan_cmd(
     duration: float = typer.Option(30.0, "--duration", help="Seconds of audio to generate."),
     num_samples: int = typer.Option(1, "--num-samples", help="Clips generated together."),
     gpu_mem: Optional[list[str]] = GpuMemOpt,
+    gpu_capability: Optional[str] = GpuCapOpt,
     ram: Optional[str] = RamOpt,
     cores: Optional[int] = CoresOpt,
     no_gpu: bool = NoGpuOpt,
@@ -51,7 +53,7 @@ def memory_plan_cmd(
         raise MgenError(f"unknown size {size!r}", "use --size small, medium or large")
     manifest = load_manifest(cache_dir)
     entry = manifest.get(model_key or size or "small")
-    machine = machine_for(cache_dir, gpu_mem, ram, cores, no_gpu)
+    machine = machine_for(cache_dir, gpu_mem, ram, cores, no_gpu, capability=gpu_capability)
     plan = plan_memory(
         entry_config(manifest, entry),
         Job(duration_s=duration, num_samples=num_samples),

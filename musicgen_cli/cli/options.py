@@ -18,6 +18,7 @@ err_console = Console(stderr=True)
 CacheDirOpt = typer.Option(None, "--cache-dir", help="Model cache root (default: model-cache/ beside manifest.json).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
 GpuMemOpt = typer.Option(None, "--gpu-mem", help="Simulate a GPU of this size (repeat for several), e.g. 8GiB.")
+GpuCapOpt = typer.Option(None, "--gpu-capability", help="Compute capability of the simulated GPUs, e.g. 7.5 (default 8.6).")
 RamOpt = typer.Option(None, "--ram", help="Simulate this much RAM, e.g. 16GiB.")
 CoresOpt = typer.Option(None, "--cores", help="Simulate this many CPU cores.")
 NoGpuOpt = typer.Option(False, "--no-gpu", help="Plan and run as if there were no GPU.")
@@ -38,9 +39,19 @@ def reporter_for(silent: bool, title: str = "mgen generate") -> Iterator[Reporte
 
 
 
-def machine_for(cache_dir, gpu_mem=None, ram=None, cores=None, no_gpu=False, device="auto"):
-    """The probed machine with any simulated parts (--gpu-mem, --ram, --cores, --no-gpu, --device)."""
-    from musicgen_cli.planning.hardware import parse_size, probe, simulate
+def machine_for(cache_dir, gpu_mem=None, ram=None, cores=None, no_gpu=False, device="auto", capability=None):
+    """The probed machine with any simulated parts (--gpu-mem, --gpu-capability, --ram, --cores,
+    --no-gpu, --device)."""
+    from musicgen_cli.planning.hardware import (
+        parse_capability,
+        parse_size,
+        probe,
+        simulate,
+    )
+
+    sm = parse_capability(capability)
+    if capability is not None and not gpu_mem:
+        raise MgenError("--gpu-capability describes simulated GPUs", "add --gpu-mem, e.g. --gpu-mem 8GiB")
 
     if device not in ("auto", "cpu", "cuda"):
         raise MgenError(f"unknown device {device!r}", "use --device auto, cpu or cuda")
@@ -53,6 +64,7 @@ def machine_for(cache_dir, gpu_mem=None, ram=None, cores=None, no_gpu=False, dev
         ram=parse_size(ram) if ram else None,
         cores=cores,
         no_gpu=no_gpu or device == "cpu",
+        capability=sm,
     )
 
 

@@ -55,6 +55,9 @@ def load_model(folder: Path, plan: Plan, *, reporter: Reporter | None = None,
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise MgenError(f"{folder} has no config.json", "download or import the model first (mgen models)")
+    if plan.uses_gpu and device_of is cuda_device and not torch.cuda.is_available():
+        raise MgenError("the plan places the model on a GPU this machine does not have",
+                        "plan for it with mgen memory plan --gpu-mem, and generate without --gpu-mem here")
     start = time.perf_counter()
     where = "CPU" if not plan.uses_gpu else ", ".join(sorted({_device_name(d) for d in plan.device_map.values()}))
     reporter.phase("load", f"{folder.name}: {plan.lm_dtype}{' int8' if plan.quantize else ''} on {where}")

@@ -49,7 +49,7 @@ def balanced_counts(num_layers: int, gpus, budgets, main_fixed: int, per_layer: 
     """Layers per GPU: as even as capacities allow (in the spirit of accelerate's get_balanced_memory)."""
     if not gpus:
         return {}
-    room = {g.index: budgets[g.index] - (main_fixed if i == 0 else 0) for i, g in enumerate(gpus)}
+    room = {g.index: budgets[g.index] - gpu_overhead(per_layer) - (main_fixed if i == 0 else 0) for i, g in enumerate(gpus)}
     capacity = {i: max(0, r // per_layer) for i, r in room.items()}
     if room[gpus[0].index] < 0:
         return dict.fromkeys(capacity, 0)
@@ -89,12 +89,21 @@ def gpu_use(layout: Layout, sizes, jb: JobBytes, lm_dtype, quantize, gpu: int) -
     w = sizes.layer_bytes(lm_dtype, quantize)
     on_gpu = sum(1 for d in layout.layer_device if d == gpu)
     used = on_gpu * (w + jb.kv_per_layer)
+    if on_gpu or gpu == layout.main:
+        used += gpu_overhead(jb.kv_per_layer)
     if gpu == layout.main:
         used += sizes.nbytes(sizes.lm_fixed_keys, lm_dtype) + jb.step_transient
         if layout.mode == "stream":
             offloaded = sum(1 for d in layout.layer_device if not isinstance(d, int))
             used += offloaded * jb.kv_per_layer + 2 * w
     return used
+
+
+def gpu_overhead(layer_kv: int) -> int:
+    """What a GPU running decoder layers holds beyond weights, caches and step tensors: cuBLAS
+    workspaces (compute and copy streams), and the reference engine's cache growth, which
+    re-allocates one layer's keys/values one position longer while the old ones are alive."""
+    return K.CUBLAS_WORKSPACE_BYTES + layer_kv
 
 
 def place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, codec_dtype) -> None:
@@ -116,13 +125,17 @@ def step_time(layout: Layout, sizes, jb: JobBytes, machine: Machine, lm_dtype, q
     w = sizes.layer_bytes(lm_dtype, quantize)
     fixed = sizes.nbytes(sizes.lm_fixed_keys, lm_dtype)
     kv_mean = jb.kv_per_layer / 2  # the cache fills from empty to full over a window
-    cpu_bw = K.cpu_bandwidth(machine.physical_cores)
     main = layout.main
+    gpus = {g.index: g for g in machine.gpus}
+    link = gpus.get(main)
+    # Measured on this machine when probed (linkprobe); estimates for simulated GPUs.
+    cpu_bw = (link and link.host_read_bytes_s) or K.cpu_bandwidth(machine.physical_cores)
+    h2d = (link and link.h2d_bytes_s) or K.PINNED_H2D_BANDWIDTH
     disk = sum(1 for d in layout.layer_device if d == "disk") * w / K.DISK_BANDWIDTH
     if main == "cpu":
         n = sizes.num_layers
         return (fixed + n * (w + kv_mean)) / cpu_bw + n * K.CPU_LAYER_OVERHEAD_S + disk
-    bandwidth = {g["index"]: g["bandwidth_bytes_s"] * K.GPU_BANDWIDTH_EFFICIENCY for g in machine.summary()["gpus"]}
+    bandwidth = {g.index: g.bandwidth_bytes_s * K.GPU_BANDWIDTH_EFFICIENCY for g in machine.gpus}
     gpu_s = fixed / bandwidth[main]
     for index in bandwidth:
         n = sum(1 for d in layout.layer_device if d == index)
@@ -130,7 +143,7 @@ def step_time(layout: Layout, sizes, jb: JobBytes, machine: Machine, lm_dtype, q
     off = sum(1 for d in layout.layer_device if d == "cpu")
     if layout.mode == "stream":
         compute = gpu_s + off * ((w + kv_mean) / bandwidth[main] + K.GPU_LAYER_OVERHEAD_S)
-        return max(compute, off * w / K.PCIE_BANDWIDTH) + disk
+        return max(compute, off * w / h2d) + disk
     return gpu_s + off * ((w + kv_mean) / cpu_bw + K.CPU_LAYER_OVERHEAD_S) + disk
 
 

@@ -174,6 +174,10 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     gpus = [g for g in gpus if budgets[g.index] > 0]
     if machine.gpus and not gpus:
         warnings.append("no GPU has memory to spare after the reserve: everything runs on the CPU")
+    if dtype == "bfloat16" and gpus and not all(g.bf16 for g in gpus):
+        old = next(g for g in gpus if not g.bf16)
+        raise MgenError(f"GPU {old.index} ({old.name}, compute capability {old.capability[0]}.{old.capability[1]}) "
+                        "has no bfloat16 support (it needs 8.0, Ampere, or newer)", "use --dtype float16, or leave --dtype out")
     lm_dtype = dtype or (("bfloat16" if all(g.bf16 for g in gpus) else "float16") if gpus else "float32")
     if dtype in ("float16", "bfloat16") and not gpus:
         warnings.append(f"{dtype} on CPU is slow and gains nothing over float32 for speed")
