@@ -92,7 +92,8 @@ class LayerStreamer:
                         _swap(module, name, tensor.pin_memory())
             self.tensors[i] = [(module, name, getattr(module, name).data) for module, name, _ in entries]
         first = self.tensors[order[0]]
-        self.slots = [[torch.empty_like(host, device=device) for _, _, host in first] for _ in range(2)]
+        # Two buffers (one computing, one filling); one when a single layer is streamed.
+        self.slots = [[torch.empty_like(host, device=device) for _, _, host in first] for _ in range(min(2, len(order)))]
         self.loaded = [self.streams.event(), self.streams.event()]
         self.freed = [self.streams.event(), self.streams.event()]
         if self.streams.cuda:

@@ -45,11 +45,11 @@ def job_bytes_for(sizes: ModelSizes, job, dtype: str, codec_dtype: str, codec_bu
     )
 
 
-def balanced_counts(num_layers: int, gpus, budgets, main_fixed: int, per_layer: int) -> dict[int, int]:
+def balanced_counts(num_layers: int, gpus, budgets, main_fixed: int, per_layer: int, overhead: int) -> dict[int, int]:
     """Layers per GPU: as even as capacities allow (in the spirit of accelerate's get_balanced_memory)."""
     if not gpus:
         return {}
-    room = {g.index: budgets[g.index] - gpu_overhead(per_layer) - (main_fixed if i == 0 else 0) for i, g in enumerate(gpus)}
+    room = {g.index: budgets[g.index] - overhead - (main_fixed if i == 0 else 0) for i, g in enumerate(gpus)}
     capacity = {i: max(0, r // per_layer) for i, r in room.items()}
     if room[gpus[0].index] < 0:
         return dict.fromkeys(capacity, 0)
@@ -67,7 +67,7 @@ def stream_counts(counts, sizes, budgets, main, main_fixed, w, kv) -> dict[int, 
     and two layers in flight (the one running and the one being copied)."""
     while True:
         offloaded = sizes.num_layers - sum(counts.values())
-        need = main_fixed + counts[main] * (w + kv) + offloaded * kv + 2 * w
+        need = main_fixed + gpu_overhead(kv) + counts[main] * (w + kv) + offloaded * kv + min(2, offloaded) * w
         if need <= budgets[main]:
             return counts
         if counts[main] == 0:
@@ -95,7 +95,7 @@ def gpu_use(layout: Layout, sizes, jb: JobBytes, lm_dtype, quantize, gpu: int) -
         used += sizes.nbytes(sizes.lm_fixed_keys, lm_dtype) + jb.step_transient
         if layout.mode == "stream":
             offloaded = sum(1 for d in layout.layer_device if not isinstance(d, int))
-            used += offloaded * jb.kv_per_layer + 2 * w
+            used += offloaded * jb.kv_per_layer + min(2, offloaded) * w
     return used
 
 

@@ -20,6 +20,7 @@ from musicgen_cli.planning.placement import (
     accelerate_map,
     balanced_counts,
     device_map_for,
+    gpu_overhead,
     gpu_use,
     job_bytes_for,
     make_layout,
@@ -186,7 +187,7 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     jb = job_bytes_for(sizes, job, lm_dtype, lm_dtype)
     main = gpus[0].index if gpus else None
 
-    room = balanced_counts(sizes.num_layers, gpus, budgets, fixed + jb.step_transient, w + jb.kv_per_layer)
+    room = balanced_counts(sizes.num_layers, gpus, budgets, fixed + jb.step_transient, w + jb.kv_per_layer, gpu_overhead(jb.kv_per_layer))
     if gpus and not any(room.values()):
         warnings.append(f"not even one decoder layer fits in {_gib(budgets[main])} of VRAM next to the embeddings: the LM runs on the CPU")
         gpus, main = [], None
@@ -196,7 +197,7 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     def layouts(lm_budgets: dict[int, int]) -> list[Layout]:
         # Balanced layers per GPU, assuming offloaded layers run on the CPU (their KV in RAM);
         # then the streaming alternative, whose main GPU also holds the offloaded layers' KV.
-        counts = balanced_counts(sizes.num_layers, gpus, lm_budgets, fixed + jb.step_transient, w + jb.kv_per_layer)
+        counts = balanced_counts(sizes.num_layers, gpus, lm_budgets, fixed + jb.step_transient, w + jb.kv_per_layer, gpu_overhead(jb.kv_per_layer))
         if not gpus or sum(counts.values()) == sizes.num_layers:
             return [make_layout(counts, sizes, None)]
         found = [make_layout(counts, sizes, "cpu")]
@@ -228,7 +229,9 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
         raise misses[0]
     if best.offload.mode:
         best.offload.stream_step_s, best.offload.cpu_step_s = mode_times(best_group, sizes, job, machine, lm_dtype, quantize)
-    best.device_map = accelerate_map(config, best, sizes, lm_dtype)
+    if quantize or "disk" in best.device_map.values():
+        # Only these load through accelerate's dispatch; the loader places every other plan itself.
+        best.device_map = accelerate_map(config, best, sizes, lm_dtype)
     return best
 
 

@@ -27,6 +27,7 @@ class ModelSpec:
     shape: str = "tiny"
     variant: Variant = "mono"
     seed: int = 0
+    layers: int | None = None  # a deeper decoder than the shape's (offload tests need > 2 layers)
 
     @property
     def tiny(self) -> bool:
@@ -107,6 +108,8 @@ def build_model(spec: ModelSpec, dtype=None):
     import torch
 
     config = build_config(spec.shape, spec.variant)
+    if spec.layers:
+        config.decoder.num_hidden_layers = spec.layers
     torch.manual_seed(spec.seed)
     model = model_class(config)(config)
     # transformers starts EnCodec's codebooks at zero (they are learnt by k-means), which would
