@@ -15,8 +15,13 @@ import torch
 class GraphedStep:
     """Replays `decoder.step_static` for `[rows, K, 1]` codes; advances `decoder.pos`."""
 
+    # Benchmarks and the GPU check turn graphs off to time and compare the eager step.
+    enabled = True
+
     @staticmethod
     def usable(decoder) -> bool:
+        if not GraphedStep.enabled:
+            return False
         # Streamed layers swap weight storage between two buffers each step, and layers that
         # compute on the CPU put device-to-host copies in the step: neither is capturable.
         return (decoder.device.type == "cuda" and decoder.streamer is None
