@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig
 
 from musicgen_cli.decode.types import Sampling
 from musicgen_cli.decode.windows import generate_codes

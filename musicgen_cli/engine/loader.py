@@ -85,11 +85,12 @@ def load_model(folder: Path, plan: Plan, *, reporter: Reporter | None = None,
             _run_on_cpu(model.audio_encoder)
     if plan.text_encoder_dtype != plan.lm_dtype:
         _text_encoder_from_file(model, folder, getattr(torch, plan.text_encoder_dtype))
-    _cast_at_projections(model)
-    if not (disk or bnb):
-        _place(model, plan, device_of)
-    if plan.codec_device == "cpu":
-        model.audio_encoder.to(getattr(torch, plan.codec_dtype))
+    if disk or bnb:
+        _cast_at_projections(model)
+        if plan.codec_device == "cpu":
+            model.audio_encoder.to(getattr(torch, plan.codec_dtype))
+    else:
+        place_by_plan(model, plan, device_of)
     if plan.quantize == "int8" and not plan.uses_gpu:
         from musicgen_cli.engine.quantize import quantize_int8
 
@@ -98,6 +99,19 @@ def load_model(folder: Path, plan: Plan, *, reporter: Reporter | None = None,
     seconds = time.perf_counter() - start
     reporter.message(f"loaded {folder.name} in {seconds:.1f} s")
     return LoadedModel(model=model, tokenizer=tokenizer, config=config, plan=plan, load_seconds=seconds)
+
+
+def place_by_plan(model, plan: Plan, device_of: Callable[[int], Any] = cuda_device) -> None:
+    """Put a model already in memory where `plan` says (also for benchmarks that build models
+    in memory): T5 on the CPU in its dtype, every device-map entry on its device, RAM layers of
+    a GPU plan pinned, EnCodec on its device in its dtype, the placement recorded on the model."""
+    import torch
+
+    model.text_encoder.to(device="cpu", dtype=getattr(torch, plan.text_encoder_dtype))
+    _cast_at_projections(model)
+    _place(model, plan, device_of)
+    if plan.codec_device == "cpu":
+        model.audio_encoder.to(device="cpu", dtype=getattr(torch, plan.codec_dtype))
 
 
 def _place(model, plan: Plan, device_of: Callable[[int], Any]) -> None:
