@@ -197,3 +197,20 @@ def test_close_frees_the_model(tiny_models, cpu_machine):
     assert ref() is None
     with pytest.raises(MgenError, match="closed"):
         mg.generate("x", GenerateSettings(duration=0.2))
+
+
+def test_suite_plans_each_job_at_the_duration_it_generates(tmp_path, monkeypatch):
+    from musicgen_cli.errors import ModelNotFound
+    from musicgen_cli.events import NullReporter
+    from musicgen_cli.jobs import suite
+
+    planned = []
+
+    def load_model(key, *, job, **kwargs):
+        planned.append(job.duration_s)
+        raise ModelNotFound(f"{key} is not cached", "mgen download it")
+
+    monkeypatch.setattr(suite, "load_model", load_model)
+    large = suite.select_jobs(["large"], {}, False, 45.0, None)[0]
+    result = suite.run_job(large, tmp_path, cache_dir=None, machine=None, download=False, seed=0, reporter=NullReporter())
+    assert result.status == "skipped" and planned == [45.0]
