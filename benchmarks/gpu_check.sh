@@ -21,6 +21,8 @@ PY="${PYTHON:-python3}"
 WORK="$(mktemp -d)"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 MGEN_CACHE_DIR="$WORK/cache"
+# The GPU image has pytest plugins built for its own pytest; the carried pytest loads none.
+export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 if ls .whl/*.whl >/dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH="/tmp/site:$PYTHONPATH"
