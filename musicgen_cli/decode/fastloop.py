@@ -56,7 +56,8 @@ def condition(model, request: Request, device: torch.device) -> Conditioning:
             states = torch.cat([states, torch.zeros_like(states)])
             mask = torch.cat([mask, torch.zeros_like(mask)])
         states = states * mask[..., None]
-        prefix = torch.cat([_chroma_states(model, request, cfg), states.to(_lm_dtype(model))], dim=1)
+        chroma = _chroma_states(model, request, cfg)
+        prefix = torch.cat([chroma, states.to(chroma)], dim=1)  # T5's states join it on its device
         return Conditioning(prefix=prefix.to(device))
     if cfg:
         states = torch.cat([states, torch.zeros_like(states)])

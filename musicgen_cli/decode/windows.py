@@ -155,8 +155,10 @@ def _aligned(model):
         remove_hook_from_module,
     )
 
+    # generate keeps its tensors where T5 runs (the CPU); the decoder stack, each layer and
+    # each head compute where their weights are and hand results back.
     stack = model.decoder.model.decoder
-    hooked = [(stack, placement.main), (model.decoder.lm_heads, placement.main)]
+    hooked = [(stack, placement.main), *((head, head.weight.device) for head in model.decoder.lm_heads)]
     hooked += [(layer, layer.final_layer_norm.weight.device) for layer in stack.layers]
     codec = model.audio_encoder
     codec_device = next(codec.parameters()).device
