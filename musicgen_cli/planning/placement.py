@@ -32,6 +32,15 @@ class Layout:
     mode: str | None
 
 
+def gpu_budget(gpu, reserve_bytes: int | None, max_vram_bytes: int | None) -> int:
+    """Usable VRAM of a GPU after the reserve (and under --max-vram)."""
+    reserve = K.default_reserve(gpu.total_bytes) if reserve_bytes is None else reserve_bytes
+    usable = gpu.free_bytes - reserve
+    if max_vram_bytes is not None:
+        usable = min(usable, max_vram_bytes)
+    return max(0, int(usable))
+
+
 def job_bytes_for(sizes: ModelSizes, job, dtype: str, codec_dtype: str, codec_budget: int | None = None) -> JobBytes:
     return job_bytes(
         sizes,

@@ -20,6 +20,7 @@ from musicgen_cli.planning.placement import (
     accelerate_map,
     balanced_counts,
     device_map_for,
+    gpu_budget,
     gpu_overhead,
     gpu_use,
     job_bytes_for,
@@ -171,7 +172,7 @@ def _check_inputs(job: Job, dtype: str | None, quantize: str | None) -> None:
 def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_bytes, max_vram_bytes) -> Plan:
     warnings: list[str] = []
     gpus = list(machine.gpus)
-    budgets = {g.index: _budget(g, reserve_bytes, max_vram_bytes) for g in gpus}
+    budgets = {g.index: gpu_budget(g, reserve_bytes, max_vram_bytes) for g in gpus}
     gpus = [g for g in gpus if budgets[g.index] > 0]
     if machine.gpus and not gpus:
         warnings.append("no GPU has memory to spare after the reserve: everything runs on the CPU")
@@ -233,14 +234,6 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
         # Only these load through accelerate's dispatch; the loader places every other plan itself.
         best.device_map = accelerate_map(config, best, sizes, lm_dtype)
     return best
-
-
-def _budget(gpu, reserve_bytes: int | None, max_vram_bytes: int | None) -> int:
-    reserve = K.default_reserve(gpu.total_bytes) if reserve_bytes is None else reserve_bytes
-    usable = gpu.free_bytes - reserve
-    if max_vram_bytes is not None:
-        usable = min(usable, max_vram_bytes)
-    return max(0, int(usable))
 
 
 def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, budgets, shared_warnings) -> Plan:
