@@ -65,7 +65,14 @@ def condition(model, request: Request, device: torch.device) -> Conditioning:
     if projects and decoder_config.cross_attention_hidden_size is None:
         states = model.enc_to_dec_proj(states)
     states = states * mask[..., None]
-    cross_mask = None if bool(mask.all()) else mask.bool()[:, None, None, :].to(device)
+    cross_mask = None
+    if not bool(mask.all()):
+        # CFG's unconditional rows mask every text position: some CUDA SDPA kernels return NaN
+        # for such rows where the CPU returns 0. Their states are zeros and the projections have
+        # no bias, so attending to all of them gives the CPU's 0 on every kernel.
+        keep = mask.bool()
+        keep[~keep.any(-1)] = True
+        cross_mask = keep[:, None, None, :].to(device)
     # T5 runs in float32; a half-precision LM takes its states in its own dtype.
     return Conditioning(cross=states.to(device=device, dtype=_lm_dtype(model)), cross_mask=cross_mask)
 
