@@ -8,7 +8,7 @@
 # medium in half precision (reference vs fast vs graphed) and large with 8 GiB of decoder on
 # the GPU (layers streamed from pinned memory); predicted vs measured peak VRAM for small,
 # medium and large as on an 8 GiB card; `mgen test-suite --quick` with shape-faithful models.
-# Wheels in .whl/ (benchmarks/gpu_wheels.sh) are installed first when present. Each step has
+# Wheels in .whl/ (benchmarks/gpu_wheels.sh) are installed first when present (not in a dry run). Each step has
 # its own time limit inside an overall budget, and a failing step does not stop the others;
 # $OUT/summary.txt lists every step's exit code and time, and the reported figures.
 set -uo pipefail
@@ -23,7 +23,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZER
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 MGEN_CACHE_DIR="$WORK/cache"
 # The GPU image has pytest plugins built for its own pytest; the carried pytest loads none.
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
-if ls .whl/*.whl >/dev/null 2>&1; then
+# The wheels are for the GPU machine's Python 3.12; a dry run uses the environment it is given.
+if [ "$DRY" = 0 ] && ls .whl/*.whl >/dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi

@@ -14,6 +14,7 @@ def test_gpu_check_dry_run_runs_every_step(tmp_path):
     env = dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=sys.executable)
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], env=env,
                           capture_output=True, text=True, timeout=400)
+    assert (tmp_path / "out" / "summary.txt").is_file(), done.stdout[-2000:] + done.stderr[-2000:]
     summary = (tmp_path / "out" / "summary.txt").read_text()
     assert done.returncode == 0, summary + done.stdout[-2000:]
     for step in ("tests", "bench-tiny", "plan-tiny", "suite"):
