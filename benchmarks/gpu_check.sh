@@ -71,7 +71,9 @@ else
   step tests tests.log 110 "$PY" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py -rA
   step bench-small bench.log 50 "$PY" benchmarks/bench_decode.py --shape small --dtype bfloat16 --frames 150 --check-frames 20
   step bench-medium bench.log 60 "$PY" benchmarks/bench_decode.py --shape medium --dtype bfloat16 --frames 100 --check-frames 10
-  step bench-large-8gib bench.log 60 "$PY" benchmarks/bench_decode.py --shape large --dtype bfloat16 --frames 50 \
+  # In bfloat16 large's decoder (6.2 GiB) fits in 8 GiB: float32 streams ~40 % of it per step.
+  # The bfloat16 case as planned for an 8 GiB card is vram-large-8gib below.
+  step bench-large-8gib bench.log 60 "$PY" benchmarks/bench_decode.py --shape large --dtype float32 --frames 50 \
     --gpu-budget-gib 8 --no-reference
   step vram-small plans.log 40 "$PY" benchmarks/bench_gpu_plan.py --shape small --json
   step vram-medium plans.log 45 "$PY" benchmarks/bench_gpu_plan.py --shape medium --json
