@@ -89,7 +89,8 @@ def test_bigger_gpus_hold_more_layers_and_run_faster():
     on_gpu = [sum(isinstance(d, int) for d in layer_devices(p)) for p in plans]
     assert on_gpu[0] < on_gpu[1] < on_gpu[2] == 48
     steps = [p.estimates.step_time_s for p in plans]
-    assert steps[0] > steps[1] > steps[2]
+    # A few layers streamed over a pinned link hide behind the compute of the resident ones.
+    assert steps[0] > steps[1] >= steps[2]
 
 
 def test_two_gpus_split_layers_evenly_when_they_fit():

@@ -48,6 +48,9 @@ class MachineOptions:
     gpu_mem: Optional[list[str]] = _flag(
         typer.Option(None, "--gpu-mem", help="Simulate a GPU of this size (repeat for several), e.g. 8GiB.", rich_help_panel="Machine")
     )
+    gpu_capability: Optional[str] = _flag(
+        typer.Option(None, "--gpu-capability", help="Compute capability of the simulated GPUs, e.g. 7.5 (default 8.6).", rich_help_panel="Machine")
+    )
     ram: Optional[str] = _flag(typer.Option(None, "--ram", help="Simulate this much RAM, e.g. 16GiB.", rich_help_panel="Machine"))
     cores: Optional[int] = _flag(typer.Option(None, "--cores", help="Simulate this many CPU cores.", rich_help_panel="Machine"))
     no_gpu: bool = _flag(typer.Option(False, "--no-gpu", help="Plan and run as if there were no GPU.", rich_help_panel="Machine"))
@@ -83,10 +86,13 @@ class MachineOptions:
 
     def machine(self, cache_dir: Path | None):
         """The probed machine with the simulated parts (--gpu-mem, --ram, --cores, --no-gpu, --device)."""
-        from musicgen_cli.planning.hardware import probe, simulate
+        from musicgen_cli.planning.hardware import parse_capability, probe, simulate
         from musicgen_cli.units import parse_size
 
         self.check()
+        capability = parse_capability(self.gpu_capability)
+        if self.gpu_capability is not None and not self.gpu_mem:
+            raise MgenError("--gpu-capability describes simulated GPUs", "add --gpu-mem, e.g. --gpu-mem 8GiB")
         machine = probe(cache_dir)
         if self.device == "cuda" and not machine.gpus and not self.gpu_mem:
             raise MgenError("--device cuda but torch sees no CUDA GPU", "install a CUDA build of torch, or use --device cpu")
@@ -96,6 +102,7 @@ class MachineOptions:
             ram=parse_size(self.ram) if self.ram else None,
             cores=self.cores,
             no_gpu=self.cpu_only,
+            capability=capability,
         )
 
     def plan_kwargs(self) -> dict[str, Any]:

@@ -15,10 +15,17 @@ import torch
 class GraphedStep:
     """Replays `decoder.step_static` for `[rows, K, 1]` codes; advances `decoder.pos`."""
 
+    # Benchmarks and the GPU check turn graphs off to time and compare the eager step.
+    enabled = True
+
     @staticmethod
     def usable(decoder) -> bool:
-        # Streamed layers swap weight storage between two buffers each step: not capturable.
-        return decoder.device.type == "cuda" and decoder.streamer is None
+        if not GraphedStep.enabled:
+            return False
+        # Streamed layers swap weight storage between two buffers each step, and layers that
+        # compute on the CPU put device-to-host copies in the step: neither is capturable.
+        return (decoder.device.type == "cuda" and decoder.streamer is None
+                and all(d.type == "cuda" for d in decoder.where))
 
     def __init__(self, decoder):
         self.decoder = decoder

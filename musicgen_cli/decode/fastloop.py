@@ -56,15 +56,29 @@ def condition(model, request: Request, device: torch.device) -> Conditioning:
             states = torch.cat([states, torch.zeros_like(states)])
             mask = torch.cat([mask, torch.zeros_like(mask)])
         states = states * mask[..., None]
-        return Conditioning(prefix=torch.cat([_chroma_states(model, request, cfg), states], dim=1).to(device))
+        chroma = _chroma_states(model, request, cfg)
+        prefix = torch.cat([chroma, states.to(chroma)], dim=1)  # T5's states join it on its device
+        return Conditioning(prefix=prefix.to(device))
     if cfg:
         states = torch.cat([states, torch.zeros_like(states)])
         mask = torch.cat([mask, torch.zeros_like(mask)])
     if projects and decoder_config.cross_attention_hidden_size is None:
         states = model.enc_to_dec_proj(states)
     states = states * mask[..., None]
-    cross_mask = None if bool(mask.all()) else mask.bool()[:, None, None, :].to(device)
-    return Conditioning(cross=states.to(device), cross_mask=cross_mask)
+    cross_mask = None
+    if not bool(mask.all()):
+        # CFG's unconditional rows mask every text position: some CUDA SDPA kernels return NaN
+        # for such rows where the CPU returns 0. Their states are zeros and the projections have
+        # no bias, so attending to all of them gives the CPU's 0 on every kernel.
+        keep = mask.bool()
+        keep[~keep.any(-1)] = True
+        cross_mask = keep[:, None, None, :].to(device)
+    # T5 runs in float32; a half-precision LM takes its states in its own dtype.
+    return Conditioning(cross=states.to(device=device, dtype=_lm_dtype(model)), cross_mask=cross_mask)
+
+
+def _lm_dtype(model) -> torch.dtype:
+    return model.decoder.model.decoder.embed_tokens[0].weight.dtype
 
 
 def _chroma_states(model, request: Request, cfg: bool) -> torch.Tensor:
@@ -72,12 +86,12 @@ def _chroma_states(model, request: Request, cfg: bool) -> torch.Tensor:
     Without a melody the model is conditioned on a constant 'null' chroma (bin 0 set)."""
     batch = request.input_ids.shape[0]
     features = request.melody_features
+    proj = model.audio_enc_to_dec_proj.weight  # the LM's dtype (model.dtype is T5's float32)
     if features is not None:
-        features = features.to(device=model.audio_enc_to_dec_proj.weight.device, dtype=model.dtype)
+        features = features.to(device=proj.device, dtype=proj.dtype)
         null = torch.zeros_like(features)
     else:
-        null = torch.zeros((batch, 1, model.config.num_chroma), device=model.audio_enc_to_dec_proj.weight.device,
-                           dtype=model.dtype)
+        null = torch.zeros((batch, 1, model.config.num_chroma), device=proj.device, dtype=proj.dtype)
     null[:, :, 0] = 1
     features = null if features is None else features
     if cfg:
@@ -93,13 +107,13 @@ def _chroma_states(model, request: Request, cfg: bool) -> torch.Tensor:
 class Decoder:
     """The LM decoder as a function of (new columns of codes) over a static KV cache.
 
-    Layers compute where their weights are, except layers kept in host memory behind a GPU
-    model, which `offload.streamer_for` streams to the GPU one layer ahead (or leaves on the
-    CPU when its bandwidth model says that is faster).
+    Layers compute where their weights are, except the RAM layers of a placed model, which
+    compute the way its plan chose (`offload.Placement`): streamed to the main device one layer
+    ahead, or on the CPU.
     """
 
     def __init__(self, model, rows: int, length: int, conditioning: Conditioning):
-        from musicgen_cli.decode.offload import streamer_for
+        from musicgen_cli.decode.offload import placement_of, streamer_for
 
         lm = model.decoder
         self.stack = lm.model.decoder
@@ -116,8 +130,10 @@ class Decoder:
         if length > positions.weights.shape[0]:
             positions.make_weights(length, positions.embedding_dim)
         self.positions = positions.weights.to(self.device)
-        self.streamer = streamer_for(self.stack.layers, self.device)
-        self.where = [self.device if self.streamer and i in self.streamer.order else layer.final_layer_norm.weight.device
+        placement = placement_of(model)
+        self.streamer = streamer_for(self.stack.layers, placement)
+        self.where = [layer.final_layer_norm.weight.device if placement is None
+                      else placement.device_of(i, layer.final_layer_norm.weight.device)
                       for i, layer in enumerate(self.stack.layers)]
         shape = (rows, lm.config.num_attention_heads, length, self.head_dim)
         self.cache = [(torch.zeros(shape, dtype=self.dtype, device=d), torch.zeros(shape, dtype=self.dtype, device=d))
@@ -227,15 +243,19 @@ def generate_window(model, request: Request, on_step: StepCallback) -> torch.Lon
     decoder = Decoder(model, 2 * batch if cfg else batch, length - 1, condition(model, request, device))
     step_fn = decoder
     column = sequence[:, :, :start]
-    for step in range(steps):
-        logits = step_fn(torch.cat([column, column]) if cfg else column)
-        if step == 0 and GraphedStep.usable(decoder):
-            step_fn = GraphedStep(decoder)
-        tokens = sampler.next_tokens(logits, request.sampling).view(batch, num_codebooks)
-        at = start + step
-        sequence[:, :, at] = torch.where(forced[:, :, at] == delay.PREDICT, tokens, forced[:, :, at])
-        column = sequence[:, :, at : at + 1]
-        on_step(step + 1, steps)
+    try:
+        for step in range(steps):
+            logits = step_fn(torch.cat([column, column]) if cfg else column)
+            if step == 0 and GraphedStep.usable(decoder):
+                step_fn = GraphedStep(decoder)
+            tokens = sampler.next_tokens(logits, request.sampling).view(batch, num_codebooks)
+            at = start + step
+            sequence[:, :, at] = torch.where(forced[:, :, at] == delay.PREDICT, tokens, forced[:, :, at])
+            column = sequence[:, :, at : at + 1]
+            on_step(step + 1, steps)
+    finally:
+        if decoder.streamer is not None:
+            decoder.streamer.close()
     return delay.undelay(sequence, channels).cpu()
 
 

@@ -1,24 +1,51 @@
 """Decoder layers kept in host memory behind a GPU: stream them, or compute them on the CPU.
 
-accelerate's offload hooks copy a layer's weights synchronously when it is called, so the GPU
-idles during every copy. Here the weights sit in pinned memory and a side CUDA stream copies
-the next offloaded layer into one of two GPU buffers while the current layer computes from
-the other: a step costs about max(compute, offloaded bytes / H2D bandwidth).
+The loader places the layers itself (`Placement`, recorded on the model): resident layers on
+the GPU, the plan's RAM layers as real pinned host tensors. The plan chose how each step uses
+the RAM layers, from bandwidths measured once per machine (`planning.linkprobe`):
 
-When host-to-device bandwidth is below what the CPU reads from its own memory (a slow link),
-moving the weights costs more than using them where they are, and those layers run on the CPU.
+- "stream": a side CUDA stream copies the next RAM layer into one of two GPU buffers while the
+  current layer computes from the other: a step costs about max(compute, bytes / H2D bandwidth).
+- "cpu": the layers compute where their weights are (a slow link: moving weights costs more
+  than reading them from host memory).
+
+Every buffer is stream-ordered: the copy stream waits for the buffers' allocation on the
+compute stream, buffers are marked used by the copy stream, and `close()` waits for the last
+(wrap-around) prefetch before the buffers are freed. On a CPU stand-in device (tests, the dry
+run of the GPU check) the same swaps run with plain synchronous copies.
 """
 
 from __future__ import annotations
 
-import time
-from functools import lru_cache
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
 # Projections of the text keys/values: used once per window, not per step, so never streamed.
 ONCE_PER_WINDOW = ("encoder_attn.k_proj.", "encoder_attn.v_proj.")
+
+
+@dataclass
+class Placement:
+    """Where the loader put the LM: `main` runs embeddings, heads and resident layers;
+    `ram_layers` are in host memory, used the way `mode` says ("stream" or "cpu")."""
+
+    main: torch.device
+    ram_layers: list[int] = field(default_factory=list)
+    mode: str | None = None
+    # What the last fast-loop window did, for tests and the GPU check.
+    streamed_copies: int = 0
+
+    def device_of(self, layer: int, weights_device: torch.device) -> torch.device:
+        """Where layer `layer` computes."""
+        if layer in self.ram_layers:
+            return self.main if self.mode == "stream" else torch.device("cpu")
+        return weights_device
+
+
+def placement_of(model) -> Placement | None:
+    return getattr(model, "mgen_placement", None)
 
 
 def _per_step_tensors(layer: nn.Module) -> list[tuple[nn.Module, str, torch.Tensor]]:
@@ -34,34 +61,66 @@ def _swap(module: nn.Module, name: str, data: torch.Tensor) -> None:
     getattr(module, name).data = data
 
 
-class LayerStreamer:
-    """Double-buffered, one-layer-ahead weight streaming for the offloaded layers."""
+class _Streams:
+    """CUDA streams and events, or their synchronous stand-ins on the CPU."""
 
-    def __init__(self, layers: nn.ModuleList, order: list[int], device: torch.device):
-        self.device, self.order = device, order
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.device = device
+        self.copy = torch.cuda.Stream(device) if self.cuda else None
+
+    def event(self):
+        return torch.cuda.Event() if self.cuda else None
+
+    def current(self):
+        return torch.cuda.current_stream(self.device) if self.cuda else None
+
+
+class LayerStreamer:
+    """Double-buffered, one-layer-ahead weight streaming for the RAM layers."""
+
+    def __init__(self, layers: nn.ModuleList, order: list[int], device: torch.device, placement: Placement | None = None):
+        self.device, self.order, self.placement = device, order, placement
         self.rank = {layer: n for n, layer in enumerate(order)}
+        self.streams = _Streams(device)
         self.tensors = {}
         for i in order:
             entries = _per_step_tensors(layers[i])
-            for module, name, tensor in entries:
-                if not tensor.is_pinned():
-                    _swap(module, name, tensor.pin_memory())
+            if self.streams.cuda:
+                for module, name, tensor in entries:
+                    if not tensor.is_pinned():  # loaders that place layers themselves pin already
+                        _swap(module, name, tensor.pin_memory())
             self.tensors[i] = [(module, name, getattr(module, name).data) for module, name, _ in entries]
         first = self.tensors[order[0]]
-        self.slots = [[torch.empty_like(host, device=device) for _, _, host in first] for _ in range(2)]
-        self.copy_stream = torch.cuda.Stream(device)
-        self.loaded = [torch.cuda.Event(), torch.cuda.Event()]
-        self.freed = [torch.cuda.Event(), torch.cuda.Event()]
+        # Two buffers (one computing, one filling); one when a single layer is streamed.
+        self.slots = [[torch.empty_like(host, device=device) for _, _, host in first] for _ in range(min(2, len(order)))]
+        self.loaded = [self.streams.event(), self.streams.event()]
+        self.freed = [self.streams.event(), self.streams.event()]
+        if self.streams.cuda:
+            # The slots were allocated on the compute stream: the copy stream must not write
+            # them before that allocation is ordered, and the allocator must not reuse them
+            # while a copy into them is in flight.
+            self.streams.copy.wait_stream(self.streams.current())
+            for slot in self.slots:
+                for tensor in slot:
+                    tensor.record_stream(self.streams.copy)
         self.slot_of: dict[int, int] = {}
         self._prefetch(0, slot=0)
 
     def _prefetch(self, rank: int, slot: int) -> None:
         self.slot_of[rank] = slot
-        self.copy_stream.wait_event(self.freed[slot])
-        with torch.cuda.stream(self.copy_stream):
-            for target, (_, _, host) in zip(self.slots[slot], self.tensors[self.order[rank]]):
-                target.copy_(host, non_blocking=True)
-        self.loaded[slot].record(self.copy_stream)
+        pairs = zip(self.slots[slot], self.tensors[self.order[rank]])
+        if self.streams.cuda:
+            self.streams.copy.wait_event(self.freed[slot])
+            with torch.cuda.stream(self.streams.copy):
+                for target, (_, _, host) in pairs:
+                    target.copy_(host, non_blocking=True)
+            self.loaded[slot].record(self.streams.copy)
+        else:
+            for target, (_, _, host) in pairs:
+                target.copy_(host)
+        if self.placement is not None:
+            self.placement.streamed_copies += 1
 
     def enter(self, layer: int) -> None:
         """Before layer `layer` runs: wait for its weights, point it at them, start the next copy."""
@@ -69,11 +128,12 @@ class LayerStreamer:
         if rank is None:
             return
         slot = self.slot_of[rank]
-        torch.cuda.current_stream(self.device).wait_event(self.loaded[slot])
+        if self.streams.cuda:
+            self.streams.current().wait_event(self.loaded[slot])
         for target, (module, name, _) in zip(self.slots[slot], self.tensors[layer]):
             _swap(module, name, target)
-        # The next offloaded layer (wrapping to the first one of the next step) goes into the
-        # other buffer once the previous offloaded layer has finished reading it.
+        # The next RAM layer (wrapping to the first one of the next step) goes into the other
+        # buffer once the previous RAM layer has finished reading it.
         if len(self.order) > 1:
             self._prefetch((rank + 1) % len(self.order), slot=1 - slot)
 
@@ -84,54 +144,53 @@ class LayerStreamer:
         for module, name, host in self.tensors[layer]:
             _swap(module, name, host)
         slot = self.slot_of[rank]
-        self.freed[slot].record(torch.cuda.current_stream(self.device))
+        if self.streams.cuda:
+            self.freed[slot].record(self.streams.current())
         if len(self.order) == 1:  # a single buffer: refill it for the next step once free
             self._prefetch(0, slot=slot)
 
-
-@lru_cache(maxsize=None)
-def measured_bandwidths(device: torch.device) -> tuple[float, float]:
-    """(pinned host->device, host memory read) in bytes/s, measured once per process."""
-    host = torch.ones(2**26, pin_memory=True)  # 256 MiB
-    target = torch.empty_like(host, device=device)
-
-    def best(fn) -> float:
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            fn()
-            torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
-        return host.numel() * 4 / min(times)
-
-    return best(lambda: target.copy_(host, non_blocking=True)), best(lambda: host.sum())
+    def close(self) -> None:
+        """Wait for the wrap-around prefetch still in flight, then let the buffers go."""
+        if self.streams.cuda:
+            self.streams.current().wait_stream(self.streams.copy)
+        for module_tensors in self.tensors.values():
+            for module, name, host in module_tensors:
+                _swap(module, name, host)
+        self.slots = []
 
 
-def streamer_for(layers: nn.ModuleList, device: torch.device) -> LayerStreamer | None:
-    """A streamer for the layers whose weights are in host memory while the decoder runs on
-    a GPU; None when there are none, or when the CPU reads its memory faster than the link
-    moves it (those layers then compute on the CPU)."""
-    if device.type != "cuda":
+def streamer_for(layers: nn.ModuleList, placement: Placement | None) -> LayerStreamer | None:
+    """A streamer for the RAM layers when the plan chose to stream them; None otherwise."""
+    if placement is None or placement.mode != "stream" or not placement.ram_layers:
         return None
-    order = [i for i, layer in enumerate(layers) if layer.final_layer_norm.weight.device.type == "cpu"]
-    if not order:
-        return None
-    h2d, host_read = measured_bandwidths(device)
-    return LayerStreamer(layers, order, device) if h2d >= host_read else None
+    return LayerStreamer(layers, sorted(placement.ram_layers), placement.main, placement)
 
 
 def offload_layers(model, gpu_budget_bytes: int) -> int:
-    """Keep the decoder on the GPU up to a byte budget, last layers first to go to pinned host
-    memory (for benchmarks and for callers that plan placement themselves). Returns the bytes
-    of per-step weights moved off the GPU."""
+    """Keep the decoder on its device up to a byte budget, last layers first to go to (pinned)
+    host memory and streamed (for benchmarks and callers that place layers themselves).
+    Returns the bytes of per-step weights moved off the device."""
     layers = model.decoder.model.decoder.layers
+    main = model.decoder.model.decoder.embed_tokens[0].weight.device
     resident = sum(t.numel() * t.element_size() for t in model.decoder.parameters())
-    moved = 0
-    for layer in reversed(layers):
+    moved, ram = 0, []
+    for i in reversed(range(len(layers))):
         if resident <= gpu_budget_bytes:
             break
+        layer = layers[i]
         size = sum(t.numel() * t.element_size() for t in layer.parameters())
-        layer.to("cpu")
+        to_host(layer)
         resident -= size
         moved += sum(t.numel() * t.element_size() for _, _, t in _per_step_tensors(layer))
+        ram.insert(0, i)
+    model.mgen_placement = Placement(main=main, ram_layers=ram, mode="stream" if ram else None)
     return moved
+
+
+def to_host(module: nn.Module) -> None:
+    """Move a module's tensors to host memory, pinned when CUDA can pin them (fast async copies)."""
+    module.to("cpu")
+    if torch.cuda.is_available():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if not tensor.is_pinned():
+                tensor.data = tensor.data.pin_memory()

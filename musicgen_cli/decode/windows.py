@@ -8,6 +8,7 @@ from the tail of the previous one, the way audiocraft extends past 30 s.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -35,14 +36,10 @@ def generate_codes(model, *, input_ids, attention_mask, num_frames: int, samplin
     `melody_for(start_frame)`, when given, supplies each window's melody features (audiocraft
     moves the melody forward to the window's start); otherwise every window gets `melody_features`.
     """
-    if engine == "fast" and not any(p.is_meta for p in model.decoder.parameters()):
+    if engine_for(model, engine) == "fast":
         from musicgen_cli.decode.fastloop import generate_window
-    elif engine in ("fast", "reference"):
-        # accelerate's disk/CPU offload leaves weights on the meta device behind hooks; only
-        # transformers' forward knows how to page them in, so such models take the reference.
-        generate_window = reference_window
     else:
-        raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")
+        generate_window = reference_window
     num_codebooks, channels, _ = layout(model)
     prompt_frames = 0 if prompt_codes is None else prompt_codes.shape[-1]
     if num_frames < 1 or prompt_frames + num_frames < num_codebooks // channels:
@@ -68,6 +65,17 @@ def generate_codes(model, *, input_ids, attention_mask, num_frames: int, samplin
         codes = fresh if codes is None else torch.cat([codes, fresh.to(codes.device)], dim=-1)
         done += decode_steps(model, new)
     return codes
+
+
+def engine_for(model, engine: str) -> str:
+    """The engine that runs `model` when `engine` is asked for."""
+    if engine not in ("fast", "reference"):
+        raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")
+    # accelerate's disk offload leaves weights on the meta device behind hooks; only
+    # transformers' forward knows how to page them in, so such models take the reference.
+    if engine == "fast" and any(p.is_meta for p in model.decoder.parameters()):
+        return "reference"
+    return engine
 
 
 def window_plan(prompt_frames: int, num_frames: int, window: int, context: int) -> list[tuple[int, int]]:
@@ -138,9 +146,50 @@ def reference_window(model, request: Request, on_step: StepCallback) -> torch.Lo
     if request.melody_features is not None:
         kwargs["input_features"] = request.melody_features.to(device=device, dtype=model.dtype)
     watcher = Watcher()
-    with torch.no_grad():
+    with torch.no_grad(), _aligned(model):
         model.generate(stopping_criteria=StoppingCriteriaList([watcher]), **kwargs)
     sequence = watcher.sequence.cpu().reshape(batch, num_codebooks, -1)
     forced = delay.pattern(request.prompt_codes, batch, num_codebooks, channels, sequence.shape[-1], pad)
     sequence = torch.where(forced == delay.PREDICT, sequence, forced)
     return delay.undelay(sequence, channels)
+
+
+@contextmanager
+def _aligned(model):
+    """For transformers' forward over a placed model (layers on several devices, RAM layers
+    computed on the CPU): inputs follow each module to its weights, and come back. Hooks live
+    only for the call, so they leave no reference cycles behind."""
+    from musicgen_cli.decode.offload import placement_of
+
+    placement = placement_of(model)
+    if placement is None:
+        yield
+        return
+    from accelerate.hooks import (
+        AlignDevicesHook,
+        add_hook_to_module,
+        remove_hook_from_module,
+    )
+
+    # generate keeps its tensors where T5 runs (the CPU); the decoder stack, each layer and
+    # each head compute where their weights are and hand results back.
+    stack = model.decoder.model.decoder
+    hooked = [(stack, placement.main), *((head, head.weight.device) for head in model.decoder.lm_heads)]
+    hooked += [(layer, layer.final_layer_norm.weight.device) for layer in stack.layers]
+    codec = model.audio_encoder
+    codec_device = next(codec.parameters()).device
+    decode = codec.decode
+    codec.decode = lambda *args, **kwargs: decode(*_to(args, codec_device), **dict(zip(kwargs, _to(kwargs.values(), codec_device))))
+    try:
+        for module, device in hooked:
+            add_hook_to_module(module, AlignDevicesHook(execution_device=device, io_same_device=True,
+                                                        skip_keys=("past_key_values", "past_key_value")))
+        yield
+    finally:
+        for module, _ in hooked:
+            remove_hook_from_module(module)
+        del codec.decode
+
+
+def _to(values, device) -> list:
+    return [v.to(device) if isinstance(v, torch.Tensor) else v for v in values]

@@ -51,7 +51,7 @@ def tail_loudness(clip: np.ndarray, sample_rate: int, seconds: float) -> float:
 def compose(mg, prompt: str, settings, seed: int, prompt_audio=None, melody_audio=None) -> dict:
     """The fields of a `GenerationResult` for a sectioned / ended / looped piece (`prompt_audio`
     and `melody_audio` as `MusicGen.generate` takes them)."""
-    from musicgen_cli.decode.windows import window_plan, window_starts
+    from musicgen_cli.decode.windows import engine_for, window_plan, window_starts
     from musicgen_cli.engine.melody import melody_batch
 
     report = mg.reporter
@@ -152,7 +152,7 @@ def compose(mg, prompt: str, settings, seed: int, prompt_audio=None, melody_audi
     return dict(
         clips=clips, sample_rate=mg.sample_rate, prompts=[p for _, p in sections][:1] * n, seed=seed,
         settings=settings, timings=timings, steps=progress.steps, peaks=progress.peaks, composition=composition, codes=codes,
-        windows=[w for section in record.sections for w in section["windows"]],
+        windows=[w for section in record.sections for w in section["windows"]], engine=engine_for(mg.model, settings.engine),
     )
 
 

@@ -47,6 +47,7 @@ class GenerationResult:
     codes: torch.Tensor | None = None  # [batch, K, frames], prompt included; never written
     windows: list[dict] = field(default_factory=list)  # start_s, prompt_frames, new_frames
     composition: dict | None = None  # sections, windows, re-rolls, ending and loop of a composed piece
+    engine: str = ""  # the engine that ran ("reference" when the fast loop cannot run the model)
 
     @property
     def steps_per_s(self) -> float:
@@ -87,6 +88,20 @@ class MusicGen:
         self.frame_rate = codec.frame_rate(self.model)
         self.is_melody = is_melody(self.model.config)
         self.max_window_s = max_window_seconds(self.model.config)
+
+    def close(self) -> None:
+        """Free the model's memory (RAM and VRAM) now; the object cannot generate afterwards."""
+        from musicgen_cli.engine.loader import release
+
+        model, self.model, self.loaded = self.model, None, None
+        self.lease = None  # `mgen models rm` may take it now
+        release(model)
+
+    def __enter__(self) -> "MusicGen":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- inputs ---------------------------------------------------------------------------
     def _tokenize(self, prompts: list[str]):
@@ -140,6 +155,7 @@ class MusicGen:
         or None per clip), at the model's rate, stand in for the files of `settings`.
         """
         from musicgen_cli.decode.windows import (
+            engine_for,
             generate_codes,
             window_plan,
             window_starts,
@@ -147,6 +163,8 @@ class MusicGen:
         from musicgen_cli.engine.melody import melody_batch
         from musicgen_cli.planning.monitor import snapshot
 
+        if self.model is None:
+            raise MgenError("this model was closed", "load it again (mgen.load_model)")
         settings.validate(self.max_window_s)
         if settings.melody is None and self.is_melody:
             self.reporter.message("melody model without --melody: generating from text alone")
@@ -258,6 +276,7 @@ class MusicGen:
             peaks=peaks,
             codes=codes,
             windows=windows,
+            engine=engine_for(self.model, settings.engine),
         )
 
 

@@ -13,7 +13,6 @@ is generated from its own seed and reproduces alone with `mgen generate --seed`.
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -256,8 +255,6 @@ class _Worker:
         self.reporter.phase("idle" if not mine else "starting", f"{len(mine)} item(s)")
         for n, (model, group) in enumerate(groupby(mine, key=lambda it: it.model)):
             model_items = list(group)
-            if n:
-                gc.collect()  # the previous model's reference cycles go before the next model loads
             try:
                 mg, fit = self._load(model, model_items)
             except Interrupted:
@@ -266,9 +263,11 @@ class _Worker:
                 for item in model_items:
                     self._record(item, "failed", error=_describe(exc))
                 continue
-            for batch in make_batches(model_items, fit):
-                self._generate(mg, batch)
-            del mg
+            try:
+                for batch in make_batches(model_items, fit):
+                    self._generate(mg, batch)
+            finally:
+                mg.close()  # freed before the next model loads, not when the cycle collector runs
         self.reporter.phase("finished")
         self.reporter.flush()
 

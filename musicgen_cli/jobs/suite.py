@@ -127,6 +127,7 @@ def run_job(
     """One job: `settings` (sampling and seed) at the job's duration, planned with `plan_kwargs`."""
     result = JobResult(job=job.name, model=job.model_key, status="failed", duration_asked=job.duration)
     start = time.perf_counter()
+    mg = None
     try:
         settings = replace(settings, duration=job.duration)
         mg = load_model(
@@ -144,6 +145,9 @@ def run_job(
         result.message = str(exc) if isinstance(exc, MgenError) else f"{type(exc).__name__}: {exc}"
         result.wall_s = time.perf_counter() - start
         return result
+    finally:
+        if mg is not None:
+            mg.close()  # the next job's model must not meet this one's memory
     clip = gen.clips[0]
     result.status = "ok"
     result.duration_produced = clip.shape[-1] / gen.sample_rate

@@ -13,7 +13,8 @@ MiB = 2**20
 
 # --- GPU ---------------------------------------------------------------------------------
 # Peak memory bandwidth (bytes/s) from the vendors' spec sheets, matched by name substring,
-# most specific first.
+# most specific first. Only cards CUDA 13 builds of torch still run (Turing, sm 7.5, and newer:
+# Maxwell, Pascal and Volta were dropped).
 GPU_BANDWIDTHS: tuple[tuple[str, float], ...] = (
     ("H200", 4.8e12),
     ("H100 PCIe", 2.0e12),
@@ -23,7 +24,6 @@ GPU_BANDWIDTHS: tuple[tuple[str, float], ...] = (
     ("A10", 600e9),
     ("L4", 300e9),
     ("T4", 320e9),
-    ("V100", 900e9),
     ("4090", 1008e9),
     ("4080", 717e9),
     ("4070 Ti", 504e9),
@@ -37,8 +37,6 @@ GPU_BANDWIDTHS: tuple[tuple[str, float], ...] = (
     ("2080", 448e9),
     ("2070", 448e9),
     ("2060", 336e9),
-    ("1080", 320e9),
-    ("1070", 256e9),
 )
 # An unknown card, and a simulated one: an RTX 3060-class consumer GPU (360 GB/s).
 DEFAULT_GPU_BANDWIDTH = 300e9
@@ -51,6 +49,9 @@ GPU_LAYER_OVERHEAD_S = 80e-6
 # What torch.cuda.mem_get_info already misses once the CUDA context and cuBLAS workspaces
 # exist (PyTorch docs, "CUDA memory management": several hundred MiB per device).
 CUDA_CONTEXT_BYTES = 400 * MiB
+# cuBLAS workspaces on a GPU that runs decoder layers: CUDA 12+ cuBLAS keeps up to 32 MiB per
+# stream on Hopper (4 MiB elsewhere); the compute and the layer-copy streams each get one.
+CUBLAS_WORKSPACE_BYTES = 64 * MiB
 # Host RSS added by loading the CUDA runtime, cuBLAS and cuDNN into the process.
 CUDA_HOST_RSS_BYTES = 1 * GiB
 # VRAM left unused by default: max of this floor and a share of the card, for allocator
@@ -61,9 +62,9 @@ DEFAULT_RESERVE_SHARE = 0.08
 ALLOCATOR_SLACK = 1.10
 
 # --- host --------------------------------------------------------------------------------
-# Host-to-device copies from pageable memory over PCIe 3.0/4.0 x16 (~12 GB/s measured with
-# CUDA's bandwidthTest; pinned memory reaches ~25 GB/s on 4.0).
-PCIE_BANDWIDTH = 12e9
+# Pinned host-to-device copies (what streamed RAM layers use) over PCIe 4.0 x16, when the
+# machine's link has not been measured (simulated GPUs).
+PINNED_H2D_BANDWIDTH = 22e9
 # Effective DRAM bandwidth of a desktop (dual-channel DDR4/DDR5 STREAM triad ~25-60 GB/s),
 # reached only with enough cores: each core streams about PER_CORE.
 CPU_MEM_BANDWIDTH = 25e9

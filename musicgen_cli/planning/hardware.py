@@ -7,6 +7,7 @@ lets the planner be tested on a CPU-only box. Nothing here loads a model.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,9 @@ class GPU:
     capability: tuple[int, int]
     bf16: bool
     bandwidth_bytes_s: float
+    # Measured once per machine (linkprobe); None for simulated GPUs (the plan uses estimates).
+    h2d_bytes_s: float | None = None
+    host_read_bytes_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -50,16 +54,20 @@ class Machine:
         return data
 
 
-def _probe_gpus() -> tuple[GPU, ...]:
+def _probe_gpus(cache_dir: str | Path | None = None) -> tuple[GPU, ...]:
     try:
         import torch
     except ImportError:
         return ()
     if not torch.cuda.is_available():
         return ()
+    from musicgen_cli.planning.linkprobe import link_bandwidths
+
     gpus = []
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
+        # Before reading free memory: the link probe's buffers are gone by then.
+        h2d, host_read = link_bandwidths(index, props.name, cache_dir)
         free, total = torch.cuda.mem_get_info(index)
         capability = (props.major, props.minor)
         gpus.append(
@@ -71,6 +79,8 @@ def _probe_gpus() -> tuple[GPU, ...]:
                 capability=capability,
                 bf16=capability >= (8, 0),
                 bandwidth_bytes_s=gpu_bandwidth(props.name),
+                h2d_bytes_s=h2d,
+                host_read_bytes_s=host_read,
             )
         )
     return tuple(gpus)
@@ -87,7 +97,7 @@ def probe(cache_dir: str | Path | None = None) -> Machine:
     logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
     physical = psutil.cpu_count(logical=False) or logical
     return Machine(
-        gpus=_probe_gpus(),
+        gpus=_probe_gpus(cache_dir),
         ram_total_bytes=int(memory.total),
         ram_available_bytes=int(memory.available),
         logical_cores=int(logical),
@@ -105,15 +115,30 @@ def _disk_free(path: Path) -> int | None:
     return None
 
 
-def simulated_gpu(index: int, total_bytes: int) -> GPU:
-    """A consumer Ampere-class card of that size; mem_get_info would show it minus the CUDA context."""
+# A simulated GPU is a current consumer card (Ampere, compute capability 8.6) unless told otherwise.
+SIMULATED_CAPABILITY = (8, 6)
+
+
+def parse_capability(text: str | None) -> tuple[int, int]:
+    """'7.5' -> (7, 5); None -> the simulated default."""
+    if text is None:
+        return SIMULATED_CAPABILITY
+    match = re.match(r"^\s*(\d+)\.(\d)\s*$", str(text))
+    if not match:
+        raise MgenError(f"cannot read compute capability {text!r}", "give it as major.minor, like 7.5 or 8.6")
+    return int(match.group(1)), int(match.group(2))
+
+
+def simulated_gpu(index: int, total_bytes: int, capability: tuple[int, int] = SIMULATED_CAPABILITY) -> GPU:
+    """A card of that size and compute capability; mem_get_info would show it minus the CUDA
+    context. bfloat16 needs Ampere (8.0) or newer."""
     return GPU(
         index=index,
-        name=f"simulated {total_bytes / 2**30:.0f} GiB GPU",
+        name=f"simulated {total_bytes / 2**30:.0f} GiB GPU (sm {capability[0]}.{capability[1]})",
         total_bytes=total_bytes,
         free_bytes=max(0, total_bytes - CUDA_CONTEXT_BYTES),
-        capability=(8, 6),
-        bf16=True,
+        capability=tuple(capability),
+        bf16=tuple(capability) >= (8, 0),
         bandwidth_bytes_s=SIMULATED_GPU_BANDWIDTH,
     )
 
@@ -124,8 +149,10 @@ def simulate(
     ram: int | None = None,
     cores: int | None = None,
     no_gpu: bool = False,
+    capability: tuple[int, int] = SIMULATED_CAPABILITY,
 ) -> Machine:
-    """`machine` with the given parts replaced; `gpu_mem` lists one total size per GPU."""
+    """`machine` with the given parts replaced; `gpu_mem` lists one total size per GPU (of
+    compute capability `capability`)."""
     if no_gpu and gpu_mem:
         raise MgenError("--no-gpu and --gpu-mem contradict each other", "pass one of them")
     changes: dict = {}
@@ -134,7 +161,7 @@ def simulate(
         changes["gpus"] = ()
         parts.append("gpus")
     elif gpu_mem:
-        changes["gpus"] = tuple(simulated_gpu(i, int(size)) for i, size in enumerate(gpu_mem))
+        changes["gpus"] = tuple(simulated_gpu(i, int(size), capability) for i, size in enumerate(gpu_mem))
         parts.append("gpus")
     if ram is not None:
         # A simulated machine runs nothing else: what it has is what is available.

@@ -7,7 +7,6 @@ RAM and decode speed. The `Plan` it returns is what the loader consumes, as it i
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -17,14 +16,26 @@ from musicgen_cli.errors import MgenError, PlanError
 from musicgen_cli.planning import estimates as K
 from musicgen_cli.planning.hardware import Machine
 from musicgen_cli.planning.job import Job
+from musicgen_cli.planning.placement import (
+    Layout,
+    accelerate_map,
+    balanced_counts,
+    device_map_for,
+    gpu_budget,
+    gpu_overhead,
+    gpu_use,
+    job_bytes_for,
+    make_layout,
+    mode_times,
+    place_codec,
+    step_time,
+    stream_counts,
+)
 from musicgen_cli.planning.sizing import (
     DECODER,
     DTYPE_BYTES,
-    JobBytes,
     ModelSizes,
     decode_steps,
-    job_bytes,
-    meta_layers,
     model_sizes,
 )
 
@@ -115,17 +126,6 @@ class Plan:
         )
 
 
-@dataclass
-class _Layout:
-    """One candidate placement under evaluation."""
-
-    layer_device: list[int | str]
-    main: int | str  # where the LM's embeddings and heads run
-    codec_device: int | str
-    codec_chunk_s: float | None
-    mode: str | None
-
-
 def plan_memory(
     config,
     job: Job,
@@ -165,35 +165,39 @@ def _check_inputs(job: Job, dtype: str | None, quantize: str | None) -> None:
 def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_bytes, max_vram_bytes) -> Plan:
     warnings: list[str] = []
     gpus = list(machine.gpus)
-    budgets = {g.index: _budget(g, reserve_bytes, max_vram_bytes) for g in gpus}
+    budgets = {g.index: gpu_budget(g, reserve_bytes, max_vram_bytes) for g in gpus}
     gpus = [g for g in gpus if budgets[g.index] > 0]
     if machine.gpus and not gpus:
         warnings.append("no GPU has memory to spare after the reserve: everything runs on the CPU")
+    if dtype == "bfloat16" and gpus and not all(g.bf16 for g in gpus):
+        old = next(g for g in gpus if not g.bf16)
+        raise MgenError(f"GPU {old.index} ({old.name}, compute capability {old.capability[0]}.{old.capability[1]}) "
+                        "has no bfloat16 support (it needs 8.0, Ampere, or newer)", "use --dtype float16, or leave --dtype out")
     lm_dtype = dtype or (("bfloat16" if all(g.bf16 for g in gpus) else "float16") if gpus else "float32")
     if dtype in ("float16", "bfloat16") and not gpus:
         warnings.append(f"{dtype} on CPU is slow and gains nothing over float32 for speed")
     w = sizes.layer_bytes(lm_dtype, quantize)
     fixed = sizes.nbytes(sizes.lm_fixed_keys, lm_dtype)
-    jb = _job(sizes, job, lm_dtype, lm_dtype)
+    jb = job_bytes_for(sizes, job, lm_dtype, lm_dtype)
     main = gpus[0].index if gpus else None
 
-    room = _balanced_counts(sizes.num_layers, gpus, budgets, fixed + jb.step_transient, w + jb.kv_per_layer)
+    room = balanced_counts(sizes.num_layers, gpus, budgets, fixed + jb.step_transient, w + jb.kv_per_layer, gpu_overhead(jb.kv_per_layer))
     if gpus and not any(room.values()):
         warnings.append(f"not even one decoder layer fits in {_gib(budgets[main])} of VRAM next to the embeddings: the LM runs on the CPU")
         gpus, main = [], None
         lm_dtype = dtype or "float32"
-        jb = _job(sizes, job, lm_dtype, lm_dtype)
+        jb = job_bytes_for(sizes, job, lm_dtype, lm_dtype)
 
-    def layouts(lm_budgets: dict[int, int]) -> list[_Layout]:
+    def layouts(lm_budgets: dict[int, int]) -> list[Layout]:
         # Balanced layers per GPU, assuming offloaded layers run on the CPU (their KV in RAM);
         # then the streaming alternative, whose main GPU also holds the offloaded layers' KV.
-        counts = _balanced_counts(sizes.num_layers, gpus, lm_budgets, fixed + jb.step_transient, w + jb.kv_per_layer)
+        counts = balanced_counts(sizes.num_layers, gpus, lm_budgets, fixed + jb.step_transient, w + jb.kv_per_layer, gpu_overhead(jb.kv_per_layer))
         if not gpus or sum(counts.values()) == sizes.num_layers:
-            return [_layout(counts, sizes, None)]
-        found = [_layout(counts, sizes, "cpu")]
-        streamed = _stream_counts(dict(counts), sizes, lm_budgets, main, fixed + jb.step_transient, w, jb.kv_per_layer)
+            return [make_layout(counts, sizes, None)]
+        found = [make_layout(counts, sizes, "cpu")]
+        streamed = stream_counts(dict(counts), sizes, lm_budgets, main, fixed + jb.step_transient, w, jb.kv_per_layer)
         if streamed is not None:
-            found.append(_layout(streamed, sizes, "stream"))
+            found.append(make_layout(streamed, sizes, "stream"))
         return found
 
     # Either the LM takes what it can and EnCodec gets what is left, or EnCodec's room (in
@@ -201,13 +205,13 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     variants = [layouts(budgets)]
     if gpus and not force_cpu_codec():
         last = gpus[-1].index
-        codec_room = sizes.nbytes(["audio_encoder"], lm_dtype) + _job(sizes, job, lm_dtype, lm_dtype, codec_budget=0).codec_decode
+        codec_room = sizes.nbytes(["audio_encoder"], lm_dtype) + job_bytes_for(sizes, job, lm_dtype, lm_dtype, codec_budget=0).codec_decode
         codec_room += jb.audio_out
         variants.append(layouts({**budgets, last: max(0, budgets[last] - codec_room)}))
     best, best_group, misses = None, [], []
     for group in variants:
         for layout in group:
-            _place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, lm_dtype)
+            place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, lm_dtype)
             try:
                 plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings)
             except _NoFit as exc:
@@ -218,109 +222,24 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     if best is None:
         raise misses[0]
     if best.offload.mode:
-        best.offload.stream_step_s, best.offload.cpu_step_s = _mode_times(best_group, sizes, job, machine, lm_dtype, quantize)
-    best.device_map = _accelerate_map(config, best, sizes, lm_dtype)
+        best.offload.stream_step_s, best.offload.cpu_step_s = mode_times(best_group, sizes, job, machine, lm_dtype, quantize)
+    if quantize or "disk" in best.device_map.values():
+        # Only these load through accelerate's dispatch; the loader places every other plan itself.
+        best.device_map = accelerate_map(config, best, sizes, lm_dtype)
     return best
 
 
-def _budget(gpu, reserve_bytes: int | None, max_vram_bytes: int | None) -> int:
-    reserve = K.default_reserve(gpu.total_bytes) if reserve_bytes is None else reserve_bytes
-    usable = gpu.free_bytes - reserve
-    if max_vram_bytes is not None:
-        usable = min(usable, max_vram_bytes)
-    return max(0, int(usable))
-
-
-def _job(sizes: ModelSizes, job: Job, dtype: str, codec_dtype: str, codec_budget: int | None = None) -> JobBytes:
-    return job_bytes(
-        sizes,
-        duration_s=job.duration_s,
-        num_samples=job.num_samples,
-        guidance=job.guidance,
-        window_s=job.window_s,
-        dtype=dtype,
-        codec_dtype=codec_dtype,
-        codec_budget=codec_budget,
-    )
-
-
-def _balanced_counts(num_layers: int, gpus, budgets, main_fixed: int, per_layer: int) -> dict[int, int]:
-    """Layers per GPU: as even as capacities allow (in the spirit of accelerate's get_balanced_memory)."""
-    if not gpus:
-        return {}
-    room = {g.index: budgets[g.index] - (main_fixed if i == 0 else 0) for i, g in enumerate(gpus)}
-    capacity = {i: max(0, r // per_layer) for i, r in room.items()}
-    if room[gpus[0].index] < 0:
-        return dict.fromkeys(capacity, 0)
-    counts = dict.fromkeys(capacity, 0)
-    for _ in range(num_layers):
-        open_gpus = [i for i in counts if counts[i] < capacity[i]]
-        if not open_gpus:
-            break
-        counts[min(open_gpus, key=lambda i: counts[i])] += 1
-    return counts
-
-
-def _stream_counts(counts, sizes, budgets, main, main_fixed, w, kv) -> dict[int, int] | None:
-    """Counts when offloaded layers stream through the main GPU: it also holds their KV cache
-    and two layers in flight (the one running and the one being copied)."""
-    while True:
-        offloaded = sizes.num_layers - sum(counts.values())
-        need = main_fixed + counts[main] * (w + kv) + offloaded * kv + 2 * w
-        if need <= budgets[main]:
-            return counts
-        if counts[main] == 0:
-            return None
-        counts[main] -= 1
-
-
-def _layout(counts: dict[int, int], sizes: ModelSizes, mode: str | None) -> _Layout:
-    devices: list[int | str] = []
-    for index, n in counts.items():
-        devices += [index] * n
-    devices += ["cpu"] * (sizes.num_layers - len(devices))
-    main = next(iter(counts)) if counts else "cpu"
-    return _Layout(layer_device=devices, main=main, codec_device="cpu", codec_chunk_s=None, mode=mode)
-
-
-def _gpu_use(layout: _Layout, sizes, jb: JobBytes, lm_dtype, quantize, gpu: int) -> int:
-    """Bytes a GPU holds at its peak with the LM part of `layout` (EnCodec not counted)."""
-    w = sizes.layer_bytes(lm_dtype, quantize)
-    on_gpu = sum(1 for d in layout.layer_device if d == gpu)
-    used = on_gpu * (w + jb.kv_per_layer)
-    if gpu == layout.main:
-        used += sizes.nbytes(sizes.lm_fixed_keys, lm_dtype) + jb.step_transient
-        if layout.mode == "stream":
-            offloaded = sum(1 for d in layout.layer_device if not isinstance(d, int))
-            used += offloaded * jb.kv_per_layer + 2 * w
-    return used
-
-
-def _place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, codec_dtype) -> None:
-    """EnCodec on the GPU with the most room left when it fits (in chunks if need be), else CPU."""
-    layout.codec_device, layout.codec_chunk_s = "cpu", None
-    if not gpus or force_cpu_codec():
-        return
-    jb = _job(sizes, job, lm_dtype, lm_dtype)
-    weights = sizes.nbytes(["audio_encoder"], codec_dtype)
-    spare = {g.index: budgets[g.index] - _gpu_use(layout, sizes, jb, lm_dtype, quantize, g.index) - weights for g in gpus}
-    index = max(spare, key=spare.get)
-    decode = _job(sizes, job, lm_dtype, codec_dtype, codec_budget=spare[index])
-    if decode.codec_decode + decode.audio_out <= spare[index]:
-        layout.codec_device, layout.codec_chunk_s = index, decode.codec_chunk_s
-
-
-def _evaluate(layout: _Layout, sizes, job, machine: Machine, lm_dtype, quantize, budgets, shared_warnings) -> Plan:
+def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, budgets, shared_warnings) -> Plan:
     warnings = list(shared_warnings)
     codec_dtype = lm_dtype if isinstance(layout.codec_device, int) else "float32"
-    jb = _job(sizes, job, lm_dtype, codec_dtype)
+    jb = job_bytes_for(sizes, job, lm_dtype, codec_dtype)
     if layout.codec_chunk_s:
-        jb = _job(sizes, job, lm_dtype, codec_dtype, codec_budget=0)
+        jb = job_bytes_for(sizes, job, lm_dtype, codec_dtype, codec_budget=0)
     main = layout.main
     gpu_ids = sorted(budgets)
     peak_vram = {}
     for index in gpu_ids:
-        use = _gpu_use(layout, sizes, jb, lm_dtype, quantize, index) if main != "cpu" else 0
+        use = gpu_use(layout, sizes, jb, lm_dtype, quantize, index) if main != "cpu" else 0
         if layout.codec_device == index:
             use += sizes.nbytes(["audio_encoder"], codec_dtype) + jb.codec_decode + jb.audio_out
         peak_vram[index] = use
@@ -344,7 +263,7 @@ def _evaluate(layout: _Layout, sizes, job, machine: Machine, lm_dtype, quantize,
 
     ram_budget = machine.ram_available_bytes - K.RAM_RESERVE
     if ram > ram_budget and layout.codec_device == "cpu" and not layout.codec_chunk_s:
-        chunked = _job(sizes, job, lm_dtype, codec_dtype, codec_budget=0)
+        chunked = job_bytes_for(sizes, job, lm_dtype, codec_dtype, codec_budget=0)
         if chunked.codec_chunk_s:
             layout.codec_chunk_s = chunked.codec_chunk_s
             ram -= jb.codec_decode - chunked.codec_decode
@@ -376,7 +295,7 @@ def _evaluate(layout: _Layout, sizes, job, machine: Machine, lm_dtype, quantize,
         if use > budgets[index]:
             raise AssertionError(f"planner bug: GPU {index} planned {use} bytes over its budget {budgets[index]}")
 
-    step = _step_time(layout, sizes, jb, machine, lm_dtype, quantize)
+    step = step_time(layout, sizes, jb, machine, lm_dtype, quantize)
     steps = decode_steps(job.duration_s, sizes)
     codec_rate = (
         K.CODEC_S_PER_AUDIO_S_GPU if isinstance(layout.codec_device, int) else K.CODEC_S_PER_AUDIO_S_CPU_CORE / machine.logical_cores
@@ -409,7 +328,7 @@ def _evaluate(layout: _Layout, sizes, job, machine: Machine, lm_dtype, quantize,
     return Plan(
         model_type=sizes.model_type,
         job=job,
-        device_map=_device_map(layout, sizes),
+        device_map=device_map_for(layout, sizes),
         lm_dtype=lm_dtype,
         quantize=quantize,
         text_encoder_device="cpu",
@@ -436,89 +355,6 @@ def _evaluate(layout: _Layout, sizes, job, machine: Machine, lm_dtype, quantize,
         warnings=warnings,
         machine=machine.summary(),
     )
-
-
-def _step_time(layout: _Layout, sizes, jb: JobBytes, machine: Machine, lm_dtype, quantize) -> float:
-    """Seconds per decode step from bytes read and where they are read from."""
-    w = sizes.layer_bytes(lm_dtype, quantize)
-    fixed = sizes.nbytes(sizes.lm_fixed_keys, lm_dtype)
-    kv_mean = jb.kv_per_layer / 2  # the cache fills from empty to full over a window
-    cpu_bw = K.cpu_bandwidth(machine.physical_cores)
-    main = layout.main
-    disk = sum(1 for d in layout.layer_device if d == "disk") * w / K.DISK_BANDWIDTH
-    if main == "cpu":
-        n = sizes.num_layers
-        return (fixed + n * (w + kv_mean)) / cpu_bw + n * K.CPU_LAYER_OVERHEAD_S + disk
-    bandwidth = {g["index"]: g["bandwidth_bytes_s"] * K.GPU_BANDWIDTH_EFFICIENCY for g in machine.summary()["gpus"]}
-    gpu_s = fixed / bandwidth[main]
-    for index in bandwidth:
-        n = sum(1 for d in layout.layer_device if d == index)
-        gpu_s += n * ((w + kv_mean) / bandwidth[index] + K.GPU_LAYER_OVERHEAD_S)
-    off = sum(1 for d in layout.layer_device if d == "cpu")
-    if layout.mode == "stream":
-        compute = gpu_s + off * ((w + kv_mean) / bandwidth[main] + K.GPU_LAYER_OVERHEAD_S)
-        return max(compute, off * w / K.PCIE_BANDWIDTH) + disk
-    return gpu_s + off * ((w + kv_mean) / cpu_bw + K.CPU_LAYER_OVERHEAD_S) + disk
-
-
-def _mode_times(candidates, sizes, job, machine, lm_dtype, quantize) -> tuple[float | None, float | None]:
-    times: dict[str, float] = {}
-    for layout in candidates:
-        jb = _job(sizes, job, lm_dtype, lm_dtype)
-        times[layout.mode] = _step_time(layout, sizes, jb, machine, lm_dtype, quantize)
-    return times.get("stream"), times.get("cpu")
-
-
-def _device_map(layout: _Layout, sizes: ModelSizes) -> dict[str, int | str]:
-    main = layout.main
-    device_map: dict[str, int | str] = {}
-    for key in sizes.modules:
-        if key == "text_encoder":
-            device_map[key] = "cpu"
-        elif key == "audio_encoder":
-            device_map[key] = layout.codec_device
-        elif key.startswith(f"{DECODER}.layers."):
-            device_map[key] = layout.layer_device[int(key.rsplit(".", 1)[1])]
-        else:
-            device_map[key] = main
-    return device_map
-
-
-def _accelerate_map(config, plan: Plan, sizes: ModelSizes, lm_dtype: str) -> dict[str, int | str]:
-    """Let accelerate split the layers (respecting no-split classes) within the planned counts."""
-    if not plan.uses_gpu:
-        return plan.device_map
-    import torch
-    from accelerate import infer_auto_device_map
-
-    w = sizes.layer_bytes(lm_dtype)
-    layers = [plan.device_map[k] for k in sizes.layer_keys]
-    max_memory: dict[int | str, int] = {}
-    for device in dict.fromkeys(layers):
-        max_memory[device] = layers.count(device) * w + w // 2
-    # accelerate holds back the largest layer on its main devices (the first GPU and the CPU)
-    # while any layer is left to place.
-    for device in (next((d for d in layers if isinstance(d, int)), None), "cpu"):
-        if device in max_memory:
-            max_memory[device] += w
-    quiet = logging.getLogger("accelerate.utils.modeling")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # it warns that planned GPUs are absent on this machine
-    try:
-        split = infer_auto_device_map(
-            meta_layers(config), max_memory=max_memory, no_split_module_classes=list(sizes.no_split), dtype=getattr(torch, lm_dtype)
-        )
-    finally:
-        quiet.setLevel(level)
-    device_map = dict(plan.device_map)
-    for name, device in split.items():
-        for i in range(sizes.num_layers):
-            if name == "" or name == str(i) or str(i).startswith(f"{name}."):
-                if device_map[sizes.layer_keys[i]] != "disk":
-                    device_map[sizes.layer_keys[i]] = device
-    if [device_map[k] for k in sizes.layer_keys] != layers:
-        raise AssertionError(f"planner bug: accelerate split the layers differently: {split}")
-    return device_map
 
 
 def _gib(n: float) -> str:

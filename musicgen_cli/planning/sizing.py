@@ -112,7 +112,11 @@ def meta_model(config):
     try:
         # Building sets attributes on the config: keep the caller's (and the cache key) intact.
         with init_empty_weights(), no_init_weights():
-            return model_class(config)(copy.deepcopy(config))
+            model = model_class(config)(copy.deepcopy(config))
+        # from_pretrained ties T5's token embedding to its encoder's; untied, the meta model
+        # would count that 24.7M-parameter table twice.
+        model.tie_weights()
+        return model
     finally:
         logging.set_verbosity(verbosity)
 

@@ -27,6 +27,7 @@ class ModelSpec:
     shape: str = "tiny"
     variant: Variant = "mono"
     seed: int = 0
+    layers: int | None = None  # a deeper decoder than the shape's (offload tests need > 2 layers)
 
     @property
     def tiny(self) -> bool:
@@ -107,6 +108,8 @@ def build_model(spec: ModelSpec, dtype=None):
     import torch
 
     config = build_config(spec.shape, spec.variant)
+    if spec.layers:
+        config.decoder.num_hidden_layers = spec.layers
     torch.manual_seed(spec.seed)
     model = model_class(config)(config)
     # transformers starts EnCodec's codebooks at zero (they are learnt by k-means), which would
@@ -121,11 +124,16 @@ def build_model(spec: ModelSpec, dtype=None):
     return model.eval()
 
 
-def write_model_folder(out_dir: Path | str, spec: ModelSpec = ModelSpec()) -> Path:
-    """Save a random model in the facebook/musicgen-* repo layout and return the folder."""
+def write_model_folder(out_dir: Path | str, spec: ModelSpec = ModelSpec(), dtype=None, device=None) -> Path:
+    """Save a random model in the facebook/musicgen-* repo layout and return the folder.
+    `device` builds it there (a GPU initialises released shapes in seconds); `dtype` is the
+    weights' dtype in the file."""
+    import torch
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = build_model(spec)
+    with torch.device(device or "cpu"):
+        model = build_model(spec, dtype=dtype)
     model.save_pretrained(out_dir, safe_serialization=True)
     (out_dir / "generation_config.json").write_text(json.dumps(_generation_config(model.config), indent=2))
     (out_dir / "preprocessor_config.json").write_text(json.dumps(_preprocessor_config(spec), indent=2))

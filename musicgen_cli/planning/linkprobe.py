@@ -1,0 +1,65 @@
+"""The host-to-device link of each GPU, measured once per machine and cached.
+
+Whether RAM layers are streamed to the GPU or computed on the CPU depends on pinned
+host-to-device bandwidth against how fast the CPU reads its own memory. Both are measured
+here, at probe time, before free VRAM is read: the probe's 64 MiB buffers are freed and the
+allocator's cache emptied first, so the plan's free-memory figure already leaves them out, and
+the plan (not the decode loop) makes the choice. Results go to `link-bandwidth.json` under the
+cache root, keyed by GPU, driver-visible index and torch version, so later runs read them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from musicgen_cli.store.cache import atomic_write_text, cache_root
+
+PROBE_BYTES = 64 * 2**20
+CACHE_FILE = "link-bandwidth.json"
+
+
+def link_bandwidths(index: int, name: str, cache_dir: str | Path | None = None) -> tuple[float, float]:
+    """(pinned host->device, host memory read) in bytes/s for GPU `index`."""
+    import torch
+
+    path = cache_root(cache_dir) / CACHE_FILE
+    key = f"{index}|{name}|torch {torch.__version__}"
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if key in cached:
+        return float(cached[key][0]), float(cached[key][1])
+    found = measure(torch.device("cuda", index))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({**cached, key: list(found)}, indent=1))
+    except OSError:
+        pass  # a read-only cache measures again next time
+    return found
+
+
+def measure(device) -> tuple[float, float]:
+    """Best of three 64 MiB copies (pinned -> device) and host reads; memory freed afterwards."""
+    import torch
+
+    host = torch.ones(PROBE_BYTES // 4, pin_memory=device.type == "cuda")
+    target = torch.empty_like(host, device=device)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        return PROBE_BYTES / max(min(times), 1e-9)
+
+    found = best(lambda: target.copy_(host, non_blocking=True)), best(lambda: host.sum())
+    host = target = None
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return found

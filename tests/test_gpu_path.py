@@ -1,0 +1,219 @@
+"""The GPU path's layouts reproduced on the CPU: half-precision LM with float32 T5, layers in
+RAM run by our own loop (a CPU stand-in for the GPU device), plan-side offload decisions,
+freeing models. The same checks on a real GPU are tests/test_cuda.py."""
+
+from __future__ import annotations
+
+import types
+import weakref
+
+import pytest
+import torch
+from cli_run import one_line_error, run_main
+from safetensors import safe_open
+from transformers import AutoConfig
+
+from musicgen_cli.arch import build_config
+from musicgen_cli.decode.cudagraph import GraphedStep
+from musicgen_cli.engine.loader import load_model as load_by_plan
+from musicgen_cli.engine.musicgen import GenerateSettings, MusicGen
+from musicgen_cli.errors import MgenError
+from musicgen_cli.planning.hardware import probe, simulate
+from musicgen_cli.planning.planner import Job, plan_memory
+from musicgen_cli.planning.sizing import model_sizes
+
+CPU = torch.device("cpu")
+GiB = 2**30
+
+
+@pytest.fixture(scope="module")
+def cpu_machine():
+    return simulate(probe(), no_gpu=True, ram=16 * GiB)
+
+
+def _stand_in(index: int) -> torch.device:
+    return CPU
+
+
+def _musicgen(folder, plan, **kwargs) -> MusicGen:
+    return MusicGen(load_by_plan(folder, plan, **kwargs), None, folder)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_cli_generates(tmp_path, cache_dir, capsys, dtype):
+    out = tmp_path / "x.wav"
+    result = run_main(capsys, "generate", "--model-key", "tiny-random", "--dtype", dtype, "-d", "1", "--seed", "1",
+                      "-q", "-o", str(out), "x")
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and out.stat().st_size > 44
+
+
+@pytest.mark.parametrize("variant", ["mono", "stereo", "melody"])
+def test_half_lm_with_float32_t5_generates_in_both_engines(tiny_models, cpu_machine, variant):
+    folder = tiny_models[variant]
+    plan = plan_memory(AutoConfig.from_pretrained(folder), Job(1), cpu_machine, dtype="bfloat16")
+    assert (plan.lm_dtype, plan.text_encoder_dtype) == ("bfloat16", "float32")
+    mg = _musicgen(folder, plan)
+    model = mg.model
+    assert {p.dtype for p in model.text_encoder.parameters()} == {torch.float32}
+    assert model.decoder.model.decoder.layers[0].fc1.weight.dtype == torch.bfloat16
+    # T5 holds the file's float32 values, not values rounded through bfloat16 on the way.
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+        key = next(k for k in f.keys() if k.startswith("text_encoder.") and k.endswith("wo.weight"))
+        stored = f.get_tensor(key)
+    loaded = model.text_encoder.get_parameter(key[len("text_encoder."):])
+    assert torch.equal(loaded, stored.float()) and not torch.equal(loaded, stored.bfloat16().float())
+    for engine in ("fast", "reference"):
+        result = mg.generate("jazz", GenerateSettings(duration=0.2, seed=2, engine=engine))
+        channels = 2 if variant == "stereo" else 1
+        assert result.engine == engine and result.clips[0].shape == (channels, 6400)
+
+
+def test_planned_sizes_match_the_released_checkpoints():
+    # facebook/musicgen-small's float32 model.safetensors is 2.36 GB.
+    published = {"small": 2.36e9}
+    for size in ("small", "medium", "large"):
+        config = build_config(size, "mono")
+        sizes = model_sizes(config)
+        total = sum(m.nbytes("float32") for m in sizes.modules.values())
+        # From the shapes: T5-base's encoder (one token table), EnCodec as measured, and the LM.
+        dec = config.decoder
+        d, f, k, v = dec.hidden_size, dec.ffn_dim, dec.num_codebooks, dec.vocab_size
+        lm = k * (v + 1) * d + dec.num_hidden_layers * (8 * d * d + 2 * d * f + 6 * d) + 2 * d + k * d * v
+        params = 109_628_544 + lm + (768 * d + d) + sizes.modules["audio_encoder"].params
+        assert abs(total / (params * 4) - 1) < 0.01, (size, total, params * 4)
+        if size in published:
+            assert abs(total / published[size] - 1) < 0.01, (size, total)
+
+
+@pytest.fixture(scope="module")
+def deep_model(tmp_path_factory):
+    """A tiny model with 6 decoder layers: streaming saves VRAM only past two RAM layers."""
+    from musicgen_cli.testing import ModelSpec, write_model_folder
+
+    return write_model_folder(tmp_path_factory.mktemp("deep"), ModelSpec(layers=6))
+
+
+def _ram_plan(folder, monkeypatch, link: tuple[float, float]):
+    """A one-GPU plan with decoder layers in RAM, for a GPU whose link measured `link`."""
+    monkeypatch.setenv("FORCE_CPU_COMP", "1")
+    config = AutoConfig.from_pretrained(folder)
+    machine = simulate(probe(), gpu_mem=[8 * GiB], ram=16 * GiB)
+    gpu = machine.gpus[0]
+    machine = simulate(machine)
+    machine = type(machine)(**{**machine.__dict__, "gpus": (type(gpu)(**{**gpu.__dict__, "h2d_bytes_s": link[0],
+                                                                             "host_read_bytes_s": link[1]}),)})
+    whole = plan_memory(config, Job(1), machine, dtype="float32")
+    assert not whole.offload.cpu_layers
+    layer = model_sizes(config).layer_bytes("float32")
+    plan = plan_memory(config, Job(1), machine, dtype="float32", reserve_bytes=0,
+                       max_vram_bytes=whole.estimates.peak_vram_bytes[0] - 3 * layer)
+    assert plan.offload.cpu_layers and plan.device_map["decoder.model.decoder.layers.5"] == "cpu"
+    return plan, whole
+
+
+@pytest.mark.parametrize("mode, link", [("stream", (1e15, 1e6)), ("cpu", (1e6, 1e15))])
+def test_plans_with_layers_in_ram_run_the_fast_loop(deep_model, monkeypatch, mode, link):
+    folder = deep_model
+    plan, whole = _ram_plan(folder, monkeypatch, link)
+    assert plan.offload.mode == mode  # chosen in the plan from the measured link, not at run time
+    mg = _musicgen(folder, plan, device_of=_stand_in)
+    model = mg.model
+    assert not any(hasattr(m, "_hf_hook") for m in model.modules())
+    assert not any(p.is_meta for p in model.parameters())
+    placement = model.mgen_placement
+    assert (placement.ram_layers, placement.mode) == (plan.offload.cpu_layers, mode)
+    settings = GenerateSettings(duration=0.2, seed=4)
+    result = mg.generate("jazz", settings)
+    assert result.engine == "fast"
+    # Streaming copied each RAM layer into a buffer at every step (plus the last wrap-around
+    # prefetch); CPU compute copied nothing.
+    ram = len(plan.offload.cpu_layers)
+    assert placement.streamed_copies == (ram * result.steps + 1 if mode == "stream" else 0)
+    resident = _musicgen(folder, whole, device_of=_stand_in).generate("jazz", settings)
+    assert all((a == b).all() for a, b in zip(result.clips, resident.clips))
+    if mode == "stream":
+        return
+    reference = mg.generate("jazz", GenerateSettings(duration=0.2, seed=4, engine="reference"))
+    assert reference.engine == "reference"
+    assert all((a == b).all() for a, b in zip(result.clips, reference.clips))
+
+
+def test_cuda_graph_is_refused_when_a_layer_computes_on_the_cpu():
+    cuda = torch.device("cuda", 0)
+    step = types.SimpleNamespace(device=cuda, streamer=None, where=[cuda, cuda])
+    assert GraphedStep.usable(step)
+    assert not GraphedStep.usable(types.SimpleNamespace(device=cuda, streamer=None, where=[cuda, CPU]))
+    assert not GraphedStep.usable(types.SimpleNamespace(device=cuda, streamer=object(), where=[cuda, cuda]))
+
+
+def test_streamer_hands_layers_back_their_host_weights(tiny_models):
+    from musicgen_cli.decode.offload import Placement, streamer_for
+    from musicgen_cli.testing import ModelSpec, build_model
+
+    layers = build_model(ModelSpec(variant="mono")).decoder.model.decoder.layers
+    host = layers[1].fc1.weight.data
+    streamer = streamer_for(layers, Placement(main=CPU, ram_layers=[0, 1], mode="stream"))
+    streamer.enter(0)
+    streamer.exit(0)
+    streamer.enter(1)
+    assert layers[1].fc1.weight.data.data_ptr() != host.data_ptr()
+    assert torch.equal(layers[1].fc1.weight.data, host)
+    streamer.close()
+    assert layers[1].fc1.weight.data.data_ptr() == host.data_ptr() and streamer.slots == []
+
+
+def test_simulated_gpus_claim_bf16_only_from_ampere(capsys):
+    config = build_config("small", "mono")
+    modern = simulate(probe(), gpu_mem=[8 * GiB])
+    assert modern.gpus[0].capability == (8, 6) and plan_memory(config, Job(10), modern).lm_dtype == "bfloat16"
+    turing = simulate(probe(), gpu_mem=[8 * GiB], capability=(7, 5))
+    assert plan_memory(config, Job(10), turing).lm_dtype == "float16"
+    with pytest.raises(MgenError, match="bfloat16"):
+        plan_memory(config, Job(10), turing, dtype="bfloat16")
+    line = one_line_error(run_main(capsys, "memory-plan", "--gpu-mem", "8GiB", "--gpu-capability", "7.5",
+                                   "--dtype", "bfloat16"))
+    assert "compute capability 7.5" in line and "float16" in line
+
+
+def test_plans_count_cublas_workspace_and_reference_cache_growth():
+    from musicgen_cli.planning import estimates as K
+
+    config = build_config("small", "mono")
+    plan = plan_memory(config, Job(10), simulate(probe(), gpu_mem=[24 * GiB]))
+    sizes = model_sizes(config)
+    weights = sum(c.bytes for c in plan.components if c.device == 0)
+    assert plan.estimates.peak_vram_bytes[0] - weights > K.CUBLAS_WORKSPACE_BYTES
+    assert "V100" not in dict(K.GPU_BANDWIDTHS) and "1080" not in dict(K.GPU_BANDWIDTHS)
+    assert sizes.num_layers == 24
+
+
+def test_close_frees_the_model(tiny_models, cpu_machine):
+    folder = tiny_models["mono"]
+    plan = plan_memory(AutoConfig.from_pretrained(folder), Job(1), cpu_machine)
+    with _musicgen(folder, plan) as mg:
+        ref = weakref.ref(mg.model.decoder.model.decoder.layers[0].fc1.weight)
+        assert mg.generate("x", GenerateSettings(duration=0.2, seed=1)).clips
+    assert ref() is None
+    with pytest.raises(MgenError, match="closed"):
+        mg.generate("x", GenerateSettings(duration=0.2))
+
+
+def test_suite_plans_each_job_at_the_duration_it_generates(tmp_path, monkeypatch):
+    from musicgen_cli.errors import ModelNotFound
+    from musicgen_cli.events import NullReporter
+    from musicgen_cli.jobs import suite
+
+    planned = []
+
+    def load_model(key, *, settings, **kwargs):  # the plan's Job comes from these settings
+        planned.append(settings.duration)
+        raise ModelNotFound(f"{key} is not cached", "mgen download it")
+
+    monkeypatch.setattr(suite, "load_model", load_model)
+    large = suite.select_jobs(["large"], {}, False, 45.0, None)[0]
+    from musicgen_cli.engine.settings import GenerateSettings
+
+    result = suite.run_job(large, tmp_path, cache_dir=None, machine=None, download=False,
+                           settings=GenerateSettings(seed=0), reporter=NullReporter())
+    assert result.status == "skipped" and planned == [45.0]
