@@ -240,3 +240,22 @@ def test_bad_start_is_one_error_line_before_loading(capsys, model_cache, tmp_pat
     result = run_main(capsys, "studio", *args, "--cache-dir", str(model_cache), "--out-dir", str(tmp_path / "s"))
     assert needle in one_line_error(result)
     assert not (tmp_path / "s").exists()
+
+
+def test_segments_and_ending_shape_the_next_takes(studio, tmp_path):
+    piece = tmp_path / "piece.txt"
+    piece.write_text("0:00 calm piano\n0:01 drums enter\n0:02 end\n")
+    assert studio.handle(f"/segments {piece}").kind == "info"
+    assert studio.handle("/ending fade").kind == "info"
+    assert studio.settings.duration == 2.0 and studio.settings.segments == ((0.0, "calm piano"), (1.0, "drums enter"))
+    reply = studio.handle("ignored by the sections")
+    assert reply.kind == "take", reply.text
+    meta = sidecar(reply.take.files[0])
+    assert [s["prompt"] for s in meta["composition"]["sections"]] == ["calm piano", "drums enter"]
+    assert meta["composition"]["ending"] == "fade" and meta["duration_s"] == 2.0
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0:05 late\n")
+    reply = studio.handle(f"/segments {bad}")
+    assert reply.kind == "error" and "line 1" in reply.text and studio.settings.segments  # the old sections stay
+    assert studio.handle("/segments off").kind == "info" and studio.settings.segments is None
+    assert studio.handle("/ending cut").kind == "info"

@@ -13,19 +13,11 @@ import socket
 import time
 from pathlib import Path
 
+import psutil
+
 from musicgen_cli.errors import Locked
 
 LOCK_NAME = ".mgen-lock"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def holder(folder: Path) -> dict | None:
@@ -37,7 +29,7 @@ def holder(folder: Path) -> dict | None:
         return None
     except (OSError, ValueError, KeyError, TypeError):
         return None  # a torn lock: its writer died while writing it
-    if host == socket.gethostname() and (pid == os.getpid() or not _alive(pid)):
+    if host == socket.gethostname() and (pid == os.getpid() or not psutil.pid_exists(pid)):
         return None if pid != os.getpid() else info
     return info
 

@@ -25,22 +25,12 @@ import socket
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 TAG = "mgen-part-"
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:4]
 _TOKEN = re.compile(rf"{TAG}([0-9a-f]{{4}})-(\d+)-([0-9a-f]+)")
 _LOW_SPACE = 1024 * 1024
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _commit(tmp: Path, target: Path) -> None:
@@ -135,7 +125,7 @@ def recover_leftovers(folder: Path) -> list[str]:
     tokens: dict[str, list[Path]] = {}
     for path in folder.glob(f"*{TAG}*"):
         found = _TOKEN.search(path.name)
-        if found and found.group(1) == _HOST and not _alive(int(found.group(2))):
+        if found and found.group(1) == _HOST and not psutil.pid_exists(int(found.group(2))):
             tokens.setdefault(found.group(0), []).append(path)
     done = []
     for token, paths in tokens.items():

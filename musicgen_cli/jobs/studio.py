@@ -29,6 +29,7 @@ from musicgen_cli.engine.musicgen import (
     MusicGen,
     load_model,
 )
+from musicgen_cli.engine.segments import read_segments
 from musicgen_cli.errors import Interrupted, MgenError
 from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.jobs import playback
@@ -178,6 +179,10 @@ class Studio:
             return Reply("info", f"set normalize to {self.normalize}")
         if name == "melody":
             return self._melody(arg)
+        if name == "segments":
+            return self._segments(arg)
+        if name == "ending":
+            return self._set(name, ending=arg.lower())
         if name == "settings":
             return Reply("settings", data=self.describe())
         if name == "again":
@@ -311,6 +316,12 @@ class Studio:
         path = Path(arg).expanduser()
         audio.read_audio(path)  # unreadable files are refused now, not at the next take
         return self._set("melody", melody=path)
+
+    def _segments(self, arg: str) -> Reply:
+        if arg.lower() in ("", "off", "none"):
+            return self._set("segments", segments=None)
+        sections = read_segments(Path(arg).expanduser())
+        return self._set("segments", segments=sections.sections, duration=sections.end_s or self.settings.duration)
 
     def _swap(self, key: str) -> Reply:
         if not key:
