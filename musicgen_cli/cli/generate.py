@@ -72,7 +72,7 @@ def generate_cmd(
     window: float = typer.Option(30.0, "--window", help="Seconds per generation window for long clips."),
     context: float = typer.Option(10.0, "--context", help="Seconds of the previous window that prompt the next one."),
     engine: str = typer.Option("fast", "--engine", help="fast (mgen's static-cache loop) or reference (transformers' generate)."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: weight-only int8 decoder (faster on CPU, small quality cost)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 or int4 (CPU): reduced-precision decoder, faster on CPU at a measured quality cost (memory-plan shows both)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned for the device)."),
     device: str = DeviceOpt,
     gpu_mem: Optional[list[str]] = GpuMemOpt,
@@ -105,8 +105,8 @@ def generate_cmd(
     if size and model_key:
         raise MgenError("give --size or --model-key, not both", "drop one of them")
     text, hint = _resolve_prompt(prompt, prompt_file, lyrics)
-    if quantize not in (None, "none", "int8"):
-        raise MgenError(f"unknown quantisation {quantize!r}", "use --quantize int8")
+    if quantize not in (None, "none", "int8", "int4"):
+        raise MgenError(f"unknown quantisation {quantize!r}", "use --quantize int8 or --quantize int4")
     settings = GenerateSettings(
         duration=duration,
         num_samples=num_samples,

@@ -35,7 +35,7 @@ def memory_plan_cmd(
     reserve: Optional[str] = ReserveOpt,
     max_vram: Optional[str] = MaxVramOpt,
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: by device)."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 to halve the decoder's weights."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 or int4 (CPU): a quarter or an eighth of the decoder's weight bytes."),
     cache_dir: Optional[Path] = CacheDirOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -52,8 +52,9 @@ def memory_plan_cmd(
     manifest = load_manifest(cache_dir)
     entry = manifest.get(model_key or size or "small")
     machine = machine_for(cache_dir, gpu_mem, ram, cores, no_gpu)
+    config = entry_config(manifest, entry)
     plan = plan_memory(
-        entry_config(manifest, entry),
+        config,
         Job(duration_s=duration, num_samples=num_samples),
         machine,
         dtype=dtype,
@@ -61,6 +62,10 @@ def memory_plan_cmd(
         reserve_bytes=parse_size(reserve) if reserve else None,
         max_vram_bytes=parse_size(max_vram) if max_vram else None,
     )
+    if not plan.uses_gpu:
+        from musicgen_cli.engine.cpu_probe import plan_cpu_kernel
+
+        plan_cpu_kernel(plan, config, cache_dir)
     if as_json:
         print(json.dumps({"model": entry.key, **plan.to_json()}, indent=2))
         return

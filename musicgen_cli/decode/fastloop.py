@@ -47,6 +47,8 @@ def condition(model, request: Request, device: torch.device) -> Conditioning:
     """The conditioning, computed the way `generate` computes it (same ops, same order)."""
     cfg = request.sampling.cfg
     states, mask = _text_states(model, request)
+    # The text encoder runs in float32 beside a bf16/fp16 decoder: its states join the decoder's dtype.
+    states = states.to(model.decoder.dtype)
     decoder_config = model.decoder.config
     projects = model.config.text_encoder.hidden_size != decoder_config.hidden_size
     if is_melody(model.config):
@@ -72,12 +74,12 @@ def _chroma_states(model, request: Request, cfg: bool) -> torch.Tensor:
     Without a melody the model is conditioned on a constant 'null' chroma (bin 0 set)."""
     batch = request.input_ids.shape[0]
     features = request.melody_features
+    proj = model.audio_enc_to_dec_proj.weight
     if features is not None:
-        features = features.to(device=model.audio_enc_to_dec_proj.weight.device, dtype=model.dtype)
+        features = features.to(device=proj.device, dtype=proj.dtype)
         null = torch.zeros_like(features)
     else:
-        null = torch.zeros((batch, 1, model.config.num_chroma), device=model.audio_enc_to_dec_proj.weight.device,
-                           dtype=model.dtype)
+        null = torch.zeros((batch, 1, model.config.num_chroma), device=proj.device, dtype=proj.dtype)
     null[:, :, 0] = 1
     features = null if features is None else features
     if cfg:

@@ -46,7 +46,7 @@ def load_model(folder: Path, plan: Plan, *, reporter: Reporter | None = None) ->
         raise MgenError(f"{folder} has no config.json", "download or import the model first (mgen models)")
     start = time.perf_counter()
     where = "CPU" if not plan.uses_gpu else ", ".join(sorted({_device_name(d) for d in plan.device_map.values()}))
-    reporter.phase("load", f"{folder.name}: {plan.lm_dtype}{' int8' if plan.quantize else ''} on {where}")
+    reporter.phase("load", f"{folder.name}: {plan.cpu_kernel or plan.lm_dtype + (' ' + plan.quantize if plan.quantize else '')} on {where}")
     config = AutoConfig.from_pretrained(folder)
     if config.model_type != plan.model_type:
         raise MgenError(f"the plan is for a {plan.model_type} model, {folder.name} is {config.model_type}", "plan again for this model")
@@ -71,10 +71,11 @@ def load_model(folder: Path, plan: Plan, *, reporter: Reporter | None = None) ->
     model.text_encoder.to(getattr(torch, plan.text_encoder_dtype))
     if plan.codec_device == "cpu":
         model.audio_encoder.to(getattr(torch, plan.codec_dtype))
-    if plan.quantize == "int8" and not plan.uses_gpu:
-        from musicgen_cli.engine.quantize import quantize_int8
+    if plan.quantize and not plan.uses_gpu:
+        from musicgen_cli.engine.quantize import apply_kernel
+        from musicgen_cli.planning.cpu_modes import kernel_for
 
-        quantize_int8(model)
+        apply_kernel(model, plan.cpu_kernel or kernel_for(None, plan.quantize, plan.lm_dtype))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     seconds = time.perf_counter() - start
     reporter.message(f"loaded {folder.name} in {seconds:.1f} s")

@@ -266,6 +266,11 @@ def load_model(
         reserve_bytes=reserve_bytes,
         max_vram_bytes=max_vram_bytes,
     )
+    if not plan.uses_gpu:
+        from musicgen_cli.engine.cpu_probe import plan_cpu_kernel
+
+        report.phase("plan", f"{name}: CPU kernels")
+        plan_cpu_kernel(plan, config, cache_dir)
     for warning in plan.warnings:
         report.message(warning, "warning")
     loaded = load_by_plan(folder, plan, reporter=report)
