@@ -1,14 +1,19 @@
 """Decode speed: transformers' generate vs mgen's loop, side by side in one process.
 
     PYTHONPATH=. python benchmarks/bench_decode.py --shape small --frames 100
-    PYTHONPATH=. python benchmarks/bench_decode.py --shape small --quantize int8 --threads 1
+    PYTHONPATH=. python benchmarks/bench_decode.py --shape small --frames 1500 --threads 1 --reference-frames 50 \
+        --modes bfloat16 int8-weight-only int8-dynamic int4-weight-only
     PYTHONPATH=. python benchmarks/bench_decode.py --shape medium --device cuda --dtype float16
     PYTHONPATH=. python benchmarks/bench_decode.py --shape large --device cuda --gpu-budget-gib 8
 
 Random-weight models of the released shapes (testing.build_model). Prints, per engine: ms per
 decode step (median of the steady state), steps/s, real-time factor (compute seconds per second
-of audio), peak memory, the ratio to the reference, and the memory-bandwidth bound measured on
-this machine. Also checks token identity (greedy and seeded sampling) between the engines.
+of audio), its bandwidth bound and the share of it reached, peak memory and the ratio to the
+reference. The bound of each run is the read bandwidth measured just before it over the bytes
+its median step reads: the decoder weights in that mode's format plus the KV cache at the
+median position. Also checks token identity (greedy and seeded sampling) between the engines,
+and gates each reduced-precision mode (`--modes`) against float32 at the same seed: share of
+equal tokens and log-spectral distance of the decoded audio (planning/cpu_modes.py's gates).
 """
 
 from __future__ import annotations

@@ -108,22 +108,20 @@ def test_probe_is_measured_once_and_then_read_from_the_cache(tmp_path, monkeypat
 
     def small_measure():
         calls.append(1)
-        return real(stack_bytes=2**20)  # a tiny stack: the real kernels, quickly
+        return real(stack_bytes=2**20, hidden=128)  # the real kernels on a small layer, quickly
 
     monkeypatch.setattr(cpu_probe, "measure", small_measure)
+    other = cpu_modes.KernelProbe(machine_key="another CPU", threads=8, bandwidth_bytes_s=1e9, params_per_s={})
+    cpu_modes.store_probe(other, tmp_path)  # another machine's probe is kept, never used here
     first = cpu_probe.ensure_probe(tmp_path)
+    assert len(calls) == 1 and first.machine_key != other.machine_key
+    assert str(torch.get_num_threads()) in first.machine_key and torch.__version__ in first.machine_key
     stored = json.loads((tmp_path / cpu_modes.PROBE_FILE).read_text())
-    assert list(stored) == [first.machine_key]
+    assert set(stored) == {first.machine_key, other.machine_key}
     assert set(first.params_per_s) == set(cpu_modes.CPU_MODES)
     assert all(rate > 0 for rate in first.params_per_s.values()) and first.bandwidth_bytes_s > 0
     again = cpu_probe.ensure_probe(tmp_path)
     assert len(calls) == 1 and again == first
-    torch.set_num_threads(2)  # another thread count is another probe, kept beside the first
-    try:
-        cpu_probe.ensure_probe(tmp_path)
-    finally:
-        torch.set_num_threads(1)
-    assert len(calls) == 2 and len(json.loads((tmp_path / cpu_modes.PROBE_FILE).read_text())) == 2
 
 
 def _probe(rates: dict[str, float]) -> cpu_modes.KernelProbe:
@@ -133,8 +131,13 @@ def _probe(rates: dict[str, float]) -> cpu_modes.KernelProbe:
 RATES = {"float32": 1e9, "bfloat16": 2e9, "int8-weight-only": 2.5e9, "int8-dynamic": 4e9, "int4-weight-only": 3e9}
 
 
-def test_cpu_plan_records_the_kernel_every_mode_and_the_fastest_gated_suggestion():
-    config = build_config("small")
+@pytest.fixture(scope="module")
+def small():
+    return build_config("small")
+
+
+def test_cpu_plan_records_the_kernel_every_mode_and_the_fastest_gated_suggestion(small):
+    config = small
     plan = plan_memory(config, Job(duration_s=30), CPU)
     cpu_modes.annotate(plan, _probe(RATES), config)
     assert plan.cpu_kernel == "float32"
@@ -149,8 +152,8 @@ def test_cpu_plan_records_the_kernel_every_mode_and_the_fastest_gated_suggestion
     assert again.cpu_kernel == "float32" and again.cpu_modes == plan.cpu_modes
 
 
-def test_int8_takes_the_faster_gated_scheme_and_int4_its_own_kernel():
-    config = build_config("small")
+def test_int8_takes_the_faster_gated_scheme_and_int4_its_own_kernel(small):
+    config = small
     for rates, expected in ((RATES, "int8-dynamic"), ({**RATES, "int8-weight-only": 9e9}, "int8-weight-only")):
         plan = plan_memory(config, Job(duration_s=10), CPU, quantize="int8")
         cpu_modes.annotate(plan, _probe(rates), config)
@@ -161,9 +164,9 @@ def test_int8_takes_the_faster_gated_scheme_and_int4_its_own_kernel():
     assert plan.estimates.peak_ram_bytes < plan_memory(config, Job(duration_s=10), CPU, quantize="int8").estimates.peak_ram_bytes
 
 
-def test_int4_on_a_gpu_plan_is_a_user_error():
+def test_int4_on_a_gpu_plan_is_a_user_error(small):
     with pytest.raises(MgenError, match="CPU only"):
-        plan_memory(build_config("small"), Job(duration_s=10), simulate(CPU, gpu_mem=[24 * GiB]), quantize="int4")
+        plan_memory(small, Job(duration_s=10), simulate(CPU, gpu_mem=[24 * GiB]), quantize="int4")
 
 
 def test_generate_with_int4_records_the_kernel_in_the_sidecar(tiny_models, tmp_path):

@@ -32,7 +32,7 @@ from musicgen_cli.planning.cpu_modes import (
     weight_bytes_per_param,
 )
 
-HIDDEN, FFN = 1024, 4096
+HIDDEN = 1024  # small's width; its FFN is 4x
 STACK_BYTES = 48 * 2**20
 ROUNDS = 7
 # Below this many linear weights a step costs its launches, not its bytes: no probe is worth it.
@@ -47,8 +47,8 @@ class _Holder(nn.Module):
         self.decoder = layers
 
 
-def _layer(generator: torch.Generator) -> nn.ModuleList:
-    shapes = [(HIDDEN, HIDDEN)] * 6 + [(HIDDEN, FFN), (FFN, HIDDEN)]
+def _layer(generator: torch.Generator, hidden: int) -> nn.ModuleList:
+    shapes = [(hidden, hidden)] * 6 + [(hidden, 4 * hidden), (4 * hidden, hidden)]
     layers = nn.ModuleList(nn.Linear(i, o, bias=False) for i, o in shapes)
     for layer in layers:
         nn.init.normal_(layer.weight, std=0.02, generator=generator)
@@ -86,13 +86,14 @@ def _bandwidth() -> float:
 
 
 @torch.inference_mode()
-def measure(modes: list[str] | None = None, rows: int = 2, stack_bytes: int = STACK_BYTES) -> KernelProbe:
+def measure(modes: list[str] | None = None, rows: int = 2, stack_bytes: int = STACK_BYTES,
+            hidden: int = HIDDEN) -> KernelProbe:
     """Time every mode now (no cache)."""
     modes = modes or list(CPU_MODES)
-    layer = _layer(torch.Generator().manual_seed(0))
+    layer = _layer(torch.Generator().manual_seed(0), hidden)
     stacks = {mode: _stack(layer, mode, stack_bytes) for mode in modes}
     inputs = {mode: {n: torch.randn(rows, 1, n, dtype=torch.bfloat16 if mode == "bfloat16" else torch.float32)
-                     for n in (HIDDEN, FFN)} for mode in modes}
+                     for n in (hidden, 4 * hidden)} for mode in modes}
     times: dict[str, list[float]] = {mode: [] for mode in modes}
     for mode in modes:  # warm-up: first calls pack weights and fault pages in
         _pass(stacks[mode][0], inputs[mode])
