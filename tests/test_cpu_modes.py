@@ -108,7 +108,9 @@ def test_probe_is_measured_once_and_then_read_from_the_cache(tmp_path, monkeypat
 
     def small_measure():
         calls.append(1)
-        return real(stack_bytes=2**20, hidden=128)  # the real kernels on a small layer, quickly
+        probe = real(stack_bytes=2**20, hidden=128)  # the real kernels on a small layer, quickly
+        probe.load_avg = 0.0  # as on a quiet machine (the shared test machine rarely is)
+        return probe
 
     monkeypatch.setattr(cpu_probe, "measure", small_measure)
     other = cpu_modes.KernelProbe(machine_key="another CPU", threads=8, bandwidth_bytes_s=1e9, params_per_s={})
@@ -122,6 +124,19 @@ def test_probe_is_measured_once_and_then_read_from_the_cache(tmp_path, monkeypat
     assert all(rate > 0 for rate in first.params_per_s.values()) and first.bandwidth_bytes_s > 0
     again = cpu_probe.ensure_probe(tmp_path)
     assert len(calls) == 1 and again == first
+
+
+def test_a_probe_taken_under_load_is_measured_again_and_the_faster_figures_kept(tmp_path, monkeypatch):
+    key = cpu_modes.machine_key(torch.get_num_threads(), torch.__version__)
+    busy = cpu_modes.KernelProbe(key, 1, 5e9, {"float32": 1e9, "int8-dynamic": 1e9}, load_avg=9.0, cores=2)
+    quiet = cpu_modes.KernelProbe(key, 1, 20e9, {"float32": 0.5e9, "int8-dynamic": 4e9}, load_avg=0.5, cores=2)
+    cpu_modes.store_probe(busy, tmp_path)
+    monkeypatch.setattr(cpu_probe, "measure", lambda: quiet)
+    merged = cpu_probe.ensure_probe(tmp_path)
+    assert merged.params_per_s == {"float32": 1e9, "int8-dynamic": 4e9} and merged.bandwidth_bytes_s == 20e9
+    assert not merged.contended
+    monkeypatch.setattr(cpu_probe, "measure", lambda: pytest.fail("a quiet probe is not measured again"))
+    assert cpu_probe.ensure_probe(tmp_path) == merged
 
 
 def _probe(rates: dict[str, float]) -> cpu_modes.KernelProbe:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -106,15 +107,20 @@ def measure(modes: list[str] | None = None, rows: int = 2, stack_bytes: int = ST
         threads=threads,
         bandwidth_bytes_s=_bandwidth(),
         params_per_s={mode: stacks[mode][1] / statistics.median(times[mode]) for mode in modes},
+        load_avg=os.getloadavg()[0],
+        cores=os.cpu_count() or 1,
     )
 
 
 def ensure_probe(cache_dir: str | Path | None = None) -> KernelProbe:
-    """The cached probe for this CPU, torch and thread count; measured and cached when missing."""
+    """The cached probe for this CPU, torch and thread count; measured and cached when missing.
+    A probe taken while other work held the cores is measured again on the next call and the
+    faster figures kept, until one is taken on a quiet machine."""
     key = machine_key(torch.get_num_threads(), torch.__version__)
     probe = cached_probe(key, cache_dir)
-    if probe is None:
-        probe = measure()
+    if probe is None or probe.contended:
+        fresh = measure()
+        probe = fresh if probe is None else probe.merged(fresh)
         store_probe(probe, cache_dir)
     return probe
 

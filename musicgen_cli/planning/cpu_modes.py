@@ -53,8 +53,8 @@ class CpuMode:
     @property
     def quality(self) -> str:
         if self.tokens_equal is None or self.lsd_db is None:
-            return "reference" if self.gated else "quality not measured"
-        return f"{self.tokens_equal:.1f}% tokens equal to float32, {self.lsd_db:.2f} dB"
+            return "reference" if self.gated else "not measured"
+        return f"{self.tokens_equal:.1f}% same tokens, {self.lsd_db:.2f} dB"
 
 
 # Quality figures: small-shaped model, bench_decode.py, BENCHMARKS.md "issue 18".
@@ -115,6 +115,19 @@ class KernelProbe:
     bandwidth_bytes_s: float
     params_per_s: dict[str, float]
     measured_at: float = field(default_factory=time.time)
+    load_avg: float = 0.0  # 1-minute load average while measuring
+    cores: int = 1
+
+    @property
+    def contended(self) -> bool:
+        """Measured while other work held the cores: the figures are lower bounds."""
+        return self.load_avg > self.cores
+
+    def merged(self, newer: "KernelProbe") -> "KernelProbe":
+        """Contention only slows a kernel down: the faster figure of two probes is the truer one."""
+        rates = {m: max(r, self.params_per_s.get(m, 0.0)) for m, r in newer.params_per_s.items()}
+        return KernelProbe(newer.machine_key, newer.threads, max(newer.bandwidth_bytes_s, self.bandwidth_bytes_s),
+                           rates, newer.measured_at, min(newer.load_avg, self.load_avg), newer.cores)
 
     def steps_per_s(self, config, mode: str, positions: float, rows: int = 2) -> float:
         """Expected decode steps/s: the weights at the probed rate plus the KV cache at bandwidth."""

@@ -122,7 +122,7 @@ def cpu_modes_table(plan: Plan) -> Table:
     frame_rate = plan.estimates.decode_steps / plan.job.duration_s if plan.job.duration_s else 50.0
     for row in plan.cpu_modes:
         chosen = row["mode"] == plan.cpu_kernel
-        quality = row["quality"] if row["gated"] else f"{row['quality']} (not offered)"
+        quality = row["quality"] if row["gated"] else f"{row['quality']}: not offered"
         table.add_row(("> " if chosen else "  ") + row["mode"], row["flags"] or "(default)", f"{row['steps_per_s']:.1f}",
                       f"{row['steps_per_s'] / frame_rate:.2f}x", quality, style="bold" if chosen else ("dim" if not row["gated"] else None))
     return table
