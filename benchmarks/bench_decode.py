@@ -314,12 +314,31 @@ def main() -> None:
     print("RTF = compute seconds per second of audio; bound = measured bandwidth / (weights + KV bytes of the "
           f"median step, {positions} cached positions x {rows} rows); peak = process RSS (CPU) or allocated (CUDA); "
           "cpu ms/step = process CPU time")
+    fastest = min(run.ms_per_step for run in runs)
+    sample_ms = 1000 * sampler_seconds(model, rows, device)
+    print(f"sampling (CFG, top-k 250, {model.decoder.config.num_codebooks} codebooks x "
+          f"{model.decoder.config.vocab_size}): {sample_ms:.2f} ms/step, {100 * sample_ms / fastest:.1f}% of the "
+          f"fastest step")
     if offloaded:
         h2d = pinned_h2d_bandwidth(device)
         bound_ms = 1000 * offloaded / h2d
         print(f"offloaded {offloaded / 2**30:.2f} GiB, pinned H2D {h2d / 1e9:.1f} GB/s -> copy bound "
               f"{bound_ms:.1f} ms/step; fast loop {runs[-1].ms_per_step / bound_ms:.2f}x of it")
     print(f"load avg after: {os.getloadavg()[0]:.1f}")
+
+
+def sampler_seconds(model, rows: int, device: torch.device) -> float:
+    """Median time of one step's token choice (guidance, top-k, draw) on random logits."""
+    from musicgen_cli.decode import sampler
+
+    config = model.decoder.config
+    logits = torch.randn(rows * config.num_codebooks, config.vocab_size, device=device)
+    times = []
+    for _ in range(200):
+        start = time.perf_counter()
+        sampler.next_tokens(logits, Sampling())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def cpu_flags() -> str:
