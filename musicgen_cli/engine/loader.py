@@ -46,7 +46,8 @@ def load_model(folder: Path, plan: Plan, *, reporter: Reporter | None = None) ->
         raise MgenError(f"{folder} has no config.json", "download or import the model first (mgen models)")
     start = time.perf_counter()
     where = "CPU" if not plan.uses_gpu else ", ".join(sorted({_device_name(d) for d in plan.device_map.values()}))
-    reporter.phase("load", f"{folder.name}: {plan.cpu_kernel or plan.lm_dtype + (' ' + plan.quantize if plan.quantize else '')} on {where}")
+    what = plan.cpu_kernel or f"{plan.lm_dtype}{' ' + plan.quantize if plan.quantize else ''}"
+    reporter.phase("load", f"{folder.name}: {what} on {where}")
     config = AutoConfig.from_pretrained(folder)
     if config.model_type != plan.model_type:
         raise MgenError(f"the plan is for a {plan.model_type} model, {folder.name} is {config.model_type}", "plan again for this model")
