@@ -193,15 +193,19 @@ def mode_model(model, mode: str):
 
 
 def mode_bytes(model, mode: str, rows: int, positions: int) -> tuple[int, int]:
-    """(weight bytes, KV-cache bytes) one decode step reads in `mode` at `positions` cached."""
+    """(weight bytes, KV-cache bytes) one decode step of the float32 `model` reads in `mode`
+    with `positions` cached; the cache dtype is the one the fast loop picks for that mode."""
+    from musicgen_cli.decode.fastloop import attention_dtype
     from musicgen_cli.planning.cpu_modes import linear_params, weight_bytes_per_param
 
     config = model.decoder.config
     linear = linear_params(model.config)
     other = bytes_per_step(model) // model.decoder.dtype.itemsize - linear  # layer norms, biases
-    width = 2 if mode == "bfloat16" else 4
+    width = 2 if mode == "bfloat16" else model.decoder.dtype.itemsize
     weights = int(linear * weight_bytes_per_param(mode)) + other * width
-    kv = config.num_hidden_layers * 2 * rows * positions * config.hidden_size * width
+    device = model.decoder.model.decoder.embed_tokens[0].weight.device
+    kv_width = attention_dtype(device, torch.bfloat16 if mode == "bfloat16" else model.decoder.dtype).itemsize
+    kv = config.num_hidden_layers * 2 * rows * positions * config.hidden_size * kv_width
     return weights, kv
 
 
@@ -226,6 +230,9 @@ def main() -> None:
     parser.add_argument("--modes", nargs="*", default=[], choices=[m for m in CPU_MODES if m != "float32"],
                         help="reduced-precision CPU modes to time and gate against float32 (each on its own copy)")
     parser.add_argument("--no-reference", action="store_true", help="skip transformers' generate")
+    parser.add_argument("--positions", nargs="+", type=int, default=[],
+                        help="instead of whole clips: time single steps of fp32 and each mode with this many "
+                             "positions already cached (e.g. 750 1500: the middle and end of a 30 s clip)")
     parser.add_argument("--gpu-budget-gib", type=float, help="keep only this much decoder on the GPU")
     args = parser.parse_args()
 
@@ -255,6 +262,9 @@ def main() -> None:
     print(f"model: {args.shape} {args.variant} {dtype}, {args.frames} frames = {steps} steps, "
           f"{full_bytes / 2**20:.0f} MiB of weights read per step")
 
+    if args.positions:
+        positional(model, text, args.modes, args.positions, device)
+        return
     runs: list[Run] = []
     if not args.no_reference:
         greedy = {e: timed(e, model, text, args.check_frames, Sampling(do_sample=False), e, device).codes
@@ -325,6 +335,49 @@ def main() -> None:
         print(f"offloaded {offloaded / 2**30:.2f} GiB, pinned H2D {h2d / 1e9:.1f} GB/s -> copy bound "
               f"{bound_ms:.1f} ms/step; fast loop {runs[-1].ms_per_step / bound_ms:.2f}x of it")
     print(f"load avg after: {os.getloadavg()[0]:.1f}")
+
+
+@torch.inference_mode()
+def step_at(model, text, position: int, device: torch.device, steps: int = 9) -> float:
+    """Median seconds of one CFG decode step (sampling included) with `position` keys and values
+    already cached (random ones: the cost of a step does not depend on their values)."""
+    from musicgen_cli.decode import sampler
+    from musicgen_cli.decode.fastloop import Decoder, condition
+    from musicgen_cli.decode.types import Request
+
+    request = Request(text.input_ids, text.attention_mask, 1, Sampling(), None, None)
+    decoder = Decoder(model, 2, position + steps + 1, condition(model, request, device))
+    for keys, values in decoder.cache:
+        keys.normal_()
+        values.normal_()
+    decoder.pos = position
+    codes = torch.zeros(2, model.decoder.config.num_codebooks, 1, dtype=torch.long, device=device)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        sampler.next_tokens(decoder(codes), Sampling())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def positional(model, text, modes: list[str], positions: list[int], device: torch.device) -> None:
+    """Single-step cost at long positions, per mode, against each one's bound there."""
+    from musicgen_cli.planning.cpu_modes import CPU_MODES
+
+    print(f"\n{'mode':<18}{'cached':>8}{'ms/step':>9}{'steps/s':>9}{'GB/s':>7}{'weights MiB':>13}{'KV MiB':>8}"
+          f"{'bound/s':>9}{'share':>7}")
+    for mode in ["float32", *modes]:
+        reduced = mode_model(model, mode)
+        for position in positions:
+            bw = read_bandwidth(device)
+            seconds = step_at(reduced, text, position, device)
+            weights, kv = mode_bytes(model, mode, 2, position)
+            bound = bw / (weights + kv)
+            print(f"{CPU_MODES[mode].short:<18}{position:>8}{1000 * seconds:>9.1f}{1 / seconds:>9.2f}{bw / 1e9:>7.1f}"
+                  f"{weights / 2**20:>13.0f}{kv / 2**20:>8.0f}{bound:>9.1f}{100 / seconds / bound:>6.0f}%")
+        del reduced
+    print("bound = read bandwidth measured just before each row / (weight bytes in the mode's format + KV "
+          "bytes at that position, 2 rows); the KV cache is float32 unless the mode attends faster in bf16")
 
 
 def sampler_seconds(model, rows: int, device: torch.device) -> float:
