@@ -176,7 +176,20 @@ def test_int8_takes_the_faster_gated_scheme_and_int4_its_own_kernel(small):
     plan = plan_memory(config, Job(duration_s=10), CPU, quantize="int4")
     cpu_modes.annotate(plan, None, config)
     assert plan.cpu_kernel == "int4-weight-only" and plan.cpu_modes == []
+    if not cpu_modes.CPU_MODES["int4-weight-only"].gated:  # asked for explicitly: planned, with the cost said
+        assert any("fails the quality gates" in w for w in plan.warnings)
     assert plan.estimates.peak_ram_bytes < plan_memory(config, Job(duration_s=10), CPU, quantize="int8").estimates.peak_ram_bytes
+
+
+def test_a_mode_outside_the_gates_is_never_suggested_however_fast(small, monkeypatch):
+    failing = cpu_modes.CpuMode("int4-weight-only", "int4", "--quantize int4", "int4", "float32", 60.0, 5.0)
+    monkeypatch.setitem(cpu_modes.CPU_MODES, "int4-weight-only", failing)
+    plan = plan_memory(small, Job(duration_s=10), CPU)
+    cpu_modes.annotate(plan, _probe({**RATES, "int4-weight-only": 50e9}), small)
+    row = next(r for r in plan.cpu_modes if r["mode"] == "int4-weight-only")
+    assert not row["gated"] and row["steps_per_s"] == max(r["steps_per_s"] for r in plan.cpu_modes)
+    (line,) = [w for w in plan.warnings if "should run" in w]
+    assert "int4" not in line and "--quantize int8" in line
 
 
 def test_int4_on_a_gpu_plan_is_a_user_error(small):

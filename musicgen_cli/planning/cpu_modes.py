@@ -60,10 +60,10 @@ class CpuMode:
 # Quality figures: small-shaped model, bench_decode.py, BENCHMARKS.md "issue 18".
 CPU_MODES: dict[str, CpuMode] = {m.name: m for m in (
     CpuMode("float32", "fp32", "", None, "float32", None, None),
-    CpuMode("bfloat16", "bf16", "--dtype bfloat16", None, "bfloat16", None, None),
-    CpuMode("int8-weight-only", "int8 w-only", "--quantize int8", "int8", "float32", 96.5, 1.51),
-    CpuMode("int8-dynamic", "int8 dynamic", "--quantize int8", "int8", "float32", 90.5, 2.65),
-    CpuMode("int4-weight-only", "int4 w-only", "--quantize int4", "int4", "float32", None, None),
+    CpuMode("bfloat16", "bf16", "--dtype bfloat16", None, "bfloat16", 96.8, 1.36),
+    CpuMode("int8-weight-only", "int8 w-only", "--quantize int8", "int8", "float32", 97.0, 1.25),
+    CpuMode("int8-dynamic", "int8 dynamic", "--quantize int8", "int8", "float32", 91.4, 2.59),
+    CpuMode("int4-weight-only", "int4 w-only", "--quantize int4", "int4", "float32", 74.7, 4.18),
 )}
 
 
@@ -197,6 +197,10 @@ def annotate(plan, probe: KernelProbe | None, config) -> None:
     """Record the chosen kernel and every mode's expected speed in a CPU plan, take the step
     time from the probe, and add a line suggesting the fastest gated mode."""
     plan.cpu_kernel = kernel_for(probe, plan.quantize, plan.lm_dtype)
+    chosen = CPU_MODES[plan.cpu_kernel]
+    if not chosen.gated:
+        plan.warnings.append(f"{plan.cpu_kernel} fails the quality gates ({chosen.quality} against float32): "
+                             "expect clearly different audio")
     if probe is None:
         return
     job = plan.job
