@@ -1,7 +1,8 @@
 """Decode speed: transformers' generate vs mgen's loop, side by side in one process.
 
     PYTHONPATH=. python benchmarks/bench_decode.py --shape small --frames 100
-    PYTHONPATH=. python benchmarks/bench_decode.py --shape small --quantize int8 --threads 1
+    PYTHONPATH=. python benchmarks/bench_decode.py --shape small --frames 1500 --threads 1 --reference-frames 50 \
+        --modes bfloat16 int8-weight-only int8-dynamic int4-weight-only
     PYTHONPATH=. python benchmarks/bench_decode.py --shape medium --device cuda --dtype float16
     PYTHONPATH=. python benchmarks/bench_decode.py --shape large --device cuda --gpu-budget-gib 8
 
@@ -12,8 +13,12 @@ bandwidth) is printed next to the measured step.
 
 Random-weight models of the released shapes (testing.build_model). Prints, per engine: ms per
 decode step (median of the steady state), steps/s, real-time factor (compute seconds per second
-of audio), peak memory, the ratio to the reference, and the memory-bandwidth bound measured on
-this machine. Also checks token identity (greedy and seeded sampling) between the engines.
+of audio), its bandwidth bound and the share of it reached, peak memory and the ratio to the
+reference. The bound of each run is the read bandwidth measured just before it over the bytes
+its median step reads: the decoder weights in that mode's format plus the KV cache at the
+median position. Also checks token identity (greedy and seeded sampling) between the engines,
+and gates each reduced-precision mode (`--modes`) against float32 at the same seed: share of
+equal tokens and log-spectral distance of the decoded audio (planning/cpu_modes.py's gates).
 """
 
 from __future__ import annotations
@@ -178,7 +183,47 @@ def machine(device: torch.device) -> str:
     return text + f", load avg {os.getloadavg()[0]:.1f}"
 
 
+def mode_model(model, mode: str):
+    """A copy of `model` running the decoder in one CPU mode (float32 is the model itself)."""
+    from musicgen_cli.engine.quantize import apply_kernel
+
+    if mode == "float32":
+        return model
+    copied = copy.deepcopy(model)
+    if mode == "bfloat16":
+        copied.decoder.to(torch.bfloat16)
+        if hasattr(copied, "enc_to_dec_proj"):
+            copied.enc_to_dec_proj.to(torch.bfloat16)
+        if hasattr(copied, "audio_enc_to_dec_proj"):
+            copied.audio_enc_to_dec_proj.to(torch.bfloat16)
+        return copied
+    return apply_kernel(copied, mode)
+
+
+def mode_bytes(model, mode: str, rows: int, positions: int) -> tuple[int, int]:
+    """(weight bytes, KV-cache bytes) one decode step of the float32 `model` reads in `mode`
+    with `positions` cached; the cache dtype is the one the fast loop picks for that mode."""
+    from musicgen_cli.decode.fastloop import attention_dtype
+    from musicgen_cli.planning.cpu_modes import linear_params, weight_bytes_per_param
+
+    config = model.decoder.config
+    linear = linear_params(model.config)
+    other = bytes_per_step(model) // model.decoder.dtype.itemsize - linear  # layer norms, biases
+    width = 2 if mode == "bfloat16" else model.decoder.dtype.itemsize
+    weights = int(linear * weight_bytes_per_param(mode)) + other * width
+    device = model.decoder.model.decoder.embed_tokens[0].weight.device
+    kv_width = attention_dtype(device, torch.bfloat16 if mode == "bfloat16" else model.decoder.dtype).itemsize
+    kv = config.num_hidden_layers * 2 * rows * positions * config.hidden_size * kv_width
+    return weights, kv
+
+
 def main() -> None:
+    from musicgen_cli.planning.cpu_modes import (
+        CPU_MODES,
+        GATE_LSD_DB,
+        GATE_TOKENS_EQUAL,
+    )
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="small", choices=["tiny", "small", "medium", "large"])
     parser.add_argument("--variant", default="mono", choices=["mono", "stereo", "melody"])
@@ -187,11 +232,15 @@ def main() -> None:
                         help="default: float32 on CPU, float16 on CUDA")
     parser.add_argument("--frames", type=int, default=100, help="frames per timed run (50 = 1 s of audio)")
     parser.add_argument("--check-frames", type=int, default=10, help="frames of the greedy identity check")
+    parser.add_argument("--reference-frames", type=int, default=None,
+                        help="frames of the timed reference run and the sampled identity check (default: --frames)")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--quantize", choices=["int8"], help="also time the int8 loop (after the fp runs)")
-    parser.add_argument("--int8-schemes", nargs="+", default=["weight-only", "dynamic"],
-                        choices=["weight-only", "dynamic"], help="each runs on its own copy of the model")
+    parser.add_argument("--modes", nargs="*", default=[], choices=[m for m in CPU_MODES if m != "float32"],
+                        help="reduced-precision CPU modes to time and gate against float32 (each on its own copy)")
     parser.add_argument("--no-reference", action="store_true", help="skip transformers' generate")
+    parser.add_argument("--positions", nargs="+", type=int, default=[],
+                        help="instead of whole clips: time single steps of fp32 and each mode with this many "
+                             "positions already cached (e.g. 750 1500: the middle and end of a 30 s clip)")
     parser.add_argument("--gpu-budget-gib", type=float, help="keep only this much decoder on the GPU")
     args = parser.parse_args()
 
@@ -200,6 +249,7 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype or ("float32" if device.type == "cpu" else "float16"))
     print(f"machine: {machine(device)}")
+    print(f"cpu flags: {cpu_flags()}")
     bandwidth = read_bandwidth(device)
     print(f"measured read bandwidth: {bandwidth / 1e9:.1f} GB/s ({device.type})")
 
@@ -221,55 +271,146 @@ def main() -> None:
     print(f"model: {args.shape} {args.variant} {dtype}, {args.frames} frames = {steps} steps, "
           f"{full_bytes / 2**20:.0f} MiB of weights read per step")
 
-    engines = ["fast"] if args.no_reference else ["reference", "fast"]
+    if args.positions:
+        positional(model, text, args.modes, args.positions, device)
+        return
+    runs: list[Run] = []
     if not args.no_reference:
         greedy = {e: timed(e, model, text, args.check_frames, Sampling(do_sample=False), e, device).codes
-                  for e in engines}
+                  for e in ("reference", "fast")}
         print(f"greedy tokens identical ({args.check_frames} frames): "
               f"{torch.equal(greedy['reference'], greedy['fast'])}")
-    runs = [timed(e, model, text, args.frames, Sampling(), e, device) for e in engines]
+        ref_frames = args.reference_frames or args.frames
+        ref = timed("reference", model, text, ref_frames, Sampling(), "reference", device)
+        same = ref.codes
+        if ref_frames != args.frames:
+            same = timed("fast", model, text, ref_frames, Sampling(), "fast", device).codes
+            print(f"(reference timed over {ref_frames} frames, the rest over {args.frames})")
+        print(f"sampled tokens identical ({ref_frames} frames, seed 0, top-k 250, CFG 3): "
+              f"{torch.equal(ref.codes, same)}")
+        runs.append(ref)
+    # Every engine run is preceded by its own bandwidth measurement: on a shared machine the
+    # bound moves with the load, so each share is taken against the bandwidth of its moment.
+    rows = 2  # one clip with CFG
+    positions = 1 + steps // 2  # the median step reads about half the final cache
+    bounds: dict[str, tuple[float, float, int]] = {}
+    fast = timed("fast", model, text, args.frames, Sampling(), "fast", device)
+    base_mode = "float32" if dtype.itemsize == 4 else "bfloat16"  # fp16 on GPUs reads what bf16 reads
+    bounds["fast"] = (bandwidth, sum(mode_bytes(model, base_mode, rows, positions)))
+    runs.append(fast)
     if device.type == "cuda" and not offloaded:
-        runs.append(timed("graphed", model, text, args.frames, Sampling(), "fast", device))
-        same = torch.equal(runs[-1].codes, runs[-2].codes)
-        print(f"graphed vs eager tokens identical (seed 0): {same}")
-    if not args.no_reference:
-        same = torch.equal(runs[0].codes, runs[1].codes)
-        print(f"sampled tokens identical (seed 0, top-k 250, CFG 3): {same}")
-    if args.quantize:
-        from musicgen_cli.engine.quantize import quantize_int8
-
-        fp = runs[-1]
-        for scheme in args.int8_schemes:
-            quantized = quantize_int8(copy.deepcopy(model), scheme)
-            int8 = timed(f"fast int8 {scheme[:3]}", quantized, text, args.frames, Sampling(), "fast", device)
-            runs.append(int8)
-            other = timed("seed 1", quantized, text, args.frames, Sampling(), "fast", device, seed=1).codes
-            agree = float((int8.codes == fp.codes).float().mean())
-            print(f"int8 {scheme} vs {dtype}, same seed: {100 * agree:.1f}% of tokens equal; log-spectrum "
-                  f"distance {spectral_distance(model, fp.codes, int8.codes):.2f} dB (two unrelated clips, "
-                  f"seeds 0 and 1: {spectral_distance(model, int8.codes, other):.2f} dB)")
-            del quantized
-        if offloaded == 0:
-            print(f"int8 bandwidth bound: {bandwidth * dtype.itemsize / full_bytes:.1f} steps/s")
+        graphed = timed("graphed", model, text, args.frames, Sampling(), "fast", device)
+        print(f"graphed vs eager tokens identical (seed 0): {torch.equal(graphed.codes, fast.codes)}")
+        runs.append(graphed)
+    gates = []
+    other = None
+    for mode in args.modes:
+        reduced = mode_model(model, mode)
+        bw = read_bandwidth(device)
+        run = timed(f"fast {CPU_MODES[mode].short}", reduced, text, args.frames, Sampling(), "fast", device)
+        bounds[run.name] = (bw, sum(mode_bytes(model, mode, rows, positions)))
+        runs.append(run)
+        if other is None:  # what "unrelated" looks like: another seed of the first reduced mode
+            other = timed("seed 1", reduced, text, args.frames, Sampling(), "fast", device, seed=1).codes
+        agree = 100 * float((run.codes == fast.codes).float().mean())
+        distance = spectral_distance(model, fast.codes, run.codes)
+        gates.append((mode, agree, distance))
+        del reduced
+    if gates:
+        unrelated = spectral_distance(model, fast.codes, other)
+        print(f"\nquality vs float32 at the same seed (gate: >= {GATE_TOKENS_EQUAL:.0f}% tokens equal and "
+              f"<= {GATE_LSD_DB:.1f} dB; two unrelated clips, seeds 0 and 1: {unrelated:.2f} dB)")
+        for mode, agree, distance in gates:
+            passed = agree >= GATE_TOKENS_EQUAL and distance <= GATE_LSD_DB
+            print(f"  {mode:<18} {agree:5.1f}% tokens equal  {distance:5.2f} dB  {'pass' if passed else 'FAIL'}")
 
     base = runs[0].ms_per_step if not args.no_reference else None
-    limit = bandwidth / full_bytes
-    print(f"\n{'engine':<14}{'ms/step':>9}{'steps/s':>9}{'RTF':>7}{'peak GiB':>10}{'vs ref':>8}{'wall s':>8}"
-          f"{'cpu ms/step':>13}")
+    print(f"\n{'engine':<16}{'ms/step':>9}{'steps/s':>9}{'RTF':>7}{'bound/s':>9}{'share':>7}{'peak GiB':>10}"
+          f"{'vs ref':>8}{'wall s':>8}{'cpu ms/step':>13}")
     for run in runs:
         rate = 1000 / run.ms_per_step
         ratio = f"{base / run.ms_per_step:.2f}x" if base else "-"
-        print(f"{run.name:<14}{run.ms_per_step:>9.1f}{rate:>9.2f}{frame_rate / rate:>7.2f}{run.peak_gib:>10.2f}"
-              f"{ratio:>8}{run.wall_s:>8.1f}{run.cpu_ms_per_step:>13.1f}")
-    print("RTF = compute seconds per second of audio; peak = process RSS (CPU) or allocated (CUDA); "
-          "cpu ms/step = process CPU time, robust to other load with --threads 1")
-    print(f"bandwidth bound ({dtype} weights, {bandwidth / 1e9:.1f} GB/s): {limit:.1f} steps/s")
+        bw, nbytes = bounds.get(run.name, bounds.get("fast"))
+        bound = bw / nbytes
+        print(f"{run.name:<16}{run.ms_per_step:>9.1f}{rate:>9.2f}{frame_rate / rate:>7.2f}{bound:>9.1f}"
+              f"{100 * rate / bound:>6.0f}%{run.peak_gib:>10.2f}{ratio:>8}{run.wall_s:>8.1f}{run.cpu_ms_per_step:>13.1f}")
+    print("RTF = compute seconds per second of audio; bound = measured bandwidth / (weights + KV bytes of the "
+          f"median step, {positions} cached positions x {rows} rows); peak = process RSS (CPU) or allocated (CUDA); "
+          "cpu ms/step = process CPU time")
+    fastest = min(run.ms_per_step for run in runs)
+    sample_ms = 1000 * sampler_seconds(model, rows, device)
+    print(f"sampling (CFG, top-k 250, {model.decoder.config.num_codebooks} codebooks x "
+          f"{model.decoder.config.vocab_size}): {sample_ms:.2f} ms/step, {100 * sample_ms / fastest:.1f}% of the "
+          f"fastest step")
     if offloaded and device.type == "cuda":
         h2d = pinned_h2d_bandwidth(device)
         bound_ms = 1000 * offloaded / h2d
         print(f"offloaded {offloaded / 2**30:.2f} GiB, pinned H2D {h2d / 1e9:.1f} GB/s -> copy bound "
               f"{bound_ms:.1f} ms/step; fast loop {runs[-1].ms_per_step / bound_ms:.2f}x of it")
     print(f"load avg after: {os.getloadavg()[0]:.1f}")
+
+
+@torch.inference_mode()
+def step_at(model, text, position: int, device: torch.device, steps: int = 9) -> float:
+    """Median seconds of one CFG decode step (sampling included) with `position` keys and values
+    already cached (random ones: the cost of a step does not depend on their values)."""
+    from musicgen_cli.decode import sampler
+    from musicgen_cli.decode.fastloop import Decoder, condition
+    from musicgen_cli.decode.types import Request
+
+    request = Request(text.input_ids, text.attention_mask, 1, Sampling(), None, None)
+    decoder = Decoder(model, 2, position + steps + 1, condition(model, request, device))
+    for keys, values in decoder.cache:
+        keys.normal_()
+        values.normal_()
+    decoder.pos = position
+    codes = torch.zeros(2, model.decoder.config.num_codebooks, 1, dtype=torch.long, device=device)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        sampler.next_tokens(decoder(codes), Sampling())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def positional(model, text, modes: list[str], positions: list[int], device: torch.device) -> None:
+    """Single-step cost at long positions, per mode, against each one's bound there."""
+    from musicgen_cli.planning.cpu_modes import CPU_MODES
+
+    print(f"\n{'mode':<18}{'cached':>8}{'ms/step':>9}{'steps/s':>9}{'GB/s':>7}{'weights MiB':>13}{'KV MiB':>8}"
+          f"{'bound/s':>9}{'share':>7}")
+    for mode in ["float32", *modes]:
+        reduced = mode_model(model, mode)
+        for position in positions:
+            bw = read_bandwidth(device)
+            seconds = step_at(reduced, text, position, device)
+            weights, kv = mode_bytes(model, mode, 2, position)
+            bound = bw / (weights + kv)
+            print(f"{CPU_MODES[mode].short:<18}{position:>8}{1000 * seconds:>9.1f}{1 / seconds:>9.2f}{bw / 1e9:>7.1f}"
+                  f"{weights / 2**20:>13.0f}{kv / 2**20:>8.0f}{bound:>9.1f}{100 / seconds / bound:>6.0f}%")
+        del reduced
+    print("bound = read bandwidth measured just before each row / (weight bytes in the mode's format + KV "
+          "bytes at that position, 2 rows); the KV cache is float32 unless the mode attends faster in bf16")
+
+
+def sampler_seconds(model, rows: int, device: torch.device) -> float:
+    """Median time of one step's token choice (guidance, top-k, draw) on random logits."""
+    from musicgen_cli.decode import sampler
+
+    config = model.decoder.config
+    logits = torch.randn(rows * config.num_codebooks, config.vocab_size, device=device)
+    times = []
+    for _ in range(200):
+        start = time.perf_counter()
+        sampler.next_tokens(logits, Sampling())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def cpu_flags() -> str:
+    from musicgen_cli.planning.cpu_modes import cpu_features
+
+    return " ".join(cpu_features()) or "unknown"
 
 
 if __name__ == "__main__":

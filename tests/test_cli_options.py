@@ -71,6 +71,6 @@ def test_memory_plan_takes_a_model_folder(tiny_models, cache_dir):
 
 
 def test_unknown_machine_words_are_refused_before_anything_runs(cache_dir):
-    for args in (["--device", "tpu"], ["--quantize", "int4"]):
+    for args in (["--device", "tpu"], ["--quantize", "int3"]):
         result = runner.invoke(app, ["memory-plan", *args])
         assert result.exit_code != 0 and "\n" not in str(result.exception)

@@ -151,7 +151,7 @@ def test_cli_lyrics_name_the_output_and_steer_the_prompt(cache_dir, tmp_path):
         (["--model-key", "tiny-random", "--duration", "0", "x"], "duration"),
         (["--model-key", "tiny-random", "--format", "aiff", "x"], "unknown audio format"),
         (["--model-key", "tiny-random"], "no prompt given"),
-        (["--model-key", "tiny-random", "--quantize", "int4", "x"], "int8"),
+        (["--model-key", "tiny-random", "--quantize", "int3", "x"], "int4"),
     ],
 )
 def test_bad_inputs_end_in_one_line(cache_dir, tmp_path, args, needle):

@@ -199,7 +199,7 @@ def test_parse_size_rejects_garbage(garbage):
 
 def test_bad_jobs_are_user_errors():
     machine = simulate(BASE, no_gpu=True)
-    for job, kwargs in ((Job(0), {}), (Job(10, num_samples=0), {}), (Job(10), {"dtype": "float8"}), (Job(10), {"quantize": "int4"})):
+    for job, kwargs in ((Job(0), {}), (Job(10, num_samples=0), {}), (Job(10), {"dtype": "float8"}), (Job(10), {"quantize": "int3"})):
         with pytest.raises(MgenError):
             plan_memory(config("small"), job, machine, **kwargs)
 

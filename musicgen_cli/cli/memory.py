@@ -64,6 +64,10 @@ def memory_plan_cmd(
     settings = GenerateSettings(duration=duration, num_samples=num_samples, guidance=guidance, window_s=window)
     job = Job.from_settings(settings, max_window_s=max_window_seconds(config))
     plan = plan_memory(config, job, machine.machine(cache_dir), **plan_kwargs)
+    if not plan.uses_gpu:
+        from musicgen_cli.engine.cpu_probe import plan_cpu_kernel
+
+        plan_cpu_kernel(plan, config, cache_dir)
     if as_json:
         print(json.dumps({"model": label, **plan.to_json()}, indent=2))
         return

@@ -26,7 +26,7 @@ from musicgen_cli.ui.console import console, err_console  # noqa: F401  (the com
 
 DEFAULTS = GenerateSettings()
 DEVICES = ("auto", "cpu", "cuda")
-QUANTIZE = ("none", "int8")
+QUANTIZE = ("none", "int8", "int4")
 
 CacheDirOpt = typer.Option(None, "--cache-dir", help="Model cache root (default: MGEN_CACHE_DIR, else model-cache/ in a source checkout, else the user cache directory; `mgen models` shows it).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
@@ -59,7 +59,7 @@ class MachineOptions:
     )
     max_vram: Optional[str] = _flag(typer.Option(None, "--max-vram", help="Use at most this much VRAM per GPU.", rich_help_panel="Machine"))
     quantize: Optional[str] = _flag(
-        typer.Option(None, "--quantize", help="int8: weight-only int8 decoder (half the weights, faster on CPU, small quality cost).", rich_help_panel="Machine")
+        typer.Option(None, "--quantize", help="int8, or int4 (CPU): reduced-precision decoder, faster on a CPU at a measured quality cost (memory-plan shows both).", rich_help_panel="Machine")
     )
     dtype: Optional[str] = _flag(
         typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned for the device).", rich_help_panel="Machine")
@@ -77,7 +77,7 @@ class MachineOptions:
         if self.device not in DEVICES:
             raise MgenError(f"unknown device {self.device!r}", "use --device auto, cpu or cuda")
         if self.quantize not in (None, *QUANTIZE):
-            raise MgenError(f"unknown quantisation {self.quantize!r}", "use --quantize int8")
+            raise MgenError(f"unknown quantisation {self.quantize!r}", "use --quantize int8, or int4 on a CPU")
         check_threads(self.num_threads, self.cpu_util_target)
 
     @property

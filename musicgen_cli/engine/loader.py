@@ -60,7 +60,8 @@ def load_model(folder: Path, plan: Plan, *, reporter: Reporter | None = None,
                         "plan for it with mgen memory plan --gpu-mem, and generate without --gpu-mem here")
     start = time.perf_counter()
     where = "CPU" if not plan.uses_gpu else ", ".join(sorted({_device_name(d) for d in plan.device_map.values()}))
-    reporter.phase("load", f"{folder.name}: {plan.lm_dtype}{' int8' if plan.quantize else ''} on {where}")
+    what = plan.cpu_kernel or f"{plan.lm_dtype}{' ' + plan.quantize if plan.quantize else ''}"
+    reporter.phase("load", f"{folder.name}: {what} on {where}")
     config = AutoConfig.from_pretrained(folder)
     if config.model_type != plan.model_type:
         raise MgenError(f"the plan is for a {plan.model_type} model, {folder.name} is {config.model_type}", "plan again for this model")
@@ -91,10 +92,11 @@ def load_model(folder: Path, plan: Plan, *, reporter: Reporter | None = None,
             model.audio_encoder.to(getattr(torch, plan.codec_dtype))
     else:
         place_by_plan(model, plan, device_of)
-    if plan.quantize == "int8" and not plan.uses_gpu:
-        from musicgen_cli.engine.quantize import quantize_int8
+    if plan.quantize and not plan.uses_gpu:
+        from musicgen_cli.engine.quantize import apply_kernel
+        from musicgen_cli.planning.cpu_modes import kernel_for
 
-        quantize_int8(model)
+        apply_kernel(model, plan.cpu_kernel or kernel_for(None, plan.quantize, plan.lm_dtype))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     seconds = time.perf_counter() - start
     reporter.message(f"loaded {folder.name} in {seconds:.1f} s")

@@ -354,6 +354,11 @@ def load_model(
             reserve_bytes=reserve_bytes,
             max_vram_bytes=max_vram_bytes,
         )
+    if not plan.uses_gpu and plan.cpu_kernel is None:
+        from musicgen_cli.engine.cpu_probe import plan_cpu_kernel
+
+        report.phase("plan", f"{model.folder.name}: CPU kernels")
+        plan_cpu_kernel(plan, model.config, cache_dir)
     for warning in plan.warnings:
         report.message(warning, "warning")
     # `mgen models rm` refuses a cached model while this MusicGen holds it.

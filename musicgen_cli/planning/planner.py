@@ -90,6 +90,9 @@ class Plan:
     components: list[Component]
     warnings: list[str]
     machine: dict
+    # CPU plans: the decoder kernel (planning/cpu_modes.py) and every mode's expected speed here.
+    cpu_kernel: str | None = None
+    cpu_modes: list[dict] = field(default_factory=list)
 
     @property
     def lm_device(self) -> int | str:
@@ -158,8 +161,8 @@ def _check_inputs(job: Job, dtype: str | None, quantize: str | None) -> None:
         raise MgenError(f"window {job.window_s} s is not positive", "use a window of a few seconds or more")
     if dtype is not None and dtype not in DTYPE_BYTES:
         raise MgenError(f"unknown dtype {dtype!r}", f"use one of {', '.join(DTYPE_BYTES)}")
-    if quantize not in (None, "int8"):
-        raise MgenError(f"unknown quantisation {quantize!r}", "use int8 or leave it out")
+    if quantize not in (None, "int8", "int4"):
+        raise MgenError(f"unknown quantisation {quantize!r}", "use int8, int4 or leave it out")
 
 
 def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_bytes, max_vram_bytes) -> Plan:
@@ -173,9 +176,11 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
         old = next(g for g in gpus if not g.bf16)
         raise MgenError(f"GPU {old.index} ({old.name}, compute capability {old.capability[0]}.{old.capability[1]}) "
                         "has no bfloat16 support (it needs 8.0, Ampere, or newer)", "use --dtype float16, or leave --dtype out")
+    if quantize == "int4" and gpus:
+        raise MgenError("int4 runs on the CPU only", "use --quantize int8 on a GPU, or --device cpu for int4")
     lm_dtype = dtype or (("bfloat16" if all(g.bf16 for g in gpus) else "float16") if gpus else "float32")
-    if dtype in ("float16", "bfloat16") and not gpus:
-        warnings.append(f"{dtype} on CPU is slow and gains nothing over float32 for speed")
+    if dtype == "float16" and not gpus:
+        warnings.append("float16 on CPU is slow and gains nothing over float32 for speed")
     w = sizes.layer_bytes(lm_dtype, quantize)
     fixed = sizes.nbytes(sizes.lm_fixed_keys, lm_dtype)
     jb = job_bytes_for(sizes, job, lm_dtype, lm_dtype)
@@ -321,7 +326,7 @@ def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, 
         for name, key in (("LM embeddings", f"{DECODER}.embed_tokens"), ("LM heads", "decoder.lm_heads"))
     ]
     components += [
-        Component(f"decoder layer {i}", w, d, f"int8/{lm_dtype}" if quantize else lm_dtype)
+        Component(f"decoder layer {i}", w, d, f"{quantize}/{lm_dtype}" if quantize else lm_dtype)
         for i, d in enumerate(layout.layer_device)
     ]
     components.append(Component("EnCodec", codec_bytes, layout.codec_device, codec_dtype))

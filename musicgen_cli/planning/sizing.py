@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from musicgen_cli.arch import is_melody
 from musicgen_cli.planning import estimates as K
+from musicgen_cli.planning.cpu_modes import INT4_GROUP
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 DECODER = "decoder.model.decoder"
@@ -29,9 +30,11 @@ class ModuleSize:
 
     def nbytes(self, dtype: str, quantize: str | None = None) -> int:
         width = DTYPE_BYTES[dtype]
-        if quantize == "int8":
-            # int8 weights plus one float scale per output row: count the rest at full width.
-            return self.linear_params + (self.params - self.linear_params) * width + self.buffer_bytes
+        if quantize in ("int8", "int4"):
+            # int8: one byte a weight plus a float scale per output row; int4: half a byte plus a
+            # bf16 scale and offset per group of 32. The rest counts at full width.
+            per = 1.0 if quantize == "int8" else 0.5 + 4 / INT4_GROUP
+            return int(self.linear_params * per) + (self.params - self.linear_params) * width + self.buffer_bytes
         return self.params * width + self.buffer_bytes
 
 

@@ -1,0 +1,137 @@
+"""The per-machine kernel probe: how fast each CPU mode multiplies a decoder layer's weights.
+
+Each mode gets a stack of copies of one small-shaped decoder layer's linear weights (6 of
+1024x1024, 1024->4096, 4096->1024) in its own format, large enough together (>= 48 MiB) to
+stream from memory rather than cache, as a decode step does. The stacks are timed
+interleaved, a pass of each mode per round, and each call's fastest time over the rounds is
+kept, so load from other processes neither favours one mode nor sticks in the figures.
+Results are cached per CPU model, feature flags, torch version and thread count
+(planning/cpu_modes.py); the probe takes a few seconds once.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from musicgen_cli.engine.quantize import apply_kernel
+from musicgen_cli.planning.cpu_modes import (
+    CPU_MODES,
+    KernelProbe,
+    annotate,
+    cached_probe,
+    linear_params,
+    machine_key,
+    store_probe,
+    weight_bytes_per_param,
+)
+
+HIDDEN = 1024  # small's width; its FFN is 4x
+STACK_BYTES = 48 * 2**20
+ROUNDS = 11
+# Below this many linear weights a step costs its launches, not its bytes: no probe is worth it.
+PROBE_MIN_PARAMS = 50_000_000
+
+
+class _Holder(nn.Module):
+    """apply_kernel works on `model.decoder`: a stand-in model whose decoder is the layer list."""
+
+    def __init__(self, layers: nn.ModuleList):
+        super().__init__()
+        self.decoder = layers
+
+
+def _layer(generator: torch.Generator, hidden: int) -> nn.ModuleList:
+    shapes = [(hidden, hidden)] * 6 + [(hidden, 4 * hidden), (4 * hidden, hidden)]
+    layers = nn.ModuleList(nn.Linear(i, o, bias=False) for i, o in shapes)
+    for layer in layers:
+        nn.init.normal_(layer.weight, std=0.02, generator=generator)
+    return layers.requires_grad_(False)
+
+
+def _stack(layer: nn.ModuleList, mode: str, stack_bytes: int) -> tuple[list[nn.Module], int]:
+    params = sum(m.weight.numel() for m in layer)
+    copies = max(1, math.ceil(stack_bytes / (params * weight_bytes_per_param(mode))))
+    first = copy.deepcopy(layer)
+    if mode == "bfloat16":
+        first.to(torch.bfloat16)
+    first = apply_kernel(_Holder(first), mode).decoder
+    stack = list(first)
+    for _ in range(copies - 1):  # copies of the quantised layer: distinct memory, no re-quantising
+        stack.extend(copy.deepcopy(first))
+    return stack, copies * params
+
+
+def _pass(stack: list[nn.Module], inputs: dict[int, torch.Tensor], best: list[float]) -> None:
+    """One pass over the stack, keeping each call's fastest time so far in `best`."""
+    for i, module in enumerate(stack):
+        start = time.perf_counter()
+        module(inputs[module.in_features])
+        best[i] = min(best[i], time.perf_counter() - start)
+
+
+def _bandwidth() -> float:
+    block = torch.ones(2**26)  # 256 MiB
+    best = math.inf
+    for _ in range(4):
+        start = time.perf_counter()
+        block.sum()
+        best = min(best, time.perf_counter() - start)
+    return block.numel() * 4 / best
+
+
+@torch.inference_mode()
+def measure(modes: list[str] | None = None, rows: int = 2, stack_bytes: int = STACK_BYTES,
+            hidden: int = HIDDEN) -> KernelProbe:
+    """Time every mode now (no cache)."""
+    modes = modes or list(CPU_MODES)
+    layer = _layer(torch.Generator().manual_seed(0), hidden)
+    stacks = {mode: _stack(layer, mode, stack_bytes) for mode in modes}
+    inputs = {mode: {n: torch.randn(rows, 1, n, dtype=torch.bfloat16 if mode == "bfloat16" else torch.float32)
+                     for n in (hidden, 4 * hidden)} for mode in modes}
+    # Each call's fastest time over the rounds: other processes only ever slow a call down (on a
+    # shared machine a 2-thread call waits whenever either thread is descheduled), so the
+    # minimum is the machine's own speed. A pass per mode per round: load hits all alike.
+    best = {mode: [math.inf] * len(stacks[mode][0]) for mode in modes}
+    for mode in modes:  # warm-up: first calls pack weights and fault pages in
+        _pass(stacks[mode][0], inputs[mode], [math.inf] * len(stacks[mode][0]))
+    for _ in range(ROUNDS):
+        for mode in modes:
+            _pass(stacks[mode][0], inputs[mode], best[mode])
+    threads = torch.get_num_threads()
+    return KernelProbe(
+        machine_key=machine_key(threads, torch.__version__),
+        threads=threads,
+        bandwidth_bytes_s=_bandwidth(),
+        params_per_s={mode: stacks[mode][1] / sum(best[mode]) for mode in modes},
+        load_avg=os.getloadavg()[0],
+        cores=os.cpu_count() or 1,
+    )
+
+
+def ensure_probe(cache_dir: str | Path | None = None) -> KernelProbe:
+    """The cached probe for this CPU, torch and thread count; measured and cached when missing.
+    A probe taken while other work held the cores is measured again on the next call and the
+    faster figures kept, until one is taken on a quiet machine."""
+    key = machine_key(torch.get_num_threads(), torch.__version__)
+    probe = cached_probe(key, cache_dir)
+    if probe is None or probe.contended:
+        fresh = measure()
+        probe = fresh if probe is None else probe.merged(fresh)
+        store_probe(probe, cache_dir)
+    return probe
+
+
+def plan_cpu_kernel(plan, config, cache_dir: str | Path | None = None) -> None:
+    """A CPU plan gets its decoder kernel and, for models whose decode is bound by their weights,
+    every mode's expected speed from this machine's probe (measured the first time)."""
+    if plan.uses_gpu:
+        return
+    probe = ensure_probe(cache_dir) if linear_params(config) >= PROBE_MIN_PARAMS else None
+    annotate(plan, probe, config)

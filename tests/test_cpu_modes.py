@@ -1,0 +1,209 @@
+"""CPU decode modes: the int4 kernel, every mode generating on tiny models, the per-machine
+kernel probe and its cache, and what a CPU plan records and suggests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from musicgen_cli.arch import build_config
+from musicgen_cli.decode.types import Sampling
+from musicgen_cli.decode.windows import generate_codes
+from musicgen_cli.engine import cpu_probe
+from musicgen_cli.engine.quantize import Int4Linear, Int8Linear, apply_kernel
+from musicgen_cli.errors import MgenError
+from musicgen_cli.planning import cpu_modes
+from musicgen_cli.planning.hardware import Machine, simulate
+from musicgen_cli.planning.planner import Job, Plan, plan_memory
+from musicgen_cli.testing import ModelSpec, build_model, build_tokenizer
+
+GiB = 2**30
+CPU = Machine(gpus=(), ram_total_bytes=32 * GiB, ram_available_bytes=28 * GiB, logical_cores=2, physical_cores=2,
+              disk_free_bytes=500 * GiB)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    build_tokenizer(folder)
+    return AutoTokenizer.from_pretrained(folder)(["jazz piano trio", "slow ambient synth"], return_tensors="pt",
+                                                 padding=True)
+
+
+def test_int4_round_trip_error_is_within_half_a_step_per_group():
+    linear = torch.nn.Linear(128, 48)
+    with torch.no_grad():
+        linear.weight[3, :32] = 0.25  # a constant group: exact
+    layer = Int4Linear(linear)
+    weight = linear.weight.detach()
+    groups = weight.reshape(48, 4, 32)
+    step = (groups.amax(-1) - groups.amin(-1)) / 15
+    error = (layer.dequantized() - weight).abs().reshape(48, 4, 32).amax(-1)
+    # half a quantisation step, plus bf16 rounding of the scale, offset and output
+    assert bool((error <= step * 0.5 + weight.abs().amax() * 2**-7).all())
+    assert float(error[3, 0]) < 1e-2
+    x = torch.randn(3, 5, 128)
+    out, ref = layer(x), linear(x)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert float((out - ref).norm() / ref.norm()) < 0.15
+
+
+def _mode_model(mode: str):
+    model = build_model(ModelSpec(variant="mono"))
+    if mode == "bfloat16":  # as the loader leaves it: decoder bf16, text encoder and codec float32
+        model.to(torch.bfloat16)
+        model.text_encoder.float()
+        model.audio_encoder.float()
+        return model
+    return apply_kernel(model, mode)
+
+
+@pytest.mark.parametrize("mode", list(cpu_modes.CPU_MODES))
+def test_every_mode_generates_valid_tokens_and_audio(text, mode):
+    model = _mode_model(mode)
+    if mode == "int4-weight-only":
+        assert isinstance(model.decoder.model.decoder.layers[0].fc1, Int4Linear)
+    vocab = model.decoder.config.vocab_size
+    codes = {}
+    # transformers' forward cannot mix a float32 text encoder with a bf16 decoder: fast loop only
+    for engine in ("fast",) if mode == "bfloat16" else ("reference", "fast"):
+        torch.manual_seed(5)
+        codes[engine] = generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask,
+                                       num_frames=10, sampling=Sampling(), engine=engine)
+    fast = codes["fast"]
+    assert fast.shape == (2, 4, 10) and int(fast.min()) >= 0 and int(fast.max()) < vocab
+    if "reference" in codes:  # both engines run the same reduced-precision weights: the same tokens
+        assert torch.equal(codes["reference"], fast)
+    with torch.inference_mode():
+        audio = model.audio_encoder.decode(fast[None], [None]).audio_values
+    assert audio.shape[0] == 2 and audio.shape[-1] > 0 and bool(torch.isfinite(audio).all())
+
+
+def test_int4_leaves_the_text_encoder_and_falls_back_to_int8_for_odd_shapes():
+    model = build_model(ModelSpec(variant="mono"))
+    odd = torch.nn.Linear(20, 16)  # 20 input channels: no whole group of 32
+    model.decoder.model.decoder.layers[0].fc2 = odd
+    apply_kernel(model, "int4-weight-only")
+    assert isinstance(model.decoder.model.decoder.layers[0].fc2, Int8Linear)
+    assert isinstance(model.decoder.lm_heads[0], Int4Linear)
+    assert isinstance(model.text_encoder.encoder.block[0].layer[0].SelfAttention.q, torch.nn.Linear)
+
+
+def test_probe_is_measured_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
+    calls = []
+    real = cpu_probe.measure
+
+    def small_measure():
+        calls.append(1)
+        probe = real(stack_bytes=2**20, hidden=128)  # the real kernels on a small layer, quickly
+        probe.load_avg = 0.0  # as on a quiet machine (the shared test machine rarely is)
+        return probe
+
+    monkeypatch.setattr(cpu_probe, "measure", small_measure)
+    other = cpu_modes.KernelProbe(machine_key="another CPU", threads=8, bandwidth_bytes_s=1e9, params_per_s={})
+    cpu_modes.store_probe(other, tmp_path)  # another machine's probe is kept, never used here
+    first = cpu_probe.ensure_probe(tmp_path)
+    assert len(calls) == 1 and first.machine_key != other.machine_key
+    assert str(torch.get_num_threads()) in first.machine_key and torch.__version__ in first.machine_key
+    stored = json.loads((tmp_path / cpu_modes.PROBE_FILE).read_text())
+    assert set(stored) == {first.machine_key, other.machine_key}
+    assert set(first.params_per_s) == set(cpu_modes.CPU_MODES)
+    assert all(rate > 0 for rate in first.params_per_s.values()) and first.bandwidth_bytes_s > 0
+    again = cpu_probe.ensure_probe(tmp_path)
+    assert len(calls) == 1 and again == first
+
+
+def test_a_probe_taken_under_load_is_measured_again_and_the_faster_figures_kept(tmp_path, monkeypatch):
+    key = cpu_modes.machine_key(torch.get_num_threads(), torch.__version__)
+    busy = cpu_modes.KernelProbe(key, 1, 5e9, {"float32": 1e9, "int8-dynamic": 1e9}, load_avg=9.0, cores=2)
+    quiet = cpu_modes.KernelProbe(key, 1, 20e9, {"float32": 0.5e9, "int8-dynamic": 4e9}, load_avg=0.5, cores=2)
+    cpu_modes.store_probe(busy, tmp_path)
+    monkeypatch.setattr(cpu_probe, "measure", lambda: quiet)
+    merged = cpu_probe.ensure_probe(tmp_path)
+    assert merged.params_per_s == {"float32": 1e9, "int8-dynamic": 4e9} and merged.bandwidth_bytes_s == 20e9
+    assert not merged.contended
+    monkeypatch.setattr(cpu_probe, "measure", lambda: pytest.fail("a quiet probe is not measured again"))
+    assert cpu_probe.ensure_probe(tmp_path) == merged
+
+
+def _probe(rates: dict[str, float]) -> cpu_modes.KernelProbe:
+    return cpu_modes.KernelProbe(machine_key="test", threads=1, bandwidth_bytes_s=20e9, params_per_s=rates)
+
+
+RATES = {"float32": 1e9, "bfloat16": 2e9, "int8-weight-only": 2.5e9, "int8-dynamic": 4e9, "int4-weight-only": 3e9}
+
+
+@pytest.fixture(scope="module")
+def small():
+    return build_config("small")
+
+
+def test_cpu_plan_records_the_kernel_every_mode_and_the_fastest_gated_suggestion(small):
+    config = small
+    plan = plan_memory(config, Job(duration_s=30), CPU)
+    cpu_modes.annotate(plan, _probe(RATES), config)
+    assert plan.cpu_kernel == "float32"
+    speeds = {row["mode"]: row["steps_per_s"] for row in plan.cpu_modes}
+    assert set(speeds) == set(cpu_modes.CPU_MODES)
+    assert speeds["int8-dynamic"] > speeds["int8-weight-only"] > speeds["float32"]
+    assert plan.estimates.step_time_s == pytest.approx(1 / speeds["float32"])
+    best = max((m for m in cpu_modes.CPU_MODES.values() if m.gated), key=lambda m: RATES[m.name])
+    (line,) = [w for w in plan.warnings if "should run" in w]
+    assert best.flags in line and best.name in line
+    again = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert again.cpu_kernel == "float32" and again.cpu_modes == plan.cpu_modes
+
+
+def test_int8_takes_the_faster_gated_scheme_and_int4_its_own_kernel(small):
+    config = small
+    for rates, expected in ((RATES, "int8-dynamic"), ({**RATES, "int8-weight-only": 9e9}, "int8-weight-only")):
+        plan = plan_memory(config, Job(duration_s=10), CPU, quantize="int8")
+        cpu_modes.annotate(plan, _probe(rates), config)
+        assert plan.cpu_kernel == expected
+    plan = plan_memory(config, Job(duration_s=10), CPU, quantize="int4")
+    cpu_modes.annotate(plan, None, config)
+    assert plan.cpu_kernel == "int4-weight-only" and plan.cpu_modes == []
+    if not cpu_modes.CPU_MODES["int4-weight-only"].gated:  # asked for explicitly: planned, with the cost said
+        assert any("fails the quality gates" in w for w in plan.warnings)
+    assert plan.estimates.peak_ram_bytes < plan_memory(config, Job(duration_s=10), CPU, quantize="int8").estimates.peak_ram_bytes
+
+
+def test_a_mode_outside_the_gates_is_never_suggested_however_fast(small, monkeypatch):
+    failing = cpu_modes.CpuMode("int4-weight-only", "int4", "--quantize int4", "int4", "float32", 60.0, 5.0)
+    monkeypatch.setitem(cpu_modes.CPU_MODES, "int4-weight-only", failing)
+    plan = plan_memory(small, Job(duration_s=10), CPU)
+    cpu_modes.annotate(plan, _probe({**RATES, "int4-weight-only": 50e9}), small)
+    row = next(r for r in plan.cpu_modes if r["mode"] == "int4-weight-only")
+    assert not row["gated"] and row["steps_per_s"] == max(r["steps_per_s"] for r in plan.cpu_modes)
+    (line,) = [w for w in plan.warnings if "should run" in w]
+    assert "int4" not in line and "--quantize int8" in line
+
+
+def test_int4_on_a_gpu_plan_is_a_user_error(small):
+    with pytest.raises(MgenError, match="CPU only"):
+        plan_memory(small, Job(duration_s=10), simulate(CPU, gpu_mem=[24 * GiB]), quantize="int4")
+
+
+def test_generate_with_int4_records_the_kernel_in_the_sidecar(tiny_models, tmp_path):
+    from tests.test_generate import run_cli
+
+    out = tmp_path / "clip.wav"
+    result = run_cli("generate", "jazz", "--model-key", str(tiny_models["mono"]), "--quantize", "int4",
+                     "--duration", "0.3", "--seed", "1", "--device", "cpu", "--out", str(out), "--num-threads", "1")
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads(Path(out).with_suffix(".json").read_text())
+    assert sidecar["plan"]["quantize"] == "int4"
+    assert sidecar["plan"]["cpu_kernel"] == "int4-weight-only"
