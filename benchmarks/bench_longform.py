@@ -2,7 +2,7 @@
 
     python benchmarks/bench_longform.py --shape tiny --seconds 60 --repeats 3
 
-Runs side by side in one process on one loaded model (same seed): plain `generate`, the same
+Runs side by side in one process on one loaded model (same seed, the order rotated each round): plain `generate`, the same
 length as four sections, and the sections with a forced re-roll (the first take's ending is
 silenced, so the last window is generated and decoded again). Prints wall seconds (median)
 and ratios to the plain clip.
@@ -47,8 +47,10 @@ def main() -> None:
             return wave
 
         times: dict[str, list[float]] = {"plain": [], "sections": [], "sections + re-roll": []}
-        for _ in range(args.repeats):
-            for name, settings in (("plain", plain), ("sections", composed), ("sections + re-roll", rerolled)):
+        variants = [("plain", plain), ("sections", composed), ("sections + re-roll", rerolled)]
+        for repeat in range(args.repeats):
+            # Rotated order each round, so a machine's drift does not favour one variant.
+            for name, settings in variants[repeat % 3:] + variants[:repeat % 3]:
                 calls.clear()
                 codec.decode = silence_first if name.endswith("re-roll") else real_decode
                 t0 = time.perf_counter()

@@ -42,3 +42,26 @@ def nothing_written_into_the_checkout():
     yield
     new = _written_here() - before
     assert not new, f"tests wrote into the working directory: {sorted(new)}"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core box they only contend."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    """The offline tokenizer of the tiny models."""
+    from transformers import AutoTokenizer
+
+    from musicgen_cli.testing import build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    build_tokenizer(folder)
+    return AutoTokenizer.from_pretrained(folder)

@@ -18,7 +18,7 @@ from musicgen_cli.errors import MgenError
 from musicgen_cli.planning import cpu_modes
 from musicgen_cli.planning.hardware import Machine, simulate
 from musicgen_cli.planning.planner import Job, Plan, plan_memory
-from musicgen_cli.testing import ModelSpec, build_model, build_tokenizer
+from musicgen_cli.testing import ModelSpec, build_model
 
 GiB = 2**30
 CPU = Machine(gpus=(), ram_total_bytes=32 * GiB, ram_available_bytes=28 * GiB, logical_cores=2, physical_cores=2,
@@ -26,21 +26,13 @@ CPU = Machine(gpus=(), ram_total_bytes=32 * GiB, ram_available_bytes=28 * GiB, l
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def text(tmp_path_factory):
-    from transformers import AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("tokenizer")
-    build_tokenizer(folder)
-    return AutoTokenizer.from_pretrained(folder)(["jazz piano trio", "slow ambient synth"], return_tensors="pt",
-                                                 padding=True)
+def text(tiny_tokenizer):
+    return tiny_tokenizer(["jazz piano trio", "slow ambient synth"], return_tensors="pt", padding=True)
 
 
 def test_int4_round_trip_error_is_within_half_a_step_per_group():

@@ -13,7 +13,7 @@ from musicgen_cli.decode import delay
 from musicgen_cli.decode.types import Sampling
 from musicgen_cli.decode.windows import generate_codes, window_plan
 from musicgen_cli.engine.quantize import Int8Linear, quantize_int8
-from musicgen_cli.testing import ModelSpec, build_model, build_tokenizer
+from musicgen_cli.testing import ModelSpec, build_model
 
 PROMPTS = ["jazz piano trio with drums", "slow ambient synth"]
 SAMPLINGS = {
@@ -25,21 +25,13 @@ SAMPLINGS = {
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core box they only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def text(tmp_path_factory):
-    from transformers import AutoTokenizer
-
-    folder = tmp_path_factory.mktemp("tokenizer")
-    build_tokenizer(folder)
-    return AutoTokenizer.from_pretrained(folder)(PROMPTS, return_tensors="pt", padding=True)
+def text(tiny_tokenizer):
+    return tiny_tokenizer(PROMPTS, return_tensors="pt", padding=True)
 
 
 @pytest.fixture(scope="module")
