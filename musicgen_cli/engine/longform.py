@@ -13,15 +13,15 @@ of a plain `generate` with the same seed: the windows fall in the same places.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from musicgen_cli.engine import audio, codec
+from musicgen_cli.engine.progress import StepProgress
 from musicgen_cli.engine.segments import LOOP_CROSSFADE_S, format_time
 from musicgen_cli.errors import Interrupted
-from musicgen_cli.events import Progress
 
 OUTRO_CUE = ", final chord, ending"
 ENDING_FADE_S = 4.0  # --ending fade: the last seconds fade to silence
@@ -91,7 +91,7 @@ def compose(mg, prompt: str, settings, seed: int, prompt_audio=None, melody_audi
     for i, (start, text) in enumerate(sections):
         end = bounds[i + 1] / fr
         record.sections.append({"start_s": start, "end_s": end, "prompt": text, "windows": []})
-    progress = _Progress(mg, total)
+    progress = StepProgress(report, total, fr)
 
     def run(piece: _Piece, so_far: torch.Tensor | None) -> torch.Tensor:
         from musicgen_cli.decode.windows import generate_codes
@@ -135,7 +135,7 @@ def compose(mg, prompt: str, settings, seed: int, prompt_audio=None, melody_audi
         codes, wave = _reroll_dead_tails(mg, settings, seed, body, pieces[-1], codes, wave, run, progress, record)
     except KeyboardInterrupt:
         raise Interrupted(
-            f"stopped after about {progress.done / fr:.1f} s of {settings.duration:g} s of audio; nothing was written",
+            f"stopped after about {progress.current / fr:.1f} s of {settings.duration:g} s of audio; nothing was written",
             "run again, or ask for a shorter --duration",
         ) from None
 
@@ -151,7 +151,7 @@ def compose(mg, prompt: str, settings, seed: int, prompt_audio=None, melody_audi
     }
     return dict(
         clips=clips, sample_rate=mg.sample_rate, prompts=[p for _, p in sections][:1] * n, seed=seed,
-        settings=settings, timings=timings, steps=progress.steps, peaks=progress.peaks, composition=composition, codes=codes,
+        settings=settings, timings=timings, steps=progress.steps, peaks=progress.finish(), composition=composition, codes=codes,
         windows=[w for section in record.sections for w in section["windows"]], engine=engine_for(mg.model, settings.engine),
     )
 
@@ -199,31 +199,3 @@ def _finish(clip: np.ndarray, sample_rate: int, settings) -> np.ndarray:
     if settings.ending == "outro":
         return audio.fade(clip, sample_rate, 0.0, OUTRO_FADE_S)
     return clip
-
-
-class _Progress:
-    """Steps of each windowed call folded into one bar over the whole piece, in frames."""
-
-    def __init__(self, mg, total: int):
-        self.mg, self.total, self.done, self.steps = mg, total, 0, 0
-        self.peaks = {"rss_bytes": 0.0, "vram_bytes": 0.0}
-        self.readouts: dict = {}
-        self._last = 0.0
-
-    def step(self, frames: int):
-        from musicgen_cli.planning.monitor import snapshot
-
-        def on_step(step: int, step_total: int) -> None:
-            self.steps += 1
-            now = time.perf_counter()
-            if now - self._last > 0.25 or step == step_total:
-                snap = snapshot()
-                self.peaks["rss_bytes"] = max(self.peaks["rss_bytes"], snap.rss_bytes)
-                self.peaks["vram_bytes"] = max(self.peaks["vram_bytes"], sum(g.peak_allocated_bytes for g in snap.gpus))
-                self._last = now
-                self.readouts = asdict(snap)
-            done = min(self.total, self.done + round(frames * step / step_total))
-            self.mg.reporter.progress(Progress("generate", done, self.total, "frames",
-                                               {**self.readouts, "steps": self.steps, "frame_rate": self.mg.frame_rate}))
-
-        return on_step

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,11 @@ import torch
 
 from musicgen_cli.arch import is_melody, max_window_seconds
 from musicgen_cli.engine import audio, codec
+from musicgen_cli.engine.progress import StepProgress
 from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.engine.validate import MAX_SEED
 from musicgen_cli.errors import Interrupted, MgenError
-from musicgen_cli.events import NullReporter, Progress, Reporter
+from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.store.manifest import ModelEntry, load_manifest
 
 
@@ -161,7 +162,6 @@ class MusicGen:
             window_starts,
         )
         from musicgen_cli.engine.melody import melody_batch
-        from musicgen_cli.planning.monitor import snapshot
 
         if self.model is None:
             raise MgenError("this model was closed", "load it again (mgen.load_model)")
@@ -206,26 +206,7 @@ class MusicGen:
             # One window: the melody from its beginning; several: from each window's start, looped.
             at = None if len(plan) == 1 else start / self.frame_rate
             return melody_batch(melodies, self.sample_rate, chroma_frames, at, window_frames / self.frame_rate)
-        steps = frames_done = 0
-        last_readout = 0.0
-        readouts: dict = {}
-        peaks = {"rss_bytes": 0.0, "vram_bytes": 0.0}
-
-        def on_step(step: int, step_total: int) -> None:
-            nonlocal steps, frames_done, last_readout, readouts
-            steps = step
-            now = time.perf_counter()
-            if now - last_readout > 0.25 or step == step_total:
-                snap = snapshot()
-                readouts = asdict(snap)
-                peaks["rss_bytes"] = max(peaks["rss_bytes"], snap.rss_bytes)
-                peaks["vram_bytes"] = max(peaks["vram_bytes"], sum(g.peak_allocated_bytes for g in snap.gpus))
-                last_readout = now
-            # Steps include the codebook delay of each window; show progress in audio frames.
-            frames_done = round(total * step / step_total)
-            report.progress(
-                Progress("generate", frames_done, total, "frames", {**readouts, "steps": steps, "frame_rate": self.frame_rate})
-            )
+        progress = StepProgress(report, total, self.frame_rate)
 
         report.phase("generate", f"{settings.duration:g} s, {n} clip(s), seed {seed}")
         t0 = time.perf_counter()
@@ -239,13 +220,13 @@ class MusicGen:
                 sampling=sampling,
                 prompt_codes=codes,
                 engine=settings.engine,
-                on_step=on_step,
+                on_step=progress.step(total),
                 window_frames=window_frames,
                 context_frames=context_frames,
                 melody_for=None if melodies is None else melody_for,
             ).cpu()
         except KeyboardInterrupt:
-            got = frames_done / self.frame_rate
+            got = progress.current / self.frame_rate
             raise Interrupted(
                 f"stopped after about {got:.1f} s of {settings.duration:g} s of audio; nothing was written",
                 "run again, or ask for a shorter --duration",
@@ -263,8 +244,6 @@ class MusicGen:
         begin = 0 if settings.keep_prompt else round(prompt_frames / self.frame_rate * self.sample_rate)
         keep = round((prompt_frames / self.frame_rate + settings.duration) * self.sample_rate)
         clips = [w[:, begin:keep].numpy() for w in wave]
-        snap = snapshot()
-        peaks["rss_bytes"] = max(peaks["rss_bytes"], snap.peak_rss_bytes)
         return GenerationResult(
             clips=clips,
             sample_rate=self.sample_rate,
@@ -272,8 +251,8 @@ class MusicGen:
             seed=seed,
             settings=settings,
             timings=timings,
-            steps=steps,
-            peaks=peaks,
+            steps=progress.steps,
+            peaks=progress.finish(),
             codes=codes,
             windows=windows,
             engine=engine_for(self.model, settings.engine),

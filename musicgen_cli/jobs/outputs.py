@@ -146,13 +146,11 @@ def write_result(
     for path in paths:
         refuse_replacing(path, overwrite)
     for index, (clip, path) in enumerate(zip(result.clips, paths)):
-        options_here = options.for_path(path)
-        leveled, clipped = audio.render(clip, result.sample_rate, options_here)
-        record = {**asdict(options_here), "clipped_samples": clipped}
+        record: dict = {}
 
-        def write_audio(tmp: Path, leveled=leveled, options_here=options_here, record=record) -> None:
-            audio.write_audio(tmp, leveled, result.sample_rate, options=options_here)
-            record["measured"] = audio.measure(tmp)  # levels of the file as written, lossy overshoot included
+        def write_audio(tmp: Path, clip=clip, path=path, record=record) -> None:
+            # The format is settled by the final name; the file written is its temporary twin.
+            record.update(audio.save(tmp, clip, result.sample_rate, options.for_path(path)))
 
         write_pair(
             path,
