@@ -67,9 +67,7 @@ def compose(mg, prompt: str, settings, seed: int, prompt_audio=None, melody_audi
     t0 = time.perf_counter()
     report.phase("encode text", f"{len(sections)} section(s)")
     melodies = mg._melody_waves(settings, n, melody_audio)
-    if prompt_audio is None and settings.continuation:
-        prompt_audio = np.repeat(audio.load_for_model(settings.continuation, mg.sample_rate, mg.channels)[None], n, axis=0)
-    codes = None if prompt_audio is None else mg._continuation_codes(prompt_audio)
+    codes = mg._continuation_codes(settings, n, prompt_audio)
     timings["encode"] = time.perf_counter() - t0
     prompt_frames = 0 if codes is None else codes.shape[-1]
 
@@ -139,9 +137,7 @@ def compose(mg, prompt: str, settings, seed: int, prompt_audio=None, melody_audi
             "run again, or ask for a shorter --duration",
         ) from None
 
-    begin = 0 if settings.keep_prompt else round(prompt_frames / fr * mg.sample_rate)
-    keep = round((prompt_frames / fr + settings.duration + crossfade) * mg.sample_rate)
-    clips = [_finish(w[:, begin:keep].numpy(), mg.sample_rate, settings) for w in wave]
+    clips = [_finish(clip, mg.sample_rate, settings) for clip in mg._clips(wave, prompt_frames, settings, crossfade)]
     composition = {
         "sections": record.sections,
         "ending": settings.ending,

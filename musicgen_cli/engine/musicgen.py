@@ -119,9 +119,19 @@ class MusicGen:
                 self.reporter.message(f"the prompt is longer than the {limit} tokens the text encoder reads; the rest was cut", "warning")
         return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
-    def _continuation_codes(self, waves: np.ndarray | torch.Tensor) -> torch.LongTensor:
-        """[batch, channels, samples] audio at the model's rate -> its codes."""
-        return codec.encode(self.model, torch.as_tensor(np.asarray(waves, dtype=np.float32)))
+    def _continuation_codes(self, settings: GenerateSettings, n: int, given=None) -> torch.LongTensor | None:
+        """Codes of the audio to continue: `given` ([batch, channels, samples] at the model's
+        rate) or `settings.continuation`'s file for each of the `n` clips; None without either."""
+        if given is None and settings.continuation:
+            given = np.repeat(audio.load_for_model(settings.continuation, self.sample_rate, self.channels)[None], n, axis=0)
+        return None if given is None else codec.encode(self.model, torch.as_tensor(np.asarray(given, dtype=np.float32)))
+
+    def _clips(self, wave: torch.Tensor, prompt_frames: int, settings: GenerateSettings, extra_s: float = 0.0) -> list:
+        """Decoded rows cut to what was asked: the continued audio in front unless `keep_prompt`
+        is off, then `duration` (+ `extra_s`) seconds of new audio."""
+        begin = 0 if settings.keep_prompt else round(prompt_frames / self.frame_rate * self.sample_rate)
+        keep = round((prompt_frames / self.frame_rate + settings.duration + extra_s) * self.sample_rate)
+        return [w[:, begin:keep].numpy() for w in wave]
 
     def _melody_waves(self, settings: GenerateSettings, n: int, given: list | None) -> list | None:
         if settings.melody is None and given is None:
@@ -188,10 +198,7 @@ class MusicGen:
         report.phase("encode text", prompts[0] if len(prompts) == 1 else f"{len(prompts)} prompts")
         input_ids, attention_mask = self._tokenize(batch)
         melodies = self._melody_waves(settings, n, melody_audio)
-        if prompt_audio is None and settings.continuation:
-            wave = audio.load_for_model(settings.continuation, self.sample_rate, self.channels)
-            prompt_audio = np.repeat(wave[None], n, axis=0)
-        codes = None if prompt_audio is None else self._continuation_codes(prompt_audio)
+        codes = self._continuation_codes(settings, n, prompt_audio)
         timings["encode"] = time.perf_counter() - t0
 
         total = max(1, round(settings.duration * self.frame_rate))
@@ -240,10 +247,7 @@ class MusicGen:
         except KeyboardInterrupt:
             raise Interrupted("stopped while decoding audio; nothing was written", "run again") from None
         timings["decode"] = time.perf_counter() - t0
-        # Continuations keep the given audio in front (unless asked not to); clips are cut to the asked length.
-        begin = 0 if settings.keep_prompt else round(prompt_frames / self.frame_rate * self.sample_rate)
-        keep = round((prompt_frames / self.frame_rate + settings.duration) * self.sample_rate)
-        clips = [w[:, begin:keep].numpy() for w in wave]
+        clips = self._clips(wave, prompt_frames, settings)
         return GenerationResult(
             clips=clips,
             sample_rate=self.sample_rate,
