@@ -100,7 +100,11 @@ def test_probe_is_measured_once_and_then_read_from_the_cache(tmp_path, monkeypat
 
     def small_measure():
         calls.append(1)
+        torch.manual_seed(5)
         probe = real(stack_bytes=2**20, hidden=128)  # the real kernels on a small layer, quickly
+        drawn = torch.rand(4)
+        torch.manual_seed(5)
+        assert torch.equal(torch.rand(4), drawn), "the probe drew from the generator carrying the user's seed"
         probe.load_avg = 0.0  # as on a quiet machine (the shared test machine rarely is)
         return probe
 
@@ -199,3 +203,13 @@ def test_generate_with_int4_records_the_kernel_in_the_sidecar(tiny_models, tmp_p
     sidecar = json.loads(Path(out).with_suffix(".json").read_text())
     assert sidecar["plan"]["quantize"] == "int4"
     assert sidecar["plan"]["cpu_kernel"] == "int4-weight-only"
+
+
+def test_a_probe_of_an_older_kernel_set_is_measured_again(tmp_path, monkeypatch):
+    key = cpu_modes.machine_key(torch.get_num_threads(), torch.__version__)
+    old_key = key.replace(f"probe {cpu_modes.PROBE_VERSION} |", f"probe {cpu_modes.PROBE_VERSION - 1} |")
+    assert old_key != key
+    cpu_modes.store_probe(cpu_modes.KernelProbe(old_key, 1, 20e9, {"float32": 0.5e9}, cores=2), tmp_path)
+    fresh = cpu_modes.KernelProbe(key, 1, 20e9, {"float32": 5e9}, cores=2)
+    monkeypatch.setattr(cpu_probe, "measure", lambda: fresh)
+    assert cpu_probe.ensure_probe(tmp_path).params_per_s == {"float32": 5e9}

@@ -212,3 +212,64 @@ def test_dynamic_int8_scheme_generates_valid_codes(text):
     assert fast.shape == (2, 4, 10) and 0 <= int(fast.min()) and int(fast.max()) < 64
     with pytest.raises(ValueError, match="scheme"):
         quantize_int8(model, scheme="int4")
+
+
+@pytest.fixture
+def blocks_of_16(monkeypatch):
+    """The tiny models' widths (32, 64) take the blocked float32 GEMM with blocks of 16."""
+    from musicgen_cli.decode import cpu_linear
+
+    monkeypatch.setattr(cpu_linear, "BLOCK", 16)
+    monkeypatch.setitem(cpu_linear._WINS, 16, cpu_linear._exact())
+    assert cpu_linear._WINS[16], "the blocked GEMM is not bitwise F.linear with this BLAS"
+
+
+@pytest.mark.parametrize(("variant", "sampling", "with_prompt"), [
+    ("mono", "topk-cfg", True), ("stereo", "greedy-cfg", False), ("melody", "topp-temp", True),
+])
+def test_blocked_float32_projections_keep_the_reference_tokens(models, text, blocks_of_16, variant, sampling,
+                                                                 with_prompt):
+    from musicgen_cli.decode.cpu_linear import BlockedLinear
+    from musicgen_cli.decode.fastloop import Decoder, condition
+    from musicgen_cli.decode.types import Request
+
+    model = models[variant]
+    request = Request(text.input_ids, text.attention_mask, 8, Sampling(), None, None)
+    with torch.inference_mode():
+        decoder = Decoder(model, 4, 10, condition(model, request, torch.device("cpu")))
+    ops = decoder.ops[0]
+    assert all(isinstance(f, BlockedLinear) for f in (ops.q, ops.k, ops.v, ops.out, ops.fc1, ops.fc2))
+    assert all(isinstance(head, BlockedLinear) for head in decoder.lm_heads)
+    prompt = random_prompt(model) if with_prompt else None  # a prompt prefills many rows at once
+    ref, fast = both_engines(model, text, num_frames=12, sampling=SAMPLINGS[sampling], prompt_codes=prompt)
+    assert torch.equal(ref, fast)
+
+
+def test_blocked_linear_is_bitwise_linear_at_the_released_widths():
+    from musicgen_cli.decode.cpu_linear import BlockedLinear, blocked_wins, fast_linear
+
+    generator = torch.Generator().manual_seed(0)
+    for out_features, in_features in ((1024, 1024), (4096, 1024), (1024, 4096), (2048, 1024)):
+        linear = torch.nn.Linear(in_features, out_features, bias=False).requires_grad_(False)
+        assert isinstance(fast_linear(linear), BlockedLinear) == blocked_wins()
+        for rows in (2, 2 * 37):
+            x = torch.randn(rows, 1, in_features, generator=generator)
+            assert torch.equal(BlockedLinear(linear.weight)(x), linear(x))
+    biased = torch.nn.Linear(1024, 1024)
+    assert fast_linear(biased) is biased and fast_linear(biased.to(torch.bfloat16)) is biased
+
+
+def test_kernel_timings_leave_the_users_seed_alone(monkeypatch):
+    """The once-per-process timings draw no numbers from the global generator: a seed set
+    before the first generation gives the tokens it gives on the second."""
+    from musicgen_cli.decode import cpu_linear, fastloop
+
+    monkeypatch.setattr(cpu_linear, "_WINS", {})
+    monkeypatch.setattr(fastloop, "_ATTENTION_DTYPES", {})
+    torch.manual_seed(5)
+    cpu_linear.blocked_wins()
+    fastloop.attention_dtype(torch.device("cpu"), torch.bfloat16)
+    assert cpu_linear._WINS and fastloop._ATTENTION_DTYPES  # both timings ran
+    drawn = torch.rand(4)
+    torch.manual_seed(5)
+    assert torch.equal(torch.rand(4), drawn)

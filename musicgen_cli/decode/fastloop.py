@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from musicgen_cli.arch import is_melody
 from musicgen_cli.decode import delay, sampler
+from musicgen_cli.decode.cpu_linear import fast_linear
 from musicgen_cli.decode.types import Request, StepCallback, decode_steps, layout
 
 
@@ -119,7 +120,6 @@ class Decoder:
 
         lm = model.decoder
         self.stack = lm.model.decoder
-        self.heads = lm.lm_heads
         self.num_codebooks = lm.config.num_codebooks
         self.head_dim = lm.config.hidden_size // lm.config.num_attention_heads
         self.device = self.stack.embed_tokens[0].weight.device
@@ -141,6 +141,10 @@ class Decoder:
         self.kv_dtype = attention_dtype(self.device, self.dtype)
         self.cache = [(torch.zeros(shape, dtype=self.kv_dtype, device=d),
                        torch.zeros(shape, dtype=self.kv_dtype, device=d)) for d in self.where]
+        # Layers that compute on the CPU call their float32 weights through the blocked GEMM
+        # (exact, all threads); streamed layers swap their weights' storage, so they keep theirs.
+        self.ops = [_LayerOps(layer, blocked=d.type == "cpu") for layer, d in zip(self.stack.layers, self.where)]
+        self.lm_heads = [fast_linear(head) if self.device.type == "cpu" else head for head in lm.lm_heads]
         self.cross = []
         if conditioning.cross is not None:
             mask = conditioning.cross_mask
@@ -204,27 +208,41 @@ class Decoder:
         for i, layer in enumerate(self.stack.layers):
             if self.streamer:
                 self.streamer.enter(i)
-            hidden = self._layer(i, layer, hidden.to(self.where[i]), attend)
+            hidden = self._layer(i, self.ops[i], hidden.to(self.where[i]), attend)
             if self.streamer:
                 self.streamer.exit(i)
         hidden = self.stack.layer_norm(hidden.to(self.device))
-        logits = torch.stack([head(hidden) for head in self.heads], dim=1)
+        logits = torch.stack([head(hidden) for head in self.lm_heads], dim=1)
         return logits[:, :, -1].reshape(-1, logits.shape[-1])
 
-    def _layer(self, i: int, layer, hidden: torch.Tensor, attend) -> torch.Tensor:
-        attn = layer.self_attn
-        x = layer.self_attn_layer_norm(hidden)
-        out = attend(i, self._split(attn.q_proj(x)), self._split(attn.k_proj(x)), self._split(attn.v_proj(x)))
-        hidden = hidden + attn.out_proj(self._merge(out))
+    def _layer(self, i: int, ops: _LayerOps, hidden: torch.Tensor, attend) -> torch.Tensor:
+        x = ops.self_norm(hidden)
+        out = attend(i, self._split(ops.q(x)), self._split(ops.k(x)), self._split(ops.v(x)))
+        hidden = hidden + ops.out(self._merge(out))
         if self.cross:
-            attn = layer.encoder_attn
-            x = layer.encoder_attn_layer_norm(hidden)
+            x = ops.cross_norm(hidden)
             keys, values, mask = self.cross[i]
-            out = F.scaled_dot_product_attention(self._split(attn.q_proj(x)), keys, values,
-                                                 attn_mask=mask, scale=attn.scaling)
-            hidden = hidden + attn.out_proj(self._merge(out))
-        x = layer.final_layer_norm(hidden)
-        return hidden + layer.fc2(layer.activation_fn(layer.fc1(x)))
+            out = F.scaled_dot_product_attention(self._split(ops.cross_q(x)), keys, values,
+                                                 attn_mask=mask, scale=ops.cross_scaling)
+            hidden = hidden + ops.cross_out(self._merge(out))
+        x = ops.final_norm(hidden)
+        return hidden + ops.fc2(ops.activation(ops.fc1(x)))
+
+
+class _LayerOps:
+    """One decoder layer's modules as the step calls them: the same modules, in the same
+    order, with the float32 CPU projections through `cpu_linear` (bitwise the same)."""
+
+    def __init__(self, layer, blocked: bool):
+        project = fast_linear if blocked else (lambda module: module)
+        attn = layer.self_attn
+        self.q, self.k, self.v, self.out = (project(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj))
+        cross = getattr(layer, "encoder_attn", None)  # MusicGen-Melody has none: its text is a prefix
+        if cross is not None:
+            self.cross_q, self.cross_out = project(cross.q_proj), project(cross.out_proj)
+            self.cross_scaling, self.cross_norm = cross.scaling, layer.encoder_attn_layer_norm
+        self.fc1, self.fc2, self.activation = project(layer.fc1), project(layer.fc2), layer.activation_fn
+        self.self_norm, self.final_norm = layer.self_attn_layer_norm, layer.final_layer_norm
 
 
 _ATTENTION_DTYPES: dict[tuple[str, torch.dtype], torch.dtype] = {}
@@ -242,7 +260,10 @@ def attention_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
         import time
 
         def cost(kind: torch.dtype) -> float:
-            q, k = torch.randn(2, 16, 1, 64, dtype=kind), torch.randn(2, 16, 1024, 64, dtype=kind)
+            # a local generator: the process-wide one carries the user's seed
+            generator = torch.Generator().manual_seed(0)
+            q = torch.randn(2, 16, 1, 64, generator=generator).to(kind)
+            k = torch.randn(2, 16, 1024, 64, generator=generator).to(kind)
             F.scaled_dot_product_attention(q, k, k)
             start = time.perf_counter()
             for _ in range(4):

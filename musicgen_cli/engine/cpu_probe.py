@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from musicgen_cli.decode.cpu_linear import fast_linear
 from musicgen_cli.engine.quantize import apply_kernel
 from musicgen_cli.planning.cpu_modes import (
     CPU_MODES,
@@ -49,13 +50,14 @@ class _Holder(nn.Module):
 
 def _layer(generator: torch.Generator, hidden: int) -> nn.ModuleList:
     shapes = [(hidden, hidden)] * 6 + [(hidden, 4 * hidden), (4 * hidden, hidden)]
-    layers = nn.ModuleList(nn.Linear(i, o, bias=False) for i, o in shapes)
+    layers = nn.ModuleList(nn.utils.skip_init(nn.Linear, i, o, bias=False) for i, o in shapes)
     for layer in layers:
         nn.init.normal_(layer.weight, std=0.02, generator=generator)
     return layers.requires_grad_(False)
 
 
-def _stack(layer: nn.ModuleList, mode: str, stack_bytes: int) -> tuple[list[nn.Module], int]:
+def _stack(layer: nn.ModuleList, mode: str, stack_bytes: int) -> tuple[list, int]:
+    """Copies of `layer` in `mode`, each called the way the fast loop calls it (`fast_linear`)."""
     params = sum(m.weight.numel() for m in layer)
     copies = max(1, math.ceil(stack_bytes / (params * weight_bytes_per_param(mode))))
     first = copy.deepcopy(layer)
@@ -65,10 +67,10 @@ def _stack(layer: nn.ModuleList, mode: str, stack_bytes: int) -> tuple[list[nn.M
     stack = list(first)
     for _ in range(copies - 1):  # copies of the quantised layer: distinct memory, no re-quantising
         stack.extend(copy.deepcopy(first))
-    return stack, copies * params
+    return [fast_linear(module) for module in stack], copies * params
 
 
-def _pass(stack: list[nn.Module], inputs: dict[int, torch.Tensor], best: list[float]) -> None:
+def _pass(stack: list, inputs: dict[int, torch.Tensor], best: list[float]) -> None:
     """One pass over the stack, keeping each call's fastest time so far in `best`."""
     for i, module in enumerate(stack):
         start = time.perf_counter()
@@ -91,9 +93,10 @@ def measure(modes: list[str] | None = None, rows: int = 2, stack_bytes: int = ST
             hidden: int = HIDDEN) -> KernelProbe:
     """Time every mode now (no cache)."""
     modes = modes or list(CPU_MODES)
-    layer = _layer(torch.Generator().manual_seed(0), hidden)
+    generator = torch.Generator().manual_seed(0)  # never the process-wide one: it carries the user's seed
+    layer = _layer(generator, hidden)
     stacks = {mode: _stack(layer, mode, stack_bytes) for mode in modes}
-    inputs = {mode: {n: torch.randn(rows, 1, n, dtype=torch.bfloat16 if mode == "bfloat16" else torch.float32)
+    inputs = {mode: {n: torch.randn(rows, 1, n, generator=generator).to(torch.bfloat16 if mode == "bfloat16" else torch.float32)
                      for n in (hidden, 4 * hidden)} for mode in modes}
     # Each call's fastest time over the rounds: other processes only ever slow a call down (on a
     # shared machine a 2-thread call waits whenever either thread is descheduled), so the

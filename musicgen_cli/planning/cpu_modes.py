@@ -28,6 +28,9 @@ INT4_GROUP = 32  # input channels sharing one 4-bit scale and offset
 GATE_TOKENS_EQUAL = 85.0
 GATE_LSD_DB = 3.0
 PROBE_FILE = "cpu-kernels.json"
+# Part of the cache key, raised whenever the loop calls a mode through another kernel (2: float32
+# as a blocked batched GEMM): figures probed by an older mgen no longer describe this one.
+PROBE_VERSION = 2
 # CPU features that decide which kernel is fast: the probe is keyed by them.
 FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
@@ -102,7 +105,8 @@ def cpu_features() -> list[str]:
 
 
 def machine_key(threads: int, torch_version: str) -> str:
-    return f"{cpu_model()} | {' '.join(cpu_features())} | torch {torch_version} | {threads} threads"
+    return (f"probe {PROBE_VERSION} | {cpu_model()} | {' '.join(cpu_features())} | torch {torch_version} | "
+            f"{threads} threads")
 
 
 @dataclass

@@ -1,0 +1,89 @@
+"""float32 linear layers on a CPU at memory speed, with the reference's exact rounding.
+
+A decode step multiplies two rows (the CFG pair) by every weight. MKL runs such a two-row GEMM
+on one thread, at about a third of a core pair's read bandwidth on the Zen 4 machines we
+measure on (BENCHMARKS.md, issue 18). The same product as a batched GEMM over blocks of
+`BLOCK` output channels (a view of the weight, no copy) runs on every thread, and each output
+is still the same dot product accumulated in the same order, so the result is bitwise the
+one `F.linear` gives and the fast loop keeps transformers' exact tokens.
+
+Whether that holds, and whether it is faster, belongs to the BLAS build and the CPU, so both are
+checked once per process before the form is used (`blocked_wins`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BLOCK = 128  # output channels per GEMM of the batch; 64-512 measure alike, 128 fastest
+_WINS: dict[int, bool] = {}  # BLOCK -> exact and faster here
+
+
+class BlockedLinear:
+    """`linear(x)` for a bias-free float32 CPU `nn.Linear`, as one batched GEMM over blocks of
+    its output channels."""
+
+    def __init__(self, weight: torch.Tensor):
+        self.out_features, self.in_features = weight.shape
+        self.blocks = weight.view(self.out_features // BLOCK, BLOCK, self.in_features).transpose(1, 2)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features)
+        out = torch.bmm(flat.expand(self.blocks.shape[0], *flat.shape), self.blocks)
+        return out.transpose(0, 1).reshape(*x.shape[:-1], self.out_features)
+
+
+def blockable(module: nn.Module) -> bool:
+    return (type(module) is nn.Linear and module.bias is None and module.weight.dtype == torch.float32
+            and module.weight.device.type == "cpu" and module.out_features % BLOCK == 0)
+
+
+def fast_linear(module: nn.Module):
+    """The callable the fast loop uses for one of the decoder's linear modules: the blocked
+    form where it applies and wins on this machine, else the module itself."""
+    if blockable(module) and blocked_wins():
+        return BlockedLinear(module.weight)
+    return module
+
+
+def blocked_wins() -> bool:
+    """Whether the blocked form gives F.linear's exact bits here (two rows and a prefill's many,
+    both input widths of a decoder layer) and is faster on a weight stack beyond the caches."""
+    if BLOCK not in _WINS:
+        _WINS[BLOCK] = _exact() and _faster()
+    return _WINS[BLOCK]
+
+
+def _exact() -> bool:
+    generator = torch.Generator().manual_seed(0)
+    for out_features, in_features in ((4 * BLOCK, 1024), (4 * BLOCK, 4096)):
+        weight = torch.randn(out_features, in_features, generator=generator)
+        for rows in (2, 60):
+            x = torch.randn(rows, 1, in_features, generator=generator)
+            if not torch.equal(F.linear(x, weight), BlockedLinear(weight)(x)):
+                return False
+    return True
+
+
+@torch.inference_mode()
+def _faster() -> bool:
+    weights = [torch.full((4 * BLOCK, 1024), 0.01) for _ in range(128)]  # 256 MiB: beyond the caches
+    x = torch.full((2, 1, 1024), 0.5)  # timing needs no randomness: the user's seed stays untouched
+    blocked = [BlockedLinear(weight) for weight in weights]
+    plain = [lambda x, weight=weight: F.linear(x, weight) for weight in weights]
+
+    def best(calls) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            for call in calls:
+                call(x)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(blocked) < best(plain)
+
