@@ -118,6 +118,7 @@ def test_probe_is_measured_once_and_then_read_from_the_cache(tmp_path, monkeypat
     assert set(stored) == {first.machine_key, other.machine_key}
     assert set(first.params_per_s) == set(cpu_modes.CPU_MODES)
     assert all(rate > 0 for rate in first.params_per_s.values()) and first.bandwidth_bytes_s > 0
+    assert first.attention_bytes_s > 0 and 0 < first.layer_glue_s < 0.1
     again = cpu_probe.ensure_probe(tmp_path)
     assert len(calls) == 1 and again == first
 
@@ -213,3 +214,20 @@ def test_a_probe_of_an_older_kernel_set_is_measured_again(tmp_path, monkeypatch)
     fresh = cpu_modes.KernelProbe(key, 1, 20e9, {"float32": 5e9}, cores=2)
     monkeypatch.setattr(cpu_probe, "measure", lambda: fresh)
     assert cpu_probe.ensure_probe(tmp_path).params_per_s == {"float32": 5e9}
+
+
+def test_expected_speed_counts_weights_cache_reads_and_layer_glue():
+    config = build_config("small")
+    d = config.decoder
+    probe = cpu_modes.KernelProbe("test", 2, 60e9, {"int8-dynamic": 20e9}, attention_bytes_s=24e9,
+                                  layer_glue_s=0.25e-3)
+    weights = cpu_modes.linear_params(config) / 20e9
+    for positions in (50, 750, 1500):
+        cache = d.num_hidden_layers * 2 * 2 * positions * d.hidden_size * 4 / 24e9  # float32, 2 rows
+        expected = 1 / (weights + cache + d.num_hidden_layers * 0.25e-3)
+        assert probe.steps_per_s(config, "int8-dynamic", positions) == pytest.approx(expected)
+    older = cpu_modes.KernelProbe("test", 2, 30e9, {"int8-dynamic": 20e9})  # cached before these terms
+    assert older.steps_per_s(config, "int8-dynamic", 750) > probe.steps_per_s(config, "int8-dynamic", 750)
+    merged = probe.merged(cpu_modes.KernelProbe("test", 2, 30e9, {"int8-dynamic": 10e9}, attention_bytes_s=12e9,
+                                                layer_glue_s=0.5e-3))
+    assert (merged.attention_bytes_s, merged.layer_glue_s) == (24e9, 0.25e-3)  # the uncontended figures

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from musicgen_cli.decode.cpu_linear import fast_linear
 from musicgen_cli.engine.quantize import apply_kernel
@@ -79,13 +80,70 @@ def _pass(stack: list, inputs: dict[int, torch.Tensor], best: list[float]) -> No
 
 
 def _bandwidth() -> float:
-    block = torch.ones(2**26)  # 256 MiB
+    # 256 MiB of distinct pages: a VM host merges identical pages (KSM), and a block of ones would
+    # then be read from one cached page at several times the memory's speed
+    block = torch.arange(2**26, dtype=torch.float32)
     best = math.inf
     for _ in range(4):
         start = time.perf_counter()
         block.sum()
         best = min(best, time.perf_counter() - start)
     return block.numel() * 4 / best
+
+
+def _fastest(fn, rounds: int = 5) -> float:
+    best = math.inf
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _attention_rate(rows: int, hidden: int, positions: int = 1024, layers: int = 8) -> float:
+    """Bytes/s SDPA reads a float32 KV cache with one query column (the loop's long-clip cost),
+    over `layers` caches together beyond L3."""
+    heads = hidden // 64
+    size = rows * heads * positions * 64
+    caches = [(torch.arange(size, dtype=torch.float32) * 1e-9).view(rows, heads, positions, 64)  # distinct pages
+              for _ in range(2 * layers)]
+    query = torch.full((rows, heads, 1, 64), 0.01)
+
+    def attend():
+        for i in range(layers):
+            F.scaled_dot_product_attention(query, caches[2 * i], caches[2 * i + 1])
+
+    attend()
+    return 2 * layers * size * 4 / _fastest(attend)
+
+
+def _layer_glue(rows: int, hidden: int, generator: torch.Generator, text: int = 12) -> float:
+    """Seconds a decoder layer costs per step beyond its linears and its cache: the calls
+    `fastloop.Decoder._layer` makes around them (three norms, a cache write and SDPA over a few
+    positions, cross-attention over the text, GELU, residuals, head reshapes), issued from Python
+    one column at a time. On two cores this is a third of an int8 step (BENCHMARKS.md)."""
+    heads = hidden // 64
+    norm = nn.LayerNorm(hidden)
+    x = torch.randn(rows, 1, hidden, generator=generator)
+    ffn = torch.randn(rows, 1, 4 * hidden, generator=generator)
+    cache = torch.zeros(rows, heads, 64, 64)
+    keys = torch.randn(rows, heads, text, 64, generator=generator)
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.view(rows, 1, heads, 64).transpose(1, 2)
+
+    def layer():
+        h = norm(x)
+        q = split(h)
+        cache[:, :, 8:9] = split(h)
+        out = F.scaled_dot_product_attention(q, cache[:, :, :9], cache[:, :, :9])
+        h = x + out.transpose(1, 2).reshape(rows, 1, hidden)
+        out = F.scaled_dot_product_attention(split(norm(h)), keys, keys)
+        h = h + out.transpose(1, 2).reshape(rows, 1, hidden)
+        return h + F.gelu(ffn)[..., :hidden] + norm(h)
+
+    calls = 24
+    return _fastest(lambda: [layer() for _ in range(calls)]) / calls
 
 
 @torch.inference_mode()
@@ -113,6 +171,8 @@ def measure(modes: list[str] | None = None, rows: int = 2, stack_bytes: int = ST
         threads=threads,
         bandwidth_bytes_s=_bandwidth(),
         params_per_s={mode: stacks[mode][1] / sum(best[mode]) for mode in modes},
+        attention_bytes_s=_attention_rate(rows, hidden),
+        layer_glue_s=_layer_glue(rows, hidden, generator),
         load_avg=os.getloadavg()[0],
         cores=os.cpu_count() or 1,
     )

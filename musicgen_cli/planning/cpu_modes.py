@@ -14,6 +14,7 @@ mode is suggested only when they pass the gates.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,13 +61,13 @@ class CpuMode:
         return f"{self.tokens_equal:.1f}% same tokens, {self.lsd_db:.2f} dB"
 
 
-# Quality figures: small-shaped model, bench_decode.py, BENCHMARKS.md "issue 18".
+# Quality figures: small-shaped model, a 30 s clip (1500 frames), bench_decode.py, BENCHMARKS.md "issue 18".
 CPU_MODES: dict[str, CpuMode] = {m.name: m for m in (
     CpuMode("float32", "fp32", "", None, "float32", None, None),
-    CpuMode("bfloat16", "bf16", "--dtype bfloat16", None, "bfloat16", 96.8, 1.36),
-    CpuMode("int8-weight-only", "int8 w-only", "--quantize int8", "int8", "float32", 97.0, 1.25),
-    CpuMode("int8-dynamic", "int8 dynamic", "--quantize int8", "int8", "float32", 91.4, 2.59),
-    CpuMode("int4-weight-only", "int4 w-only", "--quantize int4", "int4", "float32", 74.7, 4.18),
+    CpuMode("bfloat16", "bf16", "--dtype bfloat16", None, "bfloat16", 96.6, 1.47),
+    CpuMode("int8-weight-only", "int8 w-only", "--quantize int8", "int8", "float32", 96.6, 1.45),
+    CpuMode("int8-dynamic", "int8 dynamic", "--quantize int8", "int8", "float32", 91.5, 2.60),
+    CpuMode("int4-weight-only", "int4 w-only", "--quantize int4", "int4", "float32", 75.8, 4.06),
 )}
 
 
@@ -111,8 +112,9 @@ def machine_key(threads: int, torch_version: str) -> str:
 
 @dataclass
 class KernelProbe:
-    """What the probe measured: memory read bandwidth, and per mode the linear-layer weights
-    multiplied per second for one clip with guidance (2 rows)."""
+    """What the probe measured: memory read bandwidth, per mode the linear-layer weights
+    multiplied per second for one clip with guidance (2 rows), the rate SDPA reads a float32 KV
+    cache, and what a layer costs per step beyond both (norms, attention calls, Python)."""
 
     machine_key: str
     threads: int
@@ -121,6 +123,8 @@ class KernelProbe:
     measured_at: float = field(default_factory=time.time)
     load_avg: float = 0.0  # 1-minute load average while measuring
     cores: int = 1
+    attention_bytes_s: float = 0.0  # 0: not measured (an older probe): the read bandwidth stands in
+    layer_glue_s: float = 0.0
 
     @property
     def contended(self) -> bool:
@@ -130,14 +134,20 @@ class KernelProbe:
     def merged(self, newer: "KernelProbe") -> "KernelProbe":
         """Contention only slows a kernel down: the faster figure of two probes is the truer one."""
         rates = {m: max(r, self.params_per_s.get(m, 0.0)) for m, r in newer.params_per_s.items()}
+        glue = min(g for g in (newer.layer_glue_s, self.layer_glue_s, math.inf) if g > 0)
         return KernelProbe(newer.machine_key, newer.threads, max(newer.bandwidth_bytes_s, self.bandwidth_bytes_s),
-                           rates, newer.measured_at, min(newer.load_avg, self.load_avg), newer.cores)
+                           rates, newer.measured_at, min(newer.load_avg, self.load_avg), newer.cores,
+                           max(newer.attention_bytes_s, self.attention_bytes_s), 0.0 if glue == math.inf else glue)
 
     def steps_per_s(self, config, mode: str, positions: float, rows: int = 2) -> float:
-        """Expected decode steps/s: the weights at the probed rate plus the KV cache at bandwidth."""
+        """Expected decode steps/s: the weights at the probed rate, the KV cache at the rate SDPA
+        reads it (float32: the CPU loop keeps its cache in float32 unless bf16 attends faster,
+        which takes AMX), and each layer's glue."""
         d = config.decoder
-        kv = d.num_hidden_layers * 2 * rows * positions * d.hidden_size * (2 if mode == "bfloat16" else 4)
-        return 1.0 / (linear_params(config) / self.params_per_s[mode] + kv / self.bandwidth_bytes_s)
+        kv = d.num_hidden_layers * 2 * rows * positions * d.hidden_size * 4
+        step = (linear_params(config) / self.params_per_s[mode] + kv / (self.attention_bytes_s or self.bandwidth_bytes_s)
+                + d.num_hidden_layers * self.layer_glue_s)
+        return 1.0 / step
 
 
 def probe_path(cache_dir: str | Path | None = None) -> Path:
