@@ -249,7 +249,7 @@ def test_blocked_linear_is_bitwise_linear_at_the_released_widths():
     from musicgen_cli.decode.cpu_linear import BlockedLinear, blocked_wins, fast_linear
 
     generator = torch.Generator().manual_seed(0)
-    for out_features, in_features in ((1024, 1024), (4096, 1024), (1024, 4096), (2048, 1024)):
+    for out_features, in_features in ((1024, 1024), (4096, 1024), (1024, 4096), (2048, 1024), (1536, 1536), (2048, 8192)):
         linear = torch.nn.Linear(in_features, out_features, bias=False).requires_grad_(False)
         assert isinstance(fast_linear(linear), BlockedLinear) == blocked_wins()
         for rows in (2, 2 * 37):
