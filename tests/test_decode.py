@@ -205,9 +205,18 @@ def test_models_with_accelerate_offloaded_weights_fall_back_to_the_reference(tex
 
 
 def test_dynamic_int8_scheme_generates_valid_codes(text):
+    from musicgen_cli.decode.cpu_linear import DynamicInt8Linear
+    from musicgen_cli.decode.fastloop import Decoder, condition
+    from musicgen_cli.decode.types import Request
+
     model = quantize_int8(build_model(ModelSpec(variant="mono")), scheme="dynamic")
     assert not any(isinstance(m, torch.nn.Linear) and type(m) is torch.nn.Linear for m in model.decoder.modules())
-    ref, fast = both_engines(model, text, num_frames=10, sampling=Sampling())
+    request = Request(text.input_ids, text.attention_mask, 8, Sampling(), None, None)
+    with torch.inference_mode():
+        decoder = Decoder(model, 4, 10, condition(model, request, torch.device("cpu")))
+    ops = decoder.ops[0]
+    assert all(isinstance(f, DynamicInt8Linear) for f in (ops.q, ops.out, ops.cross_q, ops.fc1, *decoder.lm_heads))
+    ref, fast = both_engines(model, text, num_frames=10, sampling=Sampling())  # fbgemm's op called directly
     assert torch.equal(ref, fast)
     assert fast.shape == (2, 4, 10) and 0 <= int(fast.min()) and int(fast.max()) < 64
     with pytest.raises(ValueError, match="scheme"):

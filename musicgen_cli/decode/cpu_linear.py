@@ -1,14 +1,17 @@
-"""float32 linear layers on a CPU at memory speed, with the reference's exact rounding.
+"""The decoder's linear layers on a CPU as the fast loop calls them: the same arithmetic as the
+modules, with less in the way.
 
-A decode step multiplies two rows (the CFG pair) by every weight. MKL runs such a two-row GEMM
-on one thread, at about a third of a core pair's read bandwidth on the Zen 4 machines we
-measure on (BENCHMARKS.md, issue 18). The same product as a batched GEMM over blocks of
-`BLOCK` output channels (a view of the weight, no copy) runs on every thread, and each output
-is still the same dot product accumulated in the same order, so the result is bitwise the
-one `F.linear` gives and the fast loop keeps transformers' exact tokens.
+float32 at all threads, with the reference's exact rounding. A decode step multiplies two rows
+(the CFG pair) by every weight. MKL runs such a two-row GEMM on one thread, at about a third of
+a core pair's read bandwidth on the Zen 4 machines we measure on (BENCHMARKS.md, issue 18). The
+same product as a batched GEMM over blocks of `BLOCK` output channels (a view of the weight, no
+copy) runs on every thread, and each output is still the same dot product accumulated in the
+same order, so the result is bitwise the one `F.linear` gives and the fast loop keeps
+transformers' exact tokens. Whether that holds, and whether it is faster, belongs to the BLAS
+build and the CPU, so both are checked once per process before the form is used (`blocked_wins`).
 
-Whether that holds, and whether it is faster, belongs to the BLAS build and the CPU, so both are
-checked once per process before the form is used (`blocked_wins`).
+Dynamic int8 (fbgemm): the module's own op with its own arguments, called without the module's
+Python around it (~9 us of a ~19 us call on two cores: 1.7 ms of a step).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 BLOCK = 128  # output channels per GEMM of the batch; 64-512 measure alike, 128 fastest
 _WINS: dict[int, bool] = {}  # BLOCK -> exact and faster here
@@ -42,11 +46,31 @@ def blockable(module: nn.Module) -> bool:
             and module.weight.device.type == "cpu" and module.out_features % BLOCK == 0)
 
 
+class DynamicInt8Linear:
+    """`module(x)` for a float32 `x` and a qint8 dynamic `torch.ao` Linear: the op and the
+    arguments its `forward` uses (version >= 4: activations in 7 bits, `reduce_range`)."""
+
+    def __init__(self, module: nn.Module):
+        self.packed = module._packed_params._packed_params
+        self.in_features, self.out_features = module.in_features, module.out_features
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic(x, self.packed, True)
+
+
+def _dynamic_int8(module: nn.Module) -> bool:
+    return (type(module) is DynamicLinear and module._packed_params.dtype == torch.qint8
+            and module.version is not None and module.version >= 4)
+
+
 def fast_linear(module: nn.Module):
-    """The callable the fast loop uses for one of the decoder's linear modules: the blocked
-    form where it applies and wins on this machine, else the module itself."""
+    """The callable the fast loop uses for one of the decoder's linear modules on a CPU (float32
+    activations): the blocked form where it applies and wins on this machine, fbgemm's op for a
+    dynamic int8 module, else the module itself."""
     if blockable(module) and blocked_wins():
         return BlockedLinear(module.weight)
+    if _dynamic_int8(module):
+        return DynamicInt8Linear(module)
     return module
 
 
