@@ -99,16 +99,16 @@ def _faster() -> bool:
     weights = [torch.arange(4 * BLOCK * 1024, dtype=torch.float32).view(4 * BLOCK, 1024) * 1e-6 for _ in range(128)]
     x = torch.full((2, 1, 1024), 0.5)  # timing needs no randomness: the user's seed stays untouched
     blocked = [BlockedLinear(weight) for weight in weights]
-    plain = [lambda x, weight=weight: F.linear(x, weight) for weight in weights]
+    return (fastest(lambda: [call(x) for call in blocked], rounds=3)
+            < fastest(lambda: [F.linear(x, weight) for weight in weights], rounds=3))
 
-    def best(calls) -> float:
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            for call in calls:
-                call(x)
-            times.append(time.perf_counter() - start)
-        return min(times)
 
-    return best(blocked) < best(plain)
+def fastest(fn, rounds: int = 5) -> float:
+    """The fastest of `rounds` timed calls: other work only ever slows a call down."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
 

@@ -141,8 +141,9 @@ class Decoder:
         self.kv_dtype = attention_dtype(self.device, self.dtype)
         self.cache = [(torch.zeros(shape, dtype=self.kv_dtype, device=d),
                        torch.zeros(shape, dtype=self.kv_dtype, device=d)) for d in self.where]
-        # Layers that compute on the CPU call their float32 weights through the blocked GEMM
-        # (exact, all threads); streamed layers swap their weights' storage, so they keep theirs.
+        # Layers that compute on the CPU call their projections through `cpu_linear` (float32 as the
+        # exact blocked GEMM, dynamic int8 without the module's Python); streamed layers swap their
+        # weights' storage under the modules, so they keep calling the modules.
         self.ops = [_LayerOps(layer, blocked=d.type == "cpu") for layer, d in zip(self.stack.layers, self.where)]
         self.lm_heads = [fast_linear(head) if self.device.type == "cpu" else head for head in lm.lm_heads]
         self.cross = []

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from musicgen_cli.decode.cpu_linear import fast_linear
+from musicgen_cli.decode.cpu_linear import fast_linear, fastest
 from musicgen_cli.engine.quantize import apply_kernel
 from musicgen_cli.planning.cpu_modes import (
     CPU_MODES,
@@ -83,21 +83,7 @@ def _bandwidth() -> float:
     # 256 MiB of distinct pages: a VM host merges identical pages (KSM), and a block of ones would
     # then be read from one cached page at several times the memory's speed
     block = torch.arange(2**26, dtype=torch.float32)
-    best = math.inf
-    for _ in range(4):
-        start = time.perf_counter()
-        block.sum()
-        best = min(best, time.perf_counter() - start)
-    return block.numel() * 4 / best
-
-
-def _fastest(fn, rounds: int = 5) -> float:
-    best = math.inf
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return block.numel() * 4 / fastest(block.sum, rounds=4)
 
 
 def _attention_rate(rows: int, hidden: int, positions: int = 1024, layers: int = 8) -> float:
@@ -114,14 +100,14 @@ def _attention_rate(rows: int, hidden: int, positions: int = 1024, layers: int =
             F.scaled_dot_product_attention(query, caches[2 * i], caches[2 * i + 1])
 
     attend()
-    return 2 * layers * size * 4 / _fastest(attend)
+    return 2 * layers * size * 4 / fastest(attend)
 
 
 def _layer_glue(rows: int, hidden: int, generator: torch.Generator, text: int = 12) -> float:
     """Seconds a decoder layer costs per step beyond its linears and its cache: the calls
     `fastloop.Decoder._layer` makes around them (three norms, a cache write and SDPA over a few
     positions, cross-attention over the text, GELU, residuals, head reshapes), issued from Python
-    one column at a time. On two cores this is a third of an int8 step (BENCHMARKS.md)."""
+    one column at a time. On two cores this is a quarter to a third of an int8 step (BENCHMARKS.md)."""
     heads = hidden // 64
     norm = nn.LayerNorm(hidden)
     x = torch.randn(rows, 1, hidden, generator=generator)
@@ -143,7 +129,7 @@ def _layer_glue(rows: int, hidden: int, generator: torch.Generator, text: int = 
         return h + F.gelu(ffn)[..., :hidden] + norm(h)
 
     calls = 24
-    return _fastest(lambda: [layer() for _ in range(calls)]) / calls
+    return fastest(lambda: [layer() for _ in range(calls)]) / calls
 
 
 @torch.inference_mode()

@@ -14,7 +14,6 @@ mode is suggested only when they pass the gates.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,10 +133,10 @@ class KernelProbe:
     def merged(self, newer: "KernelProbe") -> "KernelProbe":
         """Contention only slows a kernel down: the faster figure of two probes is the truer one."""
         rates = {m: max(r, self.params_per_s.get(m, 0.0)) for m, r in newer.params_per_s.items()}
-        glue = min(g for g in (newer.layer_glue_s, self.layer_glue_s, math.inf) if g > 0)
+        glue = min((g for g in (newer.layer_glue_s, self.layer_glue_s) if g > 0), default=0.0)  # 0: unmeasured
         return KernelProbe(newer.machine_key, newer.threads, max(newer.bandwidth_bytes_s, self.bandwidth_bytes_s),
                            rates, newer.measured_at, min(newer.load_avg, self.load_avg), newer.cores,
-                           max(newer.attention_bytes_s, self.attention_bytes_s), 0.0 if glue == math.inf else glue)
+                           max(newer.attention_bytes_s, self.attention_bytes_s), glue)
 
     def steps_per_s(self, config, mode: str, positions: float, rows: int = 2) -> float:
         """Expected decode steps/s: the weights at the probed rate, the KV cache at the rate SDPA
