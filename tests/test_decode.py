@@ -255,15 +255,21 @@ def test_blocked_float32_projections_keep_the_reference_tokens(models, text, blo
 
 
 def test_blocked_linear_is_bitwise_linear_at_the_released_widths():
-    from musicgen_cli.decode.cpu_linear import BlockedLinear, blocked_wins, fast_linear
+    from musicgen_cli.decode.cpu_linear import BlockedLinear, _exact, blocked_wins, fast_linear
 
+    # Whether the blocked form is exact belongs to the BLAS build and the CPU (on AMX Xeons MKL
+    # changes its kernel past 8 rows), so what must hold everywhere is that the form chosen here
+    # is; the blocked form itself is held to exactness wherever the per-process check passed.
     generator = torch.Generator().manual_seed(0)
     for out_features, in_features in ((1024, 1024), (4096, 1024), (1024, 4096), (2048, 1024), (1536, 1536), (2048, 8192)):
         linear = torch.nn.Linear(in_features, out_features, bias=False).requires_grad_(False)
-        assert isinstance(fast_linear(linear), BlockedLinear) == blocked_wins()
+        chosen = fast_linear(linear)
+        assert isinstance(chosen, BlockedLinear) == blocked_wins()
         for rows in (2, 2 * 37):
             x = torch.randn(rows, 1, in_features, generator=generator)
-            assert torch.equal(BlockedLinear(linear.weight)(x), linear(x))
+            assert torch.equal(chosen(x), linear(x))
+            if _exact():
+                assert torch.equal(BlockedLinear(linear.weight)(x), linear(x))
     biased = torch.nn.Linear(1024, 1024)
     assert fast_linear(biased) is biased and fast_linear(biased.to(torch.bfloat16)) is biased
 
