@@ -13,7 +13,9 @@ from musicgen_cli.cli.options import (
     CacheDirOpt,
     DurationOpt,
     JsonOpt,
+    LongFormOptions,
     MachineOptions,
+    ModelOptions,
     NumSamplesOpt,
     OfflineOpt,
     OutputOptions,
@@ -50,52 +52,69 @@ def _resolve_prompt(prompt: Optional[str], prompt_file: Optional[Path], lyrics: 
     return text, hint
 
 
-def _report(result, written: list[Path], as_json: bool, quiet: bool) -> None:
+def _report(written: list, as_json: bool, quiet: bool) -> None:
     """What was written and what it cost: JSON, bare paths, or a line per file and a summary."""
+    first = written[0].sidecar
     if as_json:
-        print(json.dumps({"files": [str(p) for p in written], "seed": result.seed, "timings_s": result.timings,
-                          "steps_per_s": result.steps_per_s, "realtime_factor": result.realtime_factor}, indent=2))
+        timings = {k: v for k, v in first["timings_s"].items() if k != "load"}
+        print(json.dumps({"files": [str(w.path) for w in written], "seed": first["seed"], "timings_s": timings,
+                          "steps_per_s": first["steps_per_s"], "realtime_factor": first["realtime_factor"]}, indent=2))
         return
     if quiet:
-        for path in written:
-            print(path)
+        for w in written:
+            print(w.path)
         return
-    for path in written:
-        console.print(f"[green]wrote[/] {path}  (+ {path.with_suffix('.json').name})", highlight=False)
-    console.print(result_summary(result), highlight=False)
+    for w in written:
+        console.print(f"[green]wrote[/] {w.path}  (+ {w.sidecar_path.name})", highlight=False)
+    console.print(result_summary(first, len(written)), highlight=False)
 
 
-def _note_clipping(written: list[Path]) -> None:
+def _note_clipping(written: list) -> None:
     """--normalize none/rms/loudness can clip: say so rather than hide it."""
-    for path in written:
-        clipped = json.loads(path.with_suffix(".json").read_text())["audio"]["clipped_samples"]
-        if clipped:
-            err_console.print(f"[yellow]note:[/] {clipped} samples of {path.name} were clipped at full scale "
+    for w in written:
+        if w.clipped_samples:
+            err_console.print(f"[yellow]note:[/] {w.clipped_samples} samples of {w.path.name} were clipped at full scale "
                               "(--normalize peak avoids it; --subtype FLOAT keeps them)", highlight=False)
 
 
-def _replayed(from_sidecar: Path, out: Optional[Path], fmt: Optional[str], device: str):
+def _replayed(from_sidecar: Path, out: Optional[Path], fmt: Optional[str], overwrite: bool, machine: MachineOptions):
     """What `--from-sidecar` re-runs: the recorded prompt, model, settings and levels (the
-    format may change with --format or an --out suffix)."""
+    format may change with --format or an --out suffix), and the machine flags it was made with."""
     from dataclasses import replace
 
     from musicgen_cli.engine.audio import FORMATS, choose_format
-    from musicgen_cli.jobs.replay import check_weights, read_replay
+    from musicgen_cli.jobs.replay import read_replay
+    from musicgen_cli.jobs.request import Request
 
     replay = read_replay(from_sidecar)
-    check_weights(replay, replay.model)
     recorded = replay.options
     named = out is not None and out.suffix.lstrip(".").lower() in FORMATS  # else keep the recorded format
     chosen = choose_format(out, fmt) if fmt or named else recorded.format
-    options = replace(recorded, format=chosen, subtype=recorded.subtype if chosen == recorded.format else None).validate()
-    return replay, options
+    options = replace(recorded, format=chosen, subtype=recorded.subtype if chosen == recorded.format else None)
+    request = Request(
+        prompts=(replay.prompt,), settings=replay.settings, audio=options, model=replay.model, out=out, overwrite=overwrite,
+        take=replay.sample_index, weights_sha256=replay.fingerprint,
+    )
+    plan = {**machine.plan_kwargs(), "dtype": replay.dtype, "quantize": replay.quantize}
+    return request, plan, replace(machine, device=replay.device if machine.device == "auto" else machine.device)
 
 
-@uses(machine=MachineOptions, sampling=SamplingOptions, output=OutputOptions)
+def _request(prompt: Optional[str], prompt_file: Optional[Path], lyrics: Optional[Path], duration: float, *,
+             model: ModelOptions, sampling: SamplingOptions, long_form: LongFormOptions, output: OutputOptions, **flags):
+    """The Request the flags describe (`flags`: the other GenerateSettings and Request fields)."""
+    from musicgen_cli.jobs.request import Request
+
+    long_settings, first_prompt = long_form.settings(duration)
+    text, hint = _resolve_prompt(prompt or (None if prompt_file else first_prompt), prompt_file, lyrics)
+    out, overwrite = flags.pop("out"), flags.pop("overwrite")
+    settings = sampling.settings(**flags, **long_settings)
+    return Request(prompts=(text,), settings=settings, audio=output.options(), model=model.name(), out=out, name_hint=hint,
+                   overwrite=overwrite)
+
+
+@uses(model=ModelOptions, machine=MachineOptions, sampling=SamplingOptions, long_form=LongFormOptions, output=OutputOptions)
 def generate_cmd(
     prompt: Optional[str] = typer.Argument(None, help="What to play, e.g. \"a 30-second grand piano jazz trio with bass and drums\"."),
-    size: Optional[str] = typer.Option(None, "--size", help="Model size: small, medium, large (or any manifest key)."),
-    model_key: Optional[str] = typer.Option(None, "--model-key", "-m", help="Manifest key, repo id, or model folder. See `mgen models`."),
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Read the prompt from a text file."),
     lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics file: its title names the output and its themes steer the style (MusicGen cannot sing words)."),
     duration: float = DurationOpt,
@@ -106,12 +125,6 @@ def generate_cmd(
     keep_prompt: bool = typer.Option(DEFAULTS.keep_prompt, "--keep-prompt/--no-keep-prompt", help="With --continue: write the given audio then the new part, or only the new part."),
     melody_file: Optional[Path] = typer.Option(None, "--melody", help="Melody to follow (melody models only)."),
     from_sidecar: Optional[Path] = typer.Option(None, "--from-sidecar", help="Re-run the clip a sidecar .json describes (same model, prompt, seed, settings, levels)."),
-    segments: Optional[Path] = typer.Option(None, "--segments", help="Sections file, one `M:SS prompt` line per section and a last `M:SS end`: the piece develops section by section.", rich_help_panel="Long form"),
-    ending: str = typer.Option(DEFAULTS.ending, "--ending", help="cut; fade (over the last 4 s); outro (the last window is asked to end, then a 0.5 s fade).", rich_help_panel="Long form"),
-    loop: bool = typer.Option(DEFAULTS.loop, "--loop", help="A seamless loop: the last window returns to the opening prompt and its end is crossfaded (1 s) into the start.", rich_help_panel="Long form"),
-    max_rerolls: int = typer.Option(DEFAULTS.max_rerolls, "--max-rerolls", help="Regenerate the last window with the next seed, up to this many times, when a composed piece ends in silence.", rich_help_panel="Long form"),
-    tail_silence_db: float = typer.Option(DEFAULTS.tail_silence_db, "--tail-silence-db", help="A tail quieter than this (LUFS) is silence.", rich_help_panel="Long form"),
-    tail_silence_s: float = typer.Option(DEFAULTS.tail_silence_s, "--tail-silence-s", help="Seconds at the end that are checked for silence.", rich_help_panel="Long form"),
     window: float = WindowOpt,
     context: float = typer.Option(DEFAULTS.context_s, "--context", help="Seconds of the previous window that prompt the next one (12: audiocraft's extend_stride 18)."),
     offline: bool = OfflineOpt,
@@ -119,8 +132,10 @@ def generate_cmd(
     as_json: bool = JsonOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
     *,
+    model: ModelOptions,
     machine: MachineOptions,
     sampling: SamplingOptions,
+    long_form: LongFormOptions,
     output: OutputOptions,
 ) -> None:
     """Generate music from a text prompt and write audio files with a JSON sidecar each.
@@ -142,53 +157,24 @@ def generate_cmd(
     from dataclasses import replace
 
     from musicgen_cli.engine.musicgen import load_model
-    from musicgen_cli.engine.segments import read_segments
-    from musicgen_cli.jobs.outputs import output_paths, write_result
+    from musicgen_cli.jobs.request import validate
+    from musicgen_cli.jobs.run import run
 
-    if size and model_key:
-        raise MgenError("give --size or --model-key, not both", "drop one of them")
-    plan_kwargs = machine.plan_kwargs()
-    replay = None
+    model.name()  # --size and --model-key together are refused first
     if from_sidecar:
-        replay, options = _replayed(from_sidecar, out, output.fmt, machine.device)
-        text = hint = replay.prompt
-        settings, size, model_key = replay.settings, None, replay.model
-        plan_kwargs.update(dtype=replay.dtype, quantize=replay.quantize)
-        machine = replace(machine, device=replay.device if machine.device == "auto" else machine.device)
+        request, plan_kwargs, machine = _replayed(from_sidecar, out, output.fmt, overwrite, machine)
     else:
-        options = output.audio(out)
-        sections = read_segments(segments) if segments else None
-        if sections:
-            duration = sections.end_s or duration
-            prompt = prompt or (None if prompt_file else sections.sections[0][1])
-        text, hint = _resolve_prompt(prompt, prompt_file, lyrics)
-        settings = sampling.settings(
-            duration=duration, num_samples=num_samples, window_s=window, context_s=context, continuation=continue_from,
-            melody=melody_file, keep_prompt=keep_prompt, segments=sections.sections if sections else None, ending=ending,
-            loop=loop, max_rerolls=max_rerolls, tail_silence_db=tail_silence_db, tail_silence_s=tail_silence_s,
+        plan_kwargs = machine.plan_kwargs()
+        request = _request(
+            prompt, prompt_file, lyrics, duration, model=model, sampling=sampling, long_form=long_form, output=output, out=out,
+            overwrite=overwrite, num_samples=num_samples, window_s=window, context_s=context, continuation=continue_from,
+            melody=melody_file, keep_prompt=keep_prompt,
         )
-    settings.validate(max_window_s=float("inf"))  # the model's own limit is checked again once loaded
-    if max(options.fade_in_s, options.fade_out_s) > settings.duration and not settings.continuation:
-        raise MgenError(f"a fade is longer than the {settings.duration:g} s clip", "shorten --fade-in/--fade-out")
-    paths = output_paths(out, hint, 1 if replay else settings.num_samples, options.format, overwrite=overwrite)
-    threads = machine.threads()
-    where = machine.machine(cache_dir)
+    request = validate(request)
+    request = replace(request, extra={"torch_threads": machine.threads(), **request.extra})
     with reporter_for(quiet or as_json) as reporter:
-        mg = load_model(
-            size or model_key or "small", cache_dir=cache_dir, settings=settings, machine=where, download=not offline, reporter=reporter,
-            **plan_kwargs,
-        )
-        if replay:
-            from musicgen_cli.jobs.replay import check_weights
-
-            check_weights(replay, mg.folder)
-        result = mg.generate(text, settings)
-        extra = {"torch_threads": threads}
-        if replay:  # the whole batch is re-run (its RNG draws are shared); the recorded take is kept
-            keep = replay.sample_index
-            result = replace(result, clips=result.clips[keep : keep + 1], prompts=result.prompts[keep : keep + 1])
-            extra.update(sample_index=replay.sample_index, num_samples=settings.num_samples)
-        reporter.phase("write", str(paths[0].parent))
-        written = write_result(result, mg, paths, options=options, extra=extra, overwrite=overwrite)
+        mg = load_model(request.model, cache_dir=cache_dir, settings=request.settings, machine=machine.machine(cache_dir),
+                        download=not offline, reporter=reporter, **plan_kwargs)
+        written = run(request, mg, reporter)
     _note_clipping(written)
-    _report(result, written, as_json, quiet)
+    _report(written, as_json, quiet)

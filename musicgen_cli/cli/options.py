@@ -151,7 +151,58 @@ class SamplingOptions:
         return GenerateSettings(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **more})
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model: a size or a manifest key / repo id / folder, never both."""
 
+    size: Optional[str] = _flag(typer.Option(None, "--size", help="Model size: small, medium, large (or any manifest key)."))
+    model_key: Optional[str] = _flag(
+        typer.Option(None, "--model-key", "-m", help="Manifest key, repo id, or model folder. See `mgen models`.")
+    )
+
+    def name(self, default: str = "small") -> str:
+        """The model asked for (`default` when neither flag is given)."""
+        if self.size and self.model_key:
+            raise MgenError("give --size or --model-key, not both", "drop one of them")
+        return self.size or self.model_key or default
+
+
+@dataclass(frozen=True)
+class LongFormOptions:
+    """How a long piece is built: sections, its ending, a loop, re-rolls of a silent end."""
+
+    segments: Optional[Path] = _flag(typer.Option(
+        None, "--segments", rich_help_panel="Long form",
+        help="Sections file, one `M:SS prompt` line per section and a last `M:SS end`: the piece develops section by section.",
+    ))
+    ending: str = _flag(typer.Option(
+        DEFAULTS.ending, "--ending", rich_help_panel="Long form",
+        help="cut; fade (over the last 4 s); outro (the last window is asked to end, then a 0.5 s fade).",
+    ))
+    loop: bool = _flag(typer.Option(
+        DEFAULTS.loop, "--loop", rich_help_panel="Long form",
+        help="A seamless loop: the last window returns to the opening prompt and its end is crossfaded (1 s) into the start.",
+    ))
+    max_rerolls: int = _flag(typer.Option(
+        DEFAULTS.max_rerolls, "--max-rerolls", rich_help_panel="Long form",
+        help="Regenerate the last window with the next seed, up to this many times, when a composed piece ends in silence.",
+    ))
+    tail_silence_db: float = _flag(typer.Option(
+        DEFAULTS.tail_silence_db, "--tail-silence-db", help="A tail quieter than this (LUFS) is silence.", rich_help_panel="Long form"
+    ))
+    tail_silence_s: float = _flag(typer.Option(
+        DEFAULTS.tail_silence_s, "--tail-silence-s", help="Seconds at the end that are checked for silence.", rich_help_panel="Long form"
+    ))
+
+    def settings(self, duration: float) -> tuple[dict[str, Any], Optional[str]]:
+        """The GenerateSettings fields of these flags and `duration` (a sections file's end
+        replaces it), and the first section's prompt (None without sections)."""
+        from musicgen_cli.engine.segments import read_segments
+
+        sections = read_segments(self.segments) if self.segments else None
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "segments"}
+        values.update(segments=sections.sections if sections else None, duration=(sections and sections.end_s) or duration)
+        return values, sections.sections[0][1] if sections else None
 
 
 def group_options(group: type) -> dict[str, Any]:
@@ -226,13 +277,20 @@ class OutputOptions:
     fade_in: float = _flag(typer.Option(_AUDIO.fade_in_s, "--fade-in", help="Seconds of raised-cosine fade-in.", rich_help_panel="Output"))
     fade_out: float = _flag(typer.Option(_AUDIO.fade_out_s, "--fade-out", help="Seconds of raised-cosine fade-out.", rich_help_panel="Output"))
 
-    def audio(self, out: Path | None = None) -> AudioOptions:
-        """One checked AudioOptions, the format settled from --format or the --out suffix (before anything loads)."""
-        from musicgen_cli.engine.audio import choose_format
-
+    def options(self) -> AudioOptions:
+        """These flags as AudioOptions, the format as given (None: settled from the output name
+        when the request is validated)."""
         return AudioOptions(
-            format=choose_format(out, self.fmt), subtype=self.subtype, mp3_bitrate=self.mp3_bitrate, normalize=self.normalize,
+            format=self.fmt, subtype=self.subtype, mp3_bitrate=self.mp3_bitrate, normalize=self.normalize,
             peak_headroom_db=self.peak_headroom_db, rms_headroom_db=self.rms_headroom_db,
             loudness_headroom_db=self.loudness_headroom_db, loudness_compressor=self.loudness_compressor,
             fade_in_s=self.fade_in, fade_out_s=self.fade_out,
-        ).validate()
+        )
+
+    def audio(self, out: Path | None = None) -> AudioOptions:
+        """One checked AudioOptions, the format settled from --format or the --out suffix (before anything loads)."""
+        from dataclasses import replace
+
+        from musicgen_cli.engine.audio import choose_format
+
+        return replace(self.options(), format=choose_format(out, self.fmt)).validate()

@@ -9,16 +9,21 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from musicgen_cli import __version__
 from musicgen_cli.engine import audio
-from musicgen_cli.engine.musicgen import GenerationResult, MusicGen
 from musicgen_cli.engine.prompts import slugify
 from musicgen_cli.engine.validate import check_name_lengths, check_writable_folder
 from musicgen_cli.errors import OutputExists
 from musicgen_cli.jobs.pairs import recover_leftovers, write_pair
 from musicgen_cli.store.cache import read_marker
 from musicgen_cli.store.fingerprint import weights_fingerprint
+
+if TYPE_CHECKING:  # the engine imports torch; writing files needs none of it
+    from musicgen_cli.engine.musicgen import GenerationResult, MusicGen
 
 
 def output_paths(
@@ -87,7 +92,7 @@ def sidecar_owner(side: Path) -> str | None:
         return None
 
 
-def describe_model(mg: MusicGen) -> dict:
+def describe_model(mg: "MusicGen") -> dict:
     marker = read_marker(mg.folder)
     entry = mg.entry
     return {
@@ -100,7 +105,7 @@ def describe_model(mg: MusicGen) -> dict:
     }
 
 
-def sidecar(result: GenerationResult, mg: MusicGen, index: int, extra: dict | None = None) -> dict:
+def sidecar(result: "GenerationResult", mg: "MusicGen", index: int, extra: dict | None = None) -> dict:
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result.settings).items()}
     return {
         "mgen_version": __version__,
@@ -131,33 +136,37 @@ def sidecar(result: GenerationResult, mg: MusicGen, index: int, extra: dict | No
 
 
 def write_result(
-    result: GenerationResult,
-    mg: MusicGen,
+    result: "GenerationResult",
+    mg: "MusicGen",
     paths: list[Path],
     *,
     options: audio.AudioOptions = audio.AudioOptions(),
     extra: dict | None = None,
     overwrite: bool = False,
 ) -> list[Path]:
-    """Write each clip and its sidecar as a pair (see jobs.pairs); returns the audio paths.
+    """Write each clip of `result` and its sidecar as a pair (see `write_clips`); returns the audio paths."""
+    records = [sidecar(result, mg, index, {"audio": None, "audio_file": None, **(extra or {})}) for index in range(len(result.clips))]
+    write_clips([(clip, result.sample_rate, record) for clip, record in zip(result.clips, records)], paths, options=options, overwrite=overwrite)
+    return paths
 
-    Existing files are replaced only with `overwrite` (the caller checked what they are).
+
+def write_clips(
+    clips: list[tuple[np.ndarray, int, dict]], paths: list[Path], *, options: audio.AudioOptions, overwrite: bool
+) -> list[dict]:
+    """Write each (clip, sample rate, sidecar record) as a pair (see jobs.pairs): the clip levelled and encoded,
+    its record completed with the "audio" levels measured and the "audio_file" name. Returns the
+    records as written. Existing files are replaced only with `overwrite` (the caller checked what they are).
     """
     for path in paths:
         refuse_replacing(path, overwrite)
-    for index, (clip, path) in enumerate(zip(result.clips, paths)):
-        record: dict = {}
+    written = []
+    for (clip, rate, record), path in zip(clips, paths):
+        record = {**record, "audio": {}, "audio_file": path.name}
 
-        def write_audio(tmp: Path, clip=clip, path=path, record=record) -> None:
+        def write_audio(tmp: Path, clip=clip, rate=rate, path=path, levels=record["audio"]) -> None:
             # The format is settled by the final name; the file written is its temporary twin.
-            record.update(audio.save(tmp, clip, result.sample_rate, options.for_path(path)))
+            levels.update(audio.save(tmp, clip, rate, options.for_path(path)))
 
-        write_pair(
-            path,
-            sidecar_path(path),
-            write_audio,
-            lambda index=index, path=path, record=record: json.dumps(
-                sidecar(result, mg, index, {"audio": record, "audio_file": path.name, **(extra or {})}), indent=2, default=str
-            ) + "\n",
-        )
-    return paths
+        write_pair(path, sidecar_path(path), write_audio, lambda record=record: json.dumps(record, indent=2, default=str) + "\n")
+        written.append(record)
+    return written

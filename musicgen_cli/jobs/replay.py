@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from musicgen_cli.engine.audio import AudioOptions
-from musicgen_cli.engine.musicgen import GenerateSettings
+from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.errors import MgenError
 from musicgen_cli.store.fingerprint import weights_fingerprint
 
@@ -67,13 +67,12 @@ def read_replay(path: Path | str) -> Replay:
     )
 
 
-def check_weights(replay: Replay, folder: Path | str) -> None:
-    """Refuse to 'reproduce' a clip with different weights than made it."""
-    if not Path(folder).is_dir():
+def check_weights(sha256: str | None, model: str, folder: Path | str) -> None:
+    """Refuse to 'reproduce' a clip with other weights than the ones (`sha256`) that made it."""
+    if not sha256 or not Path(folder).is_dir():
         return  # a manifest key: checked once it has resolved to a folder
     have = weights_fingerprint(folder)["sha256"]
-    if replay.fingerprint and have != replay.fingerprint:
-        raise MgenError(f"the weights of {replay.model} are not the ones that made this clip "
-                        f"(fingerprint {have[:12]}, sidecar {replay.fingerprint[:12]})",
+    if have != sha256:
+        raise MgenError(f"the weights of {model} are not the ones that made this clip "
+                        f"(fingerprint {have[:12]}, sidecar {sha256[:12]})",
                         "download or import the model revision the sidecar records")
-

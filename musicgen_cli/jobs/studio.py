@@ -33,7 +33,9 @@ from musicgen_cli.engine.segments import read_segments
 from musicgen_cli.errors import Interrupted, MgenError
 from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.jobs import playback
-from musicgen_cli.jobs.outputs import sidecar_path, write_result
+from musicgen_cli.jobs.outputs import sidecar_path
+from musicgen_cli.jobs.request import Request
+from musicgen_cli.jobs.run import Written, rendered_clips, write
 from musicgen_cli.jobs.studio_lines import (
     COMMANDS,
     FIELDS,
@@ -79,7 +81,7 @@ class Reply:
     kind: str
     text: str = ""
     take: Take | None = None
-    result: GenerationResult | None = None
+    written: list[Written] = field(default_factory=list)  # a take's files and their sidecar records
     data: Any = None
 
 
@@ -257,8 +259,7 @@ class Studio:
                 if extends is not None and self._last_clip is not None:
                     result = splice(result, *self._last_clip)
                     raw = result.clips[0]
-                reporter.phase("write", str(paths[0].parent))
-                self._write(result, mg, paths, number, extends)
+                written = self._write(result, mg, paths, number, extends, reporter)
         except Interrupted as exc:
             return Reply("stopped", exc.message)
         except KeyboardInterrupt:
@@ -278,15 +279,18 @@ class Studio:
         self.takes.append(take)
         self.last_prompt = prompt
         self._last_clip = (raw, result.sample_rate)
-        return Reply("take", take=take, result=result)
+        return Reply("take", take=take, written=written)
 
-    def _write(self, result: GenerationResult, mg: MusicGen, paths: list[Path], number: int, extends: Take | None) -> None:
+    def _write(self, result: GenerationResult, mg: MusicGen, paths: list[Path], number: int, extends: Take | None,
+               reporter: Reporter) -> list[Written]:
         studio = {"take": number, "model_loads": self.loads, "extends_take": extends.number if extends else None}
         try:
             # --subtype belongs to the session's starting format; a /format change takes that format's default.
             subtype = self.options.subtype if self.fmt == self.options.fmt else None
             options = AudioOptions(format=self.fmt, subtype=subtype, normalize=self.normalize).validate()
-            write_result(result, mg, paths, options=options, extra={**self.options.extra, "studio": studio})
+            request = Request(prompts=(result.prompts[0],), settings=result.settings, audio=options, paths=tuple(paths),
+                              extra={**self.options.extra, "studio": studio})
+            return write(rendered_clips(result, mg, request), request, reporter)
         except BaseException:
             # Each file is atomic; a take of several clips is all or nothing too.
             for path in paths:

@@ -7,7 +7,7 @@ elsewhere (pipes, CI logs) it prints a plain progress line every few seconds.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console, Group
 from rich.markup import escape
@@ -20,25 +20,22 @@ from musicgen_cli.events import Progress
 from musicgen_cli.ui.live import LiveDisplay
 from musicgen_cli.units import clock, human_bytes
 
-if TYPE_CHECKING:
-    from musicgen_cli.engine.musicgen import GenerationResult
 
-
-def result_summary(result: "GenerationResult") -> str:
-    """The one line after a generation: audio made, time spent, speed, peak memory."""
-    spent = result.timings["generate"] + result.timings["decode"]
+def result_summary(record: dict, clips: int) -> str:
+    """The one line after a generation, from the sidecar record of its first clip (jobs.run.Written):
+    audio made, time spent, speed, peak memory."""
+    timings, settings, composition = record["timings_s"], record["settings"], record.get("composition")
+    spent = timings["generate"] + timings["decode"]
     piece = ""
-    if result.composition:  # a composed piece says how it was made
-        rerolls = len(result.composition["rerolls"]) - 1
-        piece = (f"{len(result.composition['sections'])} section(s), ending {result.settings.ending}"
-                 + (", loop" if result.settings.loop else "") + (f", {rerolls} re-roll(s) of a silent ending" if rerolls else "") + "; ")
+    if composition:  # a composed piece says how it was made
+        rerolls = len(composition["rerolls"]) - 1
+        piece = (f"{len(composition['sections'])} section(s), ending {settings['ending']}"
+                 + (", loop" if settings["loop"] else "") + (f", {rerolls} re-roll(s) of a silent ending" if rerolls else "") + "; ")
     return piece + (
-        f"{result.settings.duration:g} s of audio x {len(result.clips)} in {spent:.1f} s: {result.steps_per_s:.1f} steps/s, "
-        f"{result.realtime_factor:.2f}x real time, peak RAM {human_bytes(result.peaks.get('rss_bytes'))}"
-        + (f", peak VRAM {human_bytes(result.peaks['vram_bytes'])}" if result.peaks.get("vram_bytes") else "")
+        f"{settings['duration']:g} s of audio x {clips} in {spent:.1f} s: {record['steps_per_s']:.1f} steps/s, "
+        f"{record['realtime_factor']:.2f}x real time, peak RAM {human_bytes(record.get('peak_ram_bytes'))}"
+        + (f", peak VRAM {human_bytes(record['peak_vram_bytes'])}" if record.get("peak_vram_bytes") else "")
     )
-
-
 
 
 class _Rate:

@@ -82,13 +82,13 @@ class StudioScreen:
         kind = reply.kind
         if kind == "quit":
             return False
-        if kind == "take" and reply.take and reply.result:
+        if kind == "take" and reply.take and reply.written:
             take = reply.take
             extends = f", continues take {take.extends}" if take.extends else ""
             for path in take.files:
                 self.console.print(f"[green]take {take.number}[/] {escape(str(path))}  (+ {path.with_suffix('.json').name})",
                                    highlight=False, soft_wrap=True)
-            self.console.print(f"seed {take.seed}, {take.duration_s:.1f} s{extends}; {result_summary(reply.result)}",
+            self.console.print(f"seed {take.seed}, {take.duration_s:.1f} s{extends}; {result_summary(reply.written[0].sidecar, len(reply.written))}",
                                highlight=False, soft_wrap=True)
         elif kind in ("error", "failed"):
             self.err_console.print(f"[bold red]error:[/] {escape(reply.text)}", highlight=False, soft_wrap=True)
