@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from musicgen_cli.errors import MgenError
-from musicgen_cli.importing.safeload import config_value, load_torch_file, plain_config
+from musicgen_cli.store.safeload import config_value, load_torch_file, plain_config
 
 CFG = {
     "sample_rate": 32000,

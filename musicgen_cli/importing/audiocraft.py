@@ -35,7 +35,7 @@ from musicgen_cli.importing.audiocraft_read import (
     source_tensors,
 )
 from musicgen_cli.importing.keymatch import MatchReport, match_keys
-from musicgen_cli.importing.safeload import config_value
+from musicgen_cli.store.safeload import config_value
 from musicgen_cli.store.cache import is_ready, safe_child
 from musicgen_cli.store.manifest import Capabilities, ModelEntry, load_manifest
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from musicgen_cli.errors import MgenError
 from musicgen_cli.importing.keymatch import Rule, rename
-from musicgen_cli.importing.safeload import config_value, load_torch_file, plain_config
+from musicgen_cli.store.safeload import config_value, load_torch_file, plain_config
 
 LM_FILE = "state_dict.bin"
 CODEC_FILE = "compression_state_dict.bin"
