@@ -108,6 +108,23 @@ def _batch_summary(summary, as_json: bool) -> None:
         console.print(f"[red]{item_id}:[/] {error}", highlight=False)
 
 
+def _batch_runner(ray: str | None, workers: int | None):
+    """run_batch, or run_ray_batch on the cluster `--ray` names."""
+    if ray is None:
+        from musicgen_cli.jobs.batch import run_batch
+
+        return run_batch
+    import functools
+
+    try:
+        from musicgen_cli.jobs.ray_batch import Cluster, run_ray_batch
+    except ModuleNotFoundError as exc:
+        if exc.name != "ray":
+            raise
+        raise MgenError("--ray needs Ray, which is not installed", "pip install 'mgen[ray]'") from None
+    return functools.partial(run_ray_batch, cluster=Cluster(None if ray == "local" else ray, workers))
+
+
 @uses(machine=MachineOptions, sampling=SamplingOptions, output=OutputOptions)
 def batch_cmd(
     input_file: Path = typer.Argument(..., help="Prompts: a text file (one a line) or .jsonl (prompt, duration, seed, model, output, any generate setting)."),
@@ -117,6 +134,11 @@ def batch_cmd(
     max_batch: int = typer.Option(4, "--max-batch", help="Most items generated in one pass (lowered to what the memory plan fits); 1 makes every item reproducible from its own seed."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Generate items the manifest records as failed again."),
     processes: int = typer.Option(1, "--processes", help="Processes to launch through accelerate (one per GPU; CPU processes use gloo)."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="ADDRESS",
+        help="Run on Ray workers instead: local (a Ray instance started here), auto (the cluster `ray start` joined here) or the head's address; this process writes every file. Needs `pip install 'mgen[ray]'`.",
+    ),
+    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", help="Ray workers to start (default: one per GPU, or one per node where there is none)."),
     offline: bool = OfflineOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files at item names that hold other takes or other settings."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; print the summary line only."),
@@ -140,22 +162,22 @@ def batch_cmd(
       mgen batch prompts.txt --out-dir pack --duration 8 --seed 100
 
       mgen batch items.jsonl --out-dir pack --max-batch 8 --processes 2
+
+      mgen batch items.jsonl --out-dir pack --ray auto
     """
     import subprocess
 
     from musicgen_cli.engine.validate import check_seed, check_writable_folder
-    from musicgen_cli.jobs.batch import (
-        BatchOptions,
-        launch_command,
-        relaunch_args,
-        run_batch,
-    )
+    from musicgen_cli.jobs.batch import BatchOptions, launch_command, relaunch_args
     from musicgen_cli.jobs.batchfile import Defaults, read_items
     from musicgen_cli.jobs.lock import check_unlocked
     from musicgen_cli.store.manifest import load_manifest
 
-    if max_batch < 1 or processes < 1:
-        raise MgenError("--max-batch and --processes must be at least 1", "use --max-batch 1 or more")
+    if max_batch < 1 or processes < 1 or (ray_workers is not None and ray_workers < 1):
+        raise MgenError("--max-batch, --processes and --ray-workers must be at least 1", "use 1 or more")
+    if ray is not None and processes > 1:
+        raise MgenError("--ray and --processes both spread the batch", "use --ray-workers N with --ray, or --processes N alone")
+    run_batch = _batch_runner(ray, ray_workers)
     plan_kwargs = machine.plan_kwargs()
     if out_dir.exists() and not out_dir.is_dir():
         raise ValidationError("out_dir", f"{out_dir} is a file, not a folder", "give a folder (it is made if missing)")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from musicgen_cli.engine.audio import AudioOptions
 from musicgen_cli.engine.musicgen import (
+    GenerationResult,
     MusicGen,
     ResolvedModel,
     load_model,
@@ -128,16 +129,9 @@ def run_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions = Bat
 
 def _run_locked(items: list[BatchItem], out_dir: Path, options: BatchOptions, state, start: float) -> BatchSummary:
     order = [item.id for item in items]
-    # How files are written: a rerun with other levels or fades is not "settled" by the old files.
-    level = {"normalize", "peak_headroom_db", "rms_headroom_db", "loudness_headroom_db", "loudness_compressor", "fade_in_s", "fade_out_s"}
-    expect = {k: v for k, v in asdict(options.audio).items() if k in level}
+    expect = written_as(options)
     if state.is_main_process:
-        batchlog.plan_work(items, {}, out_dir, True, expect=expect, overwrite=options.overwrite)  # clashes: refuse before any work
-        for folder in dict.fromkeys(p.parent for item in items for p in item.audio_paths(out_dir)):
-            recover_leftovers(folder)  # pairs a killed run left half-committed
-        batchlog.state_dir(out_dir).mkdir(exist_ok=True)
-        batchlog.clear_state(out_dir)
-        batchlog.fold(out_dir, order)
+        open_folder(items, out_dir, options)
         resolved = _fetch_models(list(dict.fromkeys(item.model for item in items)), options)
     else:
         resolved = {}
@@ -154,11 +148,7 @@ def _run_locked(items: list[BatchItem], out_dir: Path, options: BatchOptions, st
     log = batchlog.RankLog(out_dir, state.process_index)
     try:
         if state.is_main_process:
-            for item, meta in work.recovered:
-                log.append(batchlog.item_record(
-                    item, out_dir, status="ok", previous=records.get(item.id), run=run, rank=0, seed=meta.get("seed"),
-                    batch=meta.get("batch"), timings=meta.get("timings_s"), recovered=True,
-                ))
+            log_recovered(log, work, records, out_dir, run)
         with state.split_between_processes(by_group(work.todo)) as mine:
             worker = _Worker(out_dir, options, state, log, records, run, resolved)
             worker.run(list(mine))
@@ -170,6 +160,37 @@ def _run_locked(items: list[BatchItem], out_dir: Path, options: BatchOptions, st
     if state.is_main_process:
         latest = batchlog.fold(out_dir, order)
         batchlog.clear_state(out_dir, remove=True)
+    return summarize(items, latest, run, work.skipped, start, out_dir)
+
+
+def written_as(options: BatchOptions) -> dict:
+    """How files are written: a rerun with other levels or fades is not "settled" by the old files."""
+    level = {"normalize", "peak_headroom_db", "rms_headroom_db", "loudness_headroom_db", "loudness_compressor", "fade_in_s", "fade_out_s"}
+    return {k: v for k, v in asdict(options.audio).items() if k in level}
+
+
+def open_folder(items: list[BatchItem], out_dir: Path, options: BatchOptions) -> None:
+    """What the process owning the folder does first: refuse clashes before any work, finish what
+    a killed run left, fold old result logs into the manifest."""
+    batchlog.plan_work(items, {}, out_dir, True, expect=written_as(options), overwrite=options.overwrite)
+    for folder in dict.fromkeys(p.parent for item in items for p in item.audio_paths(out_dir)):
+        recover_leftovers(folder)  # pairs a killed run left half-committed
+    batchlog.state_dir(out_dir).mkdir(exist_ok=True)
+    batchlog.clear_state(out_dir)
+    batchlog.fold(out_dir, [item.id for item in items])
+
+
+def log_recovered(log: batchlog.RankLog, work: batchlog.WorkPlan, records: dict, out_dir: Path, run: str) -> None:
+    """An ok record for each take found on disk without one (its run was killed after writing it)."""
+    for item, meta in work.recovered:
+        log.append(batchlog.item_record(
+            item, out_dir, status="ok", previous=records.get(item.id), run=run, rank=0, seed=meta.get("seed"),
+            batch=meta.get("batch"), timings=meta.get("timings_s"), recovered=True,
+        ))
+
+
+def summarize(items: list[BatchItem], latest: dict[str, dict], run: str, skipped: int, start: float, out_dir: Path) -> BatchSummary:
+    """The run's summary from the folded records."""
     final = [latest.get(item.id, {}) for item in items]
     generated = [r for r in final if r.get("run") == run and not r.get("recovered")]
     wall = time.time() - start
@@ -178,7 +199,7 @@ def _run_locked(items: list[BatchItem], out_dir: Path, options: BatchOptions, st
         items=len(items),
         done=sum(r.get("status") == "ok" for r in final),
         failed=sum(r.get("status") == "failed" for r in final),
-        skipped=work.skipped,
+        skipped=skipped,
         generated=len(generated),
         wall_s=wall,
         clips_per_min=60.0 * clips / wall if wall > 0 else 0.0,
@@ -212,6 +233,18 @@ def batch_fit(config, job, machine, max_batch: int, dtype: str | None = None, **
             pass
         n //= 2
     return 1, single
+
+
+def load_for(settings: list, resolved: ResolvedModel, machine, options: BatchOptions, reporter) -> tuple[MusicGen, int]:
+    """The model, loaded once for items of these settings by the plan of its largest pass, and that pass's size."""
+    from musicgen_cli.planning.job import Job
+
+    job = Job.covering(settings, max_window_s=resolved.max_window_s)
+    fit, plan = batch_fit(
+        resolved.config, job, machine, min(options.max_batch, len(settings)), options.dtype,
+        quantize=options.quantize, reserve_bytes=options.reserve_bytes, max_vram_bytes=options.max_vram_bytes,
+    )
+    return load_model(resolved, plan=plan, reporter=reporter), fit
 
 
 def _resolve(model: str, options: BatchOptions) -> ResolvedModel:
@@ -272,52 +305,28 @@ class _Worker:
         self.reporter.flush()
 
     def _load(self, model: str, items: list[BatchItem]) -> tuple[MusicGen, int]:
-        """The model, loaded once for all its items by the plan of its largest pass, and that pass's size."""
-        from musicgen_cli.planning.job import Job
-
         machine = rank_machine(self.options.machine, self.state)
         resolved = self.resolved.get(model) or _resolve(model, self.options)
-        job = Job.covering([it.settings for it in items], max_window_s=resolved.max_window_s)
-        options = self.options
-        fit, plan = batch_fit(
-            resolved.config, job, machine, min(options.max_batch, len(items)), options.dtype,
-            quantize=options.quantize, reserve_bytes=options.reserve_bytes, max_vram_bytes=options.max_vram_bytes,
-        )
-        mg = load_model(resolved, plan=plan, reporter=self.reporter)
-        return mg, fit
+        return load_for([it.settings for it in items], resolved, machine, self.options, self.reporter)
 
     def _generate(self, mg: MusicGen, batch: list[BatchItem]) -> None:
-        first = batch[0]
-        settings = replace(first.settings, seed=first.seed)
-        info = {"size": len(batch), "items": [it.id for it in batch], "seed": first.seed}
-        try:
-            result = mg.generate([it.prompt for it in batch], settings)
-        except Interrupted:
-            raise
-        except Exception as exc:  # one bad pass: retry its items alone so one item cannot fail its neighbours
-            if len(batch) > 1:
-                for item in batch:
-                    self._generate(mg, [item])
-            else:
-                self._record(first, "failed", error=_describe(exc), seed=first.seed, batch=info)
-            return
-        n = settings.num_samples
-        for position, item in enumerate(batch):
-            part = replace(result, clips=result.clips[position * n : (position + 1) * n], prompts=result.prompts[position * n : (position + 1) * n])
-            meta = {**info, "position": position}
+        for made in render_batch(mg, batch):
+            item = made.item
+            if made.result is None:
+                self._record(item, "failed", error=made.error, seed=made.seed, batch=made.batch)
+                continue
             t0 = time.perf_counter()
             try:
                 self.reporter.phase("write", item.id)
                 write_result(
-                    part, mg, item.audio_paths(self.out_dir), options=self.options.audio,
-                    extra={"batch_item": item.id, "item_seed": item.seed, "batch": meta, "batch_line": item.line},
+                    made.result, mg, item.audio_paths(self.out_dir), options=self.options.audio, extra=item_extra(item, made.batch),
                     overwrite=True,  # plan_work let through only this item's own leftovers, or --overwrite
                 )
             except Exception as exc:  # a full disk or bad path fails this item only
-                self._record(item, "failed", error=_describe(exc), seed=result.seed, batch=meta)
+                self._record(item, "failed", error=_describe(exc), seed=made.seed, batch=made.batch)
                 continue
-            timings = {"load": mg.loaded.load_seconds, **result.timings, "write": time.perf_counter() - t0}
-            self._record(item, "ok", seed=result.seed, batch=meta, timings=timings)
+            timings = {"load": mg.loaded.load_seconds, **made.result.timings, "write": time.perf_counter() - t0}
+            self._record(item, "ok", seed=made.seed, batch=made.batch, timings=timings)
 
     def _record(self, item: BatchItem, status: str, **fields) -> None:
         self.log.append(
@@ -331,6 +340,46 @@ class _Worker:
         else:
             self.status.failed += 1
         self.reporter.flush(force=False)
+
+
+@dataclass
+class Made:
+    """One item's share of a pass: its clips (or why there are none), the seed used and the pass."""
+
+    item: BatchItem
+    result: GenerationResult | None  # this item's clips and prompts only
+    seed: int
+    batch: dict  # size, items and seed of the pass, and this item's position in it
+    error: str | None = None
+
+
+def render_batch(mg: MusicGen, batch: list[BatchItem]) -> list[Made]:
+    """Generate one pass of items sharing model and settings, on its first item's seed.
+
+    A pass that fails is generated again item by item, so one item cannot fail its neighbours.
+    """
+    first = batch[0]
+    settings = replace(first.settings, seed=first.seed)
+    info = {"size": len(batch), "items": [it.id for it in batch], "seed": first.seed}
+    try:
+        result = mg.generate([it.prompt for it in batch], settings)
+    except Interrupted:
+        raise
+    except Exception as exc:  # one bad pass: retry its items alone
+        if len(batch) > 1:
+            return [made for item in batch for made in render_batch(mg, [item])]
+        return [Made(first, None, first.seed, info, _describe(exc))]
+    n = settings.num_samples
+    return [
+        Made(item, replace(result, clips=result.clips[p * n : (p + 1) * n], prompts=result.prompts[p * n : (p + 1) * n]),
+             result.seed, {**info, "position": p})
+        for p, item in enumerate(batch)
+    ]
+
+
+def item_extra(item: BatchItem, batch: dict) -> dict:
+    """What a batch item's sidecar adds to a clip's: the item, its own seed, its pass and its line."""
+    return {"batch_item": item.id, "item_seed": item.seed, "batch": batch, "batch_line": item.line}
 
 
 def _describe(exc: BaseException) -> str:

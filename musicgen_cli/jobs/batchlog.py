@@ -242,6 +242,10 @@ class RankStatus:
     failed: int = 0
     assigned: int = 0
     updated: float = field(default_factory=time.time)
+    kind: str = "rank"  # "worker" for a Ray actor, whose process may restart under the same number
+    running: int = 0  # items in the pass being generated now
+    pid: int | None = None  # of a Ray worker's process, on `host`
+    host: str = ""
 
 
 def state_dir(out_dir: Path) -> Path:
@@ -284,6 +288,10 @@ class BatchSnapshot:
     clips: int
     elapsed_s: float
     ranks: list[RankStatus]
+
+    @property
+    def running(self) -> int:
+        return sum(r.running for r in self.ranks)
 
     @property
     def clips_per_min(self) -> float:

@@ -20,14 +20,16 @@ from musicgen_cli.units import clock
 
 
 def overall_line(snap: BatchSnapshot) -> str:
+    running = f"  running {snap.running}" if snap.running else ""
     return (
-        f"{snap.done + snap.failed}/{snap.pending} items  done {snap.done}  failed {snap.failed}  "
+        f"{snap.done + snap.failed}/{snap.pending} items  done {snap.done}{running}  failed {snap.failed}  "
         f"already done {snap.skipped}  {snap.clips_per_min:.1f} clips/min  ETA {clock(snap.eta_s)}"
     )
 
 
 def rank_line(rank) -> str:
-    return f"rank {rank.rank}: {rank.phase} {rank.detail}  ({rank.done} done, {rank.failed} failed of {rank.assigned})"
+    where = f" (pid {rank.pid} on {rank.host})" if rank.pid else ""
+    return f"{rank.kind} {rank.rank}{where}: {rank.phase} {rank.detail}  ({rank.done} done, {rank.failed} failed of {rank.assigned})"
 
 
 class BatchDisplay(LiveDisplay):
