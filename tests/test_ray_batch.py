@@ -85,6 +85,8 @@ def mixed(cluster, tmp_path_factory, one_torch_thread):
     """One file of two model keys, through 2 Ray workers and through a local batch."""
     folder = tmp_path_factory.mktemp("mixed")
     src = items_file(folder, 8, MODELS)
+    with src.open("a") as lines:  # passes parsing, fails on the model: recorded, and the rest go on
+        lines.write(json.dumps({"prompt": "too long a window", "window_s": 500.0}) + "\n")
     defaults = Defaults("tiny-random", GenerateSettings(duration=0.3), base_seed=40)
     options = BatchOptions(max_batch=2, cpu=True)
     ray_out, local_out = folder / "ray", folder / "local"
@@ -97,7 +99,8 @@ def mixed(cluster, tmp_path_factory, one_torch_thread):
 
 def test_ray_batch_writes_the_files_of_a_local_batch(mixed):
     summary, ray_out, local_out = mixed
-    assert (summary.items, summary.done, summary.failed, summary.generated) == (8, 8, 0, 8)
+    assert (summary.items, summary.done, summary.failed, summary.generated) == (9, 8, 1, 9)
+    assert len(summary.failures) == 1 and "window" in summary.failures[0][1]
     wavs = sorted(p.name for p in local_out.glob("*.wav"))
     assert len(wavs) == 8 and sorted(p.name for p in ray_out.glob("*.wav")) == wavs
     for name in wavs:  # the same samples, levels and format, byte for byte
@@ -106,7 +109,7 @@ def test_ray_batch_writes_the_files_of_a_local_batch(mixed):
     assert sorted(ray_meta) == sorted(local_meta)
     for name in ray_meta:  # the same seeds, passes, settings, model, plan and levels
         assert comparable(ray_meta[name]) == comparable(local_meta[name]), name
-    keep = ("id", "status", "files", "seed", "item_seed", "batch", "attempt")
+    keep = ("id", "status", "files", "seed", "item_seed", "batch", "attempt", "error")
     assert [{k: r[k] for k in keep} for r in manifest(ray_out)] == [{k: r[k] for k in keep} for r in manifest(local_out)]
     assert not list(ray_out.glob("manifest.rank-*")) and not (ray_out / ".mgen-batch").exists()
 
@@ -128,14 +131,14 @@ def test_worker_killed_mid_item_every_item_written_once(cluster, tmp_path, monke
     # Long enough clips that a worker is still generating when its status says so.
     items = read_items(items_file(tmp_path, 5), Defaults("tiny-random", GenerateSettings(duration=15.0), base_seed=1), out)
     writes: dict[str, int] = {}
-    real_write = ray_batch.write_clips
+    real_write = ray_batch.write
 
-    def counting(clips, rate, metas, paths, **kwargs):
-        for path in paths:
+    def counting(rendered, request, *args):
+        for path in request.paths:
             writes[path.name] = writes.get(path.name, 0) + 1
-        return real_write(clips, rate, metas, paths, **kwargs)
+        return real_write(rendered, request, *args)
 
-    monkeypatch.setattr(ray_batch, "write_clips", counting)
+    monkeypatch.setattr(ray_batch, "write", counting)
     killed: dict = {}
 
     def kill_one_generating_worker():
@@ -205,3 +208,25 @@ def test_workers_one_per_gpu_else_one_per_node():
     assert worker_shape({"CPU": 16, "GPU": 4}, [8, 8], 2, cpu=False) == (2, {"num_gpus": 1, "num_cpus": 4})
     assert worker_shape({"CPU": 12, "GPU": 4}, [8, 4], None, cpu=True) == (2, {"num_cpus": 4})
     assert worker_shape({"CPU": 2}, [2], 2, cpu=False) == (2, {"num_cpus": 1})
+
+
+def test_panel_shows_workers_and_running_items(tmp_path):
+    from rich.console import Console
+
+    from musicgen_cli.ui.batchpanel import BatchDisplay
+
+    batchlog.write_run(tmp_path, "r1", pending=6, skipped=0, processes=2)
+    log = batchlog.RankLog(tmp_path, 0)
+    for n, status in enumerate(["ok", "ok", "failed"]):
+        log.append({"id": f"item-{n}", "status": status, "files": ["a.wav"] if status == "ok" else [], "run": "r1"})
+    log.close()
+    batchlog.write_status(tmp_path, batchlog.RankStatus(
+        rank=0, phase="generate", detail="0004-x +1  40/60 frames", done=2, assigned=4, kind="worker", running=2, pid=4242, host="node-a",
+    ))
+    batchlog.write_status(tmp_path, batchlog.RankStatus(rank=1, phase="load", detail="tiny-random", failed=1, assigned=1, kind="worker"))
+    console = Console(record=True, width=160)
+    console.print(BatchDisplay(console, tmp_path).render())
+    text = console.export_text()
+    assert "3/6 items  done 2  running 2  failed 1" in text
+    assert "worker 0 (pid 4242 on node-a): generate 0004-x +1  40/60 frames  (2 done, 0 failed of 4)" in text
+    assert "worker 1: load tiny-random" in text

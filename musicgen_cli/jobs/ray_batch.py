@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import ray
 from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError, RayTaskError, WorkerCrashedError
 
@@ -52,7 +51,8 @@ from musicgen_cli.jobs.batch import (
 )
 from musicgen_cli.jobs.batchfile import BatchItem, by_group, make_batches
 from musicgen_cli.jobs.lock import FolderLock
-from musicgen_cli.jobs.outputs import sidecar, write_clips
+from musicgen_cli.jobs.request import Request
+from musicgen_cli.jobs.run import Rendered, rendered_clips, write
 
 MAX_DEATHS = 3  # workers a pass may lose before its items are recorded as failed
 MAX_RESTARTS = 4  # times Ray brings back one worker's process
@@ -70,17 +70,14 @@ class Cluster:
 
 @dataclass
 class Shipped:
-    """One item's clips and sidecars, on their way from a worker to the driver."""
+    """One item's clips, each with its sidecar record, on their way from a worker to the driver."""
 
     item_id: str
-    clips: list[np.ndarray]
-    sample_rate: int
-    sidecars: list[dict]  # outputs.sidecar() of each clip, made where the model is
+    rendered: list[Rendered]
     seed: int
     batch: dict
     timings: dict
     error: str | None
-    worker: dict  # pid, host, node and how many times it loaded this item's model
 
 
 def worker_shape(resources: dict, node_cpus: list[int], workers: int | None, cpu: bool) -> tuple[int, dict]:
@@ -146,13 +143,13 @@ class BatchWorker:
         shipped = []
         for start in range(0, len(batch), self.fit):
             for made in render_batch(self.mg, batch[start : start + self.fit]):
-                result = made.result
-                clips = result.clips if result else []
-                shipped.append(Shipped(
-                    made.item.id, clips, result.sample_rate if result else 0,
-                    [sidecar(result, self.mg, i) for i in range(len(clips))], made.seed, made.batch,
-                    {"load": self.mg.loaded.load_seconds, **result.timings} if result else {}, made.error, worker,
-                ))
+                rendered, timings = [], {}
+                if made.result is not None:
+                    extra = {**item_extra(made.item, made.batch), "ray_worker": worker}
+                    request = Request(prompts=(made.item.prompt,), settings=made.result.settings, model=made.item.model, extra=extra)
+                    rendered = rendered_clips(made.result, self.mg, request)
+                    timings = {"load": self.mg.loaded.load_seconds, **made.result.timings}
+                shipped.append(Shipped(made.item.id, rendered, made.seed, made.batch, timings, made.error))
         self.reporter.phase("idle")
         return shipped
 
@@ -355,12 +352,13 @@ class _Driver:
             self._record(slot, item, "failed", error=shipped.error, seed=shipped.seed, batch=shipped.batch)
             return
         t0 = time.perf_counter()
+        # plan_work let through only this item's own leftovers, or --overwrite
+        request = Request(
+            prompts=(item.prompt,), settings=item.settings, audio=self.options.audio, model=item.model,
+            paths=tuple(item.audio_paths(self.out_dir)), overwrite=True,
+        )
         try:
-            write_clips(
-                shipped.clips, shipped.sample_rate, shipped.sidecars, item.audio_paths(self.out_dir), options=self.options.audio,
-                extra={**item_extra(item, shipped.batch), "ray_worker": shipped.worker},
-                overwrite=True,  # plan_work let through only this item's own leftovers, or --overwrite
-            )
+            write(shipped.rendered, request)
         except Exception as exc:  # a full disk or bad path fails this item only
             self._record(slot, item, "failed", error=_describe(exc), seed=shipped.seed, batch=shipped.batch)
             return
