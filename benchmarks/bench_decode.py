@@ -230,7 +230,7 @@ def main() -> None:
     parser.add_argument("--shape", default="small", choices=["tiny", "small", "medium", "large"])
     parser.add_argument("--variant", default="mono", choices=["mono", "stereo", "melody"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
                         help="default: float32 on CPU, float16 on CUDA")
     parser.add_argument("--frames", type=int, default=100, help="frames per timed run (50 = 1 s of audio)")
     parser.add_argument("--check-frames", type=int, default=10, help="frames of the greedy identity check")
@@ -249,7 +249,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype or ("float32" if device.type == "cpu" else "float16"))
+    dtype = getattr(torch, args.dtype or ("float32" if device.type == "cpu" else "bfloat16"))
     print(f"machine: {machine(device)}")
     print(f"cpu flags: {cpu_flags()}")
     bandwidth = read_bandwidth(device)

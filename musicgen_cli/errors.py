@@ -59,6 +59,20 @@ class PlanError(MgenError):
     """The job cannot fit the machine under any placement."""
 
 
+class NonFiniteLogits(MgenError):
+    """The decoder's logits became NaN or infinite (a half-precision overflow): no token drawn
+    from them means anything. `step` is the decode step of the window, counted from 1."""
+
+    def __init__(self, step: int, dtype: str):
+        # float32 does not overflow where half precision does: NaN there means damaged weights.
+        wider = {"bfloat16": "float32", "float16": "bfloat16 (on Ampere or newer) or float32"}.get(dtype)
+        super().__init__(f"the decoder's logits became NaN or infinite at decode step {step} in {dtype}",
+                         f"generate in {wider}" if wider else "verify the model's files (mgen models verify)")
+        self.step = step
+        self.dtype = dtype
+        self.wider = wider
+
+
 class AudioError(MgenError):
     """An input audio file that cannot be used."""
 

@@ -39,13 +39,20 @@ def _musicgen(folder, plan, **kwargs) -> MusicGen:
     return MusicGen(load_by_plan(folder, plan, **kwargs), None, folder)
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-def test_half_precision_cli_generates(tmp_path, cache_dir, capsys, dtype):
+def test_half_precision_cli_generates(tmp_path, cache_dir, capsys):
     out = tmp_path / "x.wav"
-    result = run_main(capsys, "generate", "--model-key", "tiny-random", "--dtype", dtype, "-d", "1", "--seed", "1",
+    result = run_main(capsys, "generate", "--model-key", "tiny-random", "--dtype", "bfloat16", "-d", "1", "--seed", "1",
                       "-q", "-o", str(out), "x")
     assert result.returncode == 0, result.stderr
     assert out.is_file() and out.stat().st_size > 44
+
+
+def test_float16_is_not_offered(tmp_path, cache_dir, capsys):
+    # a float16 model's overflow is NaN logits; bfloat16 where the GPU has it, float32 before Ampere
+    line = one_line_error(run_main(capsys, "generate", "--model-key", "tiny-random", "--dtype", "float16", "-d", "1",
+                                   "-o", str(tmp_path / "x.wav"), "x"))
+    assert "float16 is not offered" in line and "bfloat16" in line and "float32" in line
+    assert not (tmp_path / "x.wav").exists() and not any(cache_dir.iterdir())
 
 
 @pytest.mark.parametrize("variant", ["mono", "stereo", "melody"])
@@ -168,12 +175,12 @@ def test_simulated_gpus_claim_bf16_only_from_ampere(capsys):
     modern = simulate(probe(), gpu_mem=[8 * GiB])
     assert modern.gpus[0].capability == (8, 6) and plan_memory(config, Job(10), modern).lm_dtype == "bfloat16"
     turing = simulate(probe(), gpu_mem=[8 * GiB], capability=(7, 5))
-    assert plan_memory(config, Job(10), turing).lm_dtype == "float16"
+    assert plan_memory(config, Job(10), turing).lm_dtype == "float32"
     with pytest.raises(MgenError, match="bfloat16"):
         plan_memory(config, Job(10), turing, dtype="bfloat16")
     line = one_line_error(run_main(capsys, "memory-plan", "--gpu-mem", "8GiB", "--gpu-capability", "7.5",
                                    "--dtype", "bfloat16"))
-    assert "compute capability 7.5" in line and "float16" in line
+    assert "compute capability 7.5" in line and "--dtype float32" in line
 
 
 def test_plans_count_cublas_workspace_and_reference_cache_growth():
@@ -217,3 +224,59 @@ def test_suite_plans_each_job_at_the_duration_it_generates(tmp_path, monkeypatch
     result = suite.run_job(large, tmp_path, cache_dir=None, machine=None, download=False,
                            settings=GenerateSettings(seed=0), reporter=NullReporter())
     assert result.status == "skipped" and planned == [45.0]
+
+
+def _cuda_path_draws(logits: torch.Tensor, steps: int, sampling=None, dtype=torch.bfloat16):
+    from musicgen_cli.decode.sampler import WindowSampler
+    from musicgen_cli.decode.types import Sampling
+
+    draw = WindowSampler(sampling or Sampling(top_p=0.9), CPU, dtype, sync_free=True)
+    return draw, [draw(logits, step) for step in range(1, steps + 1)]
+
+
+def _host_reads(run) -> int:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run()
+    return sum(1 for event in prof.events() if event.name == "aten::_local_scalar_dense")
+
+
+def test_the_cuda_path_sampler_reads_nothing_back_per_step():
+    from musicgen_cli.decode import sampler
+    from musicgen_cli.decode.types import Sampling
+
+    logits = torch.randn(16, 2048, generator=torch.Generator().manual_seed(0))
+    for sampling in (Sampling(), Sampling(top_p=0.9, temperature=0.8), Sampling(do_sample=False)):
+        assert _host_reads(lambda: _cuda_path_draws(logits, 5, sampling)) == 0, sampling
+    # The count sees a read-back where there is one: multinomial's, the draw off CUDA.
+    assert _host_reads(lambda: sampler.next_tokens(logits, Sampling())) > 0
+
+
+def test_the_cuda_path_draw_follows_the_distribution_and_greedy_is_argmax():
+    from musicgen_cli.decode import sampler
+    from musicgen_cli.decode.types import Sampling
+
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.log().repeat(40000, 1)
+    torch.manual_seed(0)
+    drawn = sampler.next_tokens(logits, Sampling(guidance_scale=1, top_k=0), sync_free=True)
+    share = torch.bincount(drawn, minlength=4).float() / drawn.numel()
+    assert torch.allclose(share, probs, atol=0.01), share
+    mixed = torch.randn(6, 64, generator=torch.Generator().manual_seed(1))
+    greedy = Sampling(do_sample=False)
+    assert torch.equal(sampler.next_tokens(mixed, greedy, sync_free=True), sampler.next_tokens(mixed, greedy))
+
+
+def test_non_finite_logits_on_the_cuda_path_name_the_step_after_the_window():
+    from musicgen_cli.errors import NonFiniteLogits
+
+    logits = torch.randn(8, 64, generator=torch.Generator().manual_seed(2))
+    draw, tokens = _cuda_path_draws(logits, 2, dtype=torch.float16)
+    poisoned = logits.clone()
+    poisoned[3, 5] = float("nan")
+    poisoned[4, 6] = float("inf")
+    # the draws go on without raising (on CUDA `multinomial` would end the context here)
+    later = [draw(poisoned, step) for step in (3, 4)] + [draw(logits, 5)]
+    assert all(t.shape == (4,) and 0 <= int(t.min()) and int(t.max()) < 64 for t in tokens + later)
+    with pytest.raises(NonFiniteLogits) as raised:
+        draw.finish()
+    assert raised.value.step == 3 and "step 3 in float16" in str(raised.value) and "bfloat16" in raised.value.fix

@@ -211,6 +211,31 @@ def keyboard_interrupt_at_load(ctx: Ctx) -> None:
     ctx.monkeypatch.setattr(engine, "load_model", stop)
 
 
+def gpu_out_of_memory(ctx: Ctx) -> None:
+    """The decoder step runs out of CUDA memory (torch's own error type and message)."""
+    import torch
+
+    from musicgen_cli.decode import fastloop
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 8 GiB\nOf the allocated memory ...")
+
+    ctx.monkeypatch.setattr(fastloop.Decoder, "_run", out_of_memory)
+
+
+def logits_overflow(ctx: Ctx) -> None:
+    """The decoder's logits turn NaN from the second step on, as a half-precision overflow makes them."""
+    from musicgen_cli.decode import fastloop
+
+    real = fastloop.Decoder._run
+
+    def overflowing(self, hidden, attend):
+        logits = real(self, hidden, attend)
+        return logits * float("nan") if self.pos > 0 else logits
+
+    ctx.monkeypatch.setattr(fastloop.Decoder, "_run", overflowing)
+
+
 # -- things that must work and be right (the "silently wrong" class) --------------------------------
 
 
@@ -381,6 +406,10 @@ CASES = [
          setup=sidecar_write_fails(errno.ENOSPC), after=old_pair_kept, code=1, examples=("disk fills between clip and sidecar",)),
     Case("Ctrl-C between clip and sidecar", gen("--overwrite"), ("interrupted",), model=True, before_load=False,
          setup=sidecar_commit_interrupted, after=old_pair_kept, code=130),
+    Case("CUDA out of memory while generating", gen(), ("ran out of memory", "2.00 GiB", "--max-vram", "--duration", "--num-samples"),
+         absent=("Of the allocated",), model=True, before_load=False, setup=gpu_out_of_memory, after=nothing_written, code=1),
+    Case("half-precision overflow", gen("--dtype", "bfloat16"), ("NaN or infinite", "step 2", "bfloat16", "--dtype float32"),
+         model=True, before_load=False, setup=logits_overflow, after=nothing_written),
     Case("Ctrl-C while loading", gen(), ("interrupted",), setup=keyboard_interrupt_at_load, code=130, after=nothing_written),
     # the model cache
     Case("MGEN_CACHE_DIR is a file", gen(), ("is a file",), setup=cache_is_a_file, before_load=False, examples=("MGEN_CACHE_DIR to a file",)),

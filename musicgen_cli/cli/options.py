@@ -62,7 +62,7 @@ class MachineOptions:
         typer.Option(None, "--quantize", help="int8, or int4 (CPU): reduced-precision decoder, faster on a CPU at a measured quality cost (memory-plan shows both).", rich_help_panel="Machine")
     )
     dtype: Optional[str] = _flag(
-        typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: planned for the device).", rich_help_panel="Machine")
+        typer.Option(None, "--dtype", help="float32 or bfloat16 (default: bfloat16 on a GPU from Ampere on, else float32).", rich_help_panel="Machine")
     )
     device: str = _flag(typer.Option("auto", "--device", help="auto (GPU when there is one), cpu, or cuda.", rich_help_panel="Machine"))
     num_threads: Optional[int] = _flag(
@@ -78,6 +78,9 @@ class MachineOptions:
             raise MgenError(f"unknown device {self.device!r}", "use --device auto, cpu or cuda")
         if self.quantize not in (None, *QUANTIZE):
             raise MgenError(f"unknown quantisation {self.quantize!r}", "use --quantize int8, or int4 on a CPU")
+        from musicgen_cli.planning.planner import check_dtype
+
+        check_dtype(self.dtype)
         check_threads(self.num_threads, self.cpu_util_target)
 
     @property

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import errno
 import json
+import sys
 from typing import Callable
 
-from musicgen_cli.errors import Interrupted, MgenError, OutputExists, ValidationError
+from musicgen_cli.errors import Interrupted, MgenError, NonFiniteLogits, OutputExists, ValidationError
 
 # A setting's name in the library -> how the command line spells it.
 FLAGS = {
@@ -69,6 +70,20 @@ def _mgen(exc: MgenError) -> tuple[str, str | None, int]:
     return exc.message, exc.fix, exc.exit_code
 
 
+def _non_finite(exc: NonFiniteLogits) -> tuple[str, str | None, int]:
+    if exc.wider is None:
+        return exc.message, exc.fix, exc.exit_code
+    flags = " or ".join(f"--dtype {d}" for d in ("bfloat16", "float32") if d in exc.wider)
+    return exc.message, f"run it again with {flags}", exc.exit_code
+
+
+def _out_of_memory(exc: Exception) -> tuple[str, str | None, int]:
+    # torch's message is several lines of allocator statistics; its first line says how much.
+    first = (str(exc).splitlines() or ["out of memory"])[0].rstrip(".")
+    return (f"the GPU ran out of memory ({first})",
+            "lower --max-vram (or --duration, --num-samples), or use a smaller model (--size small)", 1)
+
+
 def _os(exc: OSError) -> tuple[str, str | None, int]:
     what, fix = _OS_ERRORS.get(exc.errno, ((exc.strerror or str(exc)).splitlines()[0], "MGEN_DEBUG=1 shows where it happened"))
     where = exc.filename or ""
@@ -110,7 +125,10 @@ def _table() -> list[tuple[type, Callable]]:
     """Most specific first; optional libraries only when they are installed."""
     import typer
 
-    table: list[tuple[type, Callable]] = [(MgenError, _mgen)]
+    table: list[tuple[type, Callable]] = [(NonFiniteLogits, _non_finite), (MgenError, _mgen)]
+    torch = sys.modules.get("torch")  # an error raised before torch was imported is not torch's
+    if torch is not None:
+        table.append((torch.OutOfMemoryError, _out_of_memory))
     try:
         from soundfile import LibsndfileError
 

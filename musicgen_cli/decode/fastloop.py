@@ -294,17 +294,19 @@ def generate_window(model, request: Request, on_step: StepCallback) -> torch.Lon
     cfg = request.sampling.cfg
     decoder = Decoder(model, 2 * batch if cfg else batch, length - 1, condition(model, request, device))
     step_fn = decoder
+    draw = sampler.WindowSampler(request.sampling, device, decoder.dtype)
     column = sequence[:, :, :start]
     try:
         for step in range(steps):
             logits = step_fn(torch.cat([column, column]) if cfg else column)
             if step == 0 and GraphedStep.usable(decoder):
                 step_fn = GraphedStep(decoder)
-            tokens = sampler.next_tokens(logits, request.sampling).view(batch, num_codebooks)
+            tokens = draw(logits, step + 1).view(batch, num_codebooks)
             at = start + step
             sequence[:, :, at] = torch.where(forced[:, :, at] == delay.PREDICT, tokens, forced[:, :, at])
             column = sequence[:, :, at : at + 1]
             on_step(step + 1, steps)
+        draw.finish()
     finally:
         if decoder.streamer is not None:
             decoder.streamer.close()

@@ -1,8 +1,16 @@
 """Next-token choice: classifier-free guidance, then temperature, top-k, top-p, then a draw.
 
-The order and the arithmetic follow transformers' logits processors step for step, and the draw
-is one `torch.multinomial` over all rows, so a seeded run consumes the global RNG exactly as
-`generate` does and picks the same tokens.
+The order and the arithmetic follow transformers' logits processors step for step. Off CUDA the
+draw is one `torch.multinomial` over all rows, so a seeded run consumes the global RNG exactly
+as `generate` does and picks the same tokens.
+
+On CUDA the draw differs from transformers', on purpose: `multinomial` reads a value back to
+the host every call (a sync that stops graph replays being queued ahead) and checks its input
+with a device-side assert, so one NaN from a half-precision overflow would end the CUDA context
+for the rest of the process. There the draw is an exponential race (argmax of p / E with
+E ~ Exp(1), which picks token i with probability p_i) that never leaves the device, and
+non-finite logits are noted on the device and raised as `NonFiniteLogits` once the window is
+done. Greedy decoding is an argmax on every device, so greedy tokens match every engine.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from musicgen_cli.decode.types import Sampling
+from musicgen_cli.errors import NonFiniteLogits
 
 
 def guided(logits: torch.Tensor, scale: float) -> torch.Tensor:
@@ -32,8 +41,9 @@ def top_p(scores: torch.Tensor, p: float) -> torch.Tensor:
     return scores.masked_fill(drop.scatter(1, order, drop), -float("inf"))
 
 
-def next_tokens(logits: torch.Tensor, sampling: Sampling) -> torch.LongTensor:
-    """`logits` `[rows, vocab]` (twice the rows under guidance) -> one token per output row."""
+def next_tokens(logits: torch.Tensor, sampling: Sampling, *, sync_free: bool = False) -> torch.LongTensor:
+    """`logits` `[rows, vocab]` (twice the rows under guidance) -> one token per output row.
+    `sync_free`: draw by an exponential race on the device instead of `multinomial`."""
     scores = logits.float()
     if sampling.cfg:
         scores = guided(scores, sampling.guidance_scale)
@@ -45,4 +55,34 @@ def next_tokens(logits: torch.Tensor, sampling: Sampling) -> torch.LongTensor:
         scores = top_k(scores, sampling.top_k)
     if 0 < sampling.top_p < 1:
         scores = top_p(scores, sampling.top_p)
-    return torch.multinomial(scores.softmax(dim=-1), num_samples=1).squeeze(1)
+    probs = scores.softmax(dim=-1)
+    if sync_free:
+        return torch.argmax(probs / torch.empty_like(probs).exponential_(1), dim=-1)
+    return torch.multinomial(probs, num_samples=1).squeeze(1)
+
+
+class WindowSampler:
+    """The draws of one window on one device, with non-finite logits caught before they reach a
+    draw (off CUDA, at once) or noted on the device and raised when the window ends (on CUDA)."""
+
+    def __init__(self, sampling: Sampling, device: torch.device, dtype: torch.dtype, *, sync_free: bool | None = None):
+        self.sampling = sampling
+        self.dtype = dtype
+        self.sync_free = device.type == "cuda" if sync_free is None else sync_free
+        # -1 until a step's logits are not all finite, then that step (1-based)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def __call__(self, logits: torch.Tensor, step: int) -> torch.LongTensor:
+        finite = torch.isfinite(logits).all()
+        if not self.sync_free:
+            if not finite:
+                raise NonFiniteLogits(step, str(self.dtype).removeprefix("torch."))
+        else:
+            self.first_bad = torch.where((self.first_bad < 0) & ~finite, step, self.first_bad)
+        return next_tokens(logits, self.sampling, sync_free=self.sync_free)
+
+    def finish(self) -> None:
+        """One host read per window: raise if any step's logits were not finite."""
+        step = int(self.first_bad)
+        if step >= 0:
+            raise NonFiniteLogits(step, str(self.dtype).removeprefix("torch."))

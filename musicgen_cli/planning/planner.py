@@ -152,6 +152,17 @@ class _NoFit(Exception):
     pass
 
 
+def check_dtype(dtype: str | None) -> None:
+    """The LM dtypes offered: float32 and bfloat16 (None: planned for the device)."""
+    if dtype == "float16":
+        # A float16 model (not fp16 autocast with float32 norms, softmax and logits, as audiocraft
+        # runs it) overflows to NaN/inf at real shapes; bfloat16 has float32's range.
+        raise MgenError("float16 is not offered: a float16 model overflows where bfloat16 and float32 do not",
+                        "use bfloat16 on a GPU of compute capability 8.0 (Ampere) or newer, else float32")
+    if dtype is not None and dtype not in DTYPE_BYTES:
+        raise MgenError(f"unknown dtype {dtype!r}", "use float32 or bfloat16")
+
+
 def _check_inputs(job: Job, dtype: str | None, quantize: str | None) -> None:
     if not job.duration_s > 0:
         raise MgenError(f"duration {job.duration_s} s is not positive", "pass --duration greater than 0")
@@ -159,8 +170,7 @@ def _check_inputs(job: Job, dtype: str | None, quantize: str | None) -> None:
         raise MgenError(f"{job.num_samples} samples requested", "pass --num-samples 1 or more")
     if not job.window_s > 0:
         raise MgenError(f"window {job.window_s} s is not positive", "use a window of a few seconds or more")
-    if dtype is not None and dtype not in DTYPE_BYTES:
-        raise MgenError(f"unknown dtype {dtype!r}", f"use one of {', '.join(DTYPE_BYTES)}")
+    check_dtype(dtype)
     if quantize not in (None, "int8", "int4"):
         raise MgenError(f"unknown quantisation {quantize!r}", "use int8, int4 or leave it out")
 
@@ -175,12 +185,10 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     if dtype == "bfloat16" and gpus and not all(g.bf16 for g in gpus):
         old = next(g for g in gpus if not g.bf16)
         raise MgenError(f"GPU {old.index} ({old.name}, compute capability {old.capability[0]}.{old.capability[1]}) "
-                        "has no bfloat16 support (it needs 8.0, Ampere, or newer)", "use --dtype float16, or leave --dtype out")
+                        "has no bfloat16 support (it needs 8.0, Ampere, or newer)", "use --dtype float32, or leave --dtype out")
     if quantize == "int4" and gpus:
         raise MgenError("int4 runs on the CPU only", "use --quantize int8 on a GPU, or --device cpu for int4")
-    lm_dtype = dtype or (("bfloat16" if all(g.bf16 for g in gpus) else "float16") if gpus else "float32")
-    if dtype == "float16" and not gpus:
-        warnings.append("float16 on CPU is slow and gains nothing over float32 for speed")
+    lm_dtype = dtype or ("bfloat16" if gpus and all(g.bf16 for g in gpus) else "float32")
     w = sizes.layer_bytes(lm_dtype, quantize)
     fixed = sizes.nbytes(sizes.lm_fixed_keys, lm_dtype)
     jb = job_bytes_for(sizes, job, lm_dtype, lm_dtype)
