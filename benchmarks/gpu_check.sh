@@ -23,10 +23,11 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZER
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 MGEN_CACHE_DIR="$WORK/cache"
 # The GPU image has pytest plugins built for its own pytest; the carried pytest loads none.
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
-# The wheels are for the GPU machine's Python 3.12; a dry run uses the environment it is given.
-if [ "$DRY" = 0 ] && ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH="/tmp/site:$PYTHONPATH"
+# The carried wheels (benchmarks/gpu_wheels.sh) go in offline, beside the machine's packages, in
+# a folder of this run's own; CI's dry run does the same inside a copy of the GPU machine.
+if ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" .whl/*.whl || exit 1
+  export PYTHONPATH="$WORK/site:$PYTHONPATH"
 fi
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
