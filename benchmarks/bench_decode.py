@@ -244,6 +244,9 @@ def main() -> None:
                         help="instead of whole clips: time single steps of fp32 and each mode with this many "
                              "positions already cached (e.g. 750 1500: the middle and end of a 30 s clip)")
     parser.add_argument("--gpu-budget-gib", type=float, help="keep only this much decoder on the GPU")
+    parser.add_argument("--require-identical", action="store_true",
+                        help="exit 1 with a FAIL line where token identity is promised and missing: greedy tokens "
+                             "in float32 on every engine, sampled tokens too off CUDA (CUDA draws without a host sync)")
     args = parser.parse_args()
 
     if args.threads:
@@ -277,11 +280,14 @@ def main() -> None:
         positional(model, text, args.modes, args.positions, device)
         return
     runs: list[Run] = []
+    broken: list[str] = []
     if not args.no_reference:
         greedy = {e: timed(e, model, text, args.check_frames, Sampling(do_sample=False), e, device).codes
                   for e in ("reference", "fast")}
         print(f"greedy tokens identical ({args.check_frames} frames): "
               f"{torch.equal(greedy['reference'], greedy['fast'])}")
+        if dtype == torch.float32 and not torch.equal(greedy["reference"], greedy["fast"]):
+            broken.append(f"float32 greedy tokens differ between the reference and fast engines ({args.check_frames} frames)")
         ref_frames = args.reference_frames or args.frames
         ref = timed("reference", model, text, ref_frames, Sampling(), "reference", device)
         same = ref.codes
@@ -290,6 +296,8 @@ def main() -> None:
             print(f"(reference timed over {ref_frames} frames, the rest over {args.frames})")
         print(f"sampled tokens identical ({ref_frames} frames, seed 0, top-k 250, CFG 3): "
               f"{torch.equal(ref.codes, same)}")
+        if dtype == torch.float32 and device.type != "cuda" and not torch.equal(ref.codes, same):
+            broken.append(f"float32 sampled tokens differ between the reference and fast engines ({ref_frames} frames)")
         runs.append(ref)
     # Every engine run is preceded by its own bandwidth measurement: on a shared machine the
     # bound moves with the load, so each share is taken against the bandwidth of its moment.
@@ -350,6 +358,12 @@ def main() -> None:
         print(f"offloaded {offloaded / 2**30:.2f} GiB, pinned H2D {h2d / 1e9:.1f} GB/s -> copy bound "
               f"{bound_ms:.1f} ms/step; fast loop {runs[-1].ms_per_step / bound_ms:.2f}x of it")
     print(f"load avg after: {os.getloadavg()[0]:.1f}")
+    print("FIGURE " + ", ".join(f"{run.name} {1000 / run.ms_per_step:.1f} steps/s" for run in runs)
+          + (f", greedy identical: {torch.equal(greedy['reference'], greedy['fast'])}" if not args.no_reference else ""))
+    for problem in broken:
+        print(f"FAIL: {problem}")
+    if broken and args.require_identical:
+        sys.exit(1)
 
 
 @torch.inference_mode()

@@ -14,6 +14,7 @@ it would shadow the machine's copy.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import subprocess
@@ -77,7 +78,12 @@ def carried() -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dest", type=Path, default=ROOT / ".whl")
+    parser.add_argument("--key", action="store_true", help="print a hash of what decides the carried wheels, and stop")
     args = parser.parse_args()
+    if args.key:
+        decided_by = [*machine_requirements(), "|", *project_requirements(), "|", Path(__file__).read_text()]
+        print(hashlib.sha256("\n".join(decided_by).encode()).hexdigest()[:16])
+        return
     wheels = carried()
     args.dest.mkdir(parents=True, exist_ok=True)
     for old in args.dest.glob("*.whl"):

@@ -91,8 +91,12 @@ def tokens(mg: MusicGen, engine: str, frames: int, sampling: Sampling, **window)
 
 
 def test_fast_loop_matches_the_reference_in_float32(folders):
+    """Greedy tokens match on every device. Sampled ones match off CUDA only: on CUDA the fast loop
+    draws by an exponential race on the device (no host sync, no device-side assert), not by
+    transformers' `multinomial` (decode/sampler.py)."""
     mg = load(folders["stereo"], plans_of(folders["stereo"], "float32")["resident"])
-    for sampling in (Sampling(do_sample=False), Sampling()):
+    samplings = (Sampling(do_sample=False), Sampling()) if STANDIN else (Sampling(do_sample=False),)
+    for sampling in samplings:
         assert torch.equal(tokens(mg, "fast", 30, sampling), tokens(mg, "reference", 30, sampling))
 
 
@@ -169,3 +173,24 @@ def test_every_gpu_plan_of_the_tiny_models_generates(folders, variant, monkeypat
                     assert result.clips[0].shape[-1] == 6400 and all(map(bool, [result.clips[0].any()]))
             if STANDIN:
                 break  # the stand-in's plans differ only in where EnCodec runs
+
+
+def test_an_out_of_memory_take_leaves_the_studio_usable(folders, tmp_path):
+    """A real CUDA out-of-memory error in a take: one line naming what to lower, the CUDA context
+    and the loaded model still work, the next take is written."""
+    from musicgen_cli.jobs.studio import Studio, StudioOptions
+
+    if STANDIN:
+        pytest.skip("a real out-of-memory error needs CUDA (tests/test_studio.py covers the words)")
+    studio = Studio(StudioOptions(model=str(folders["mono"]), out_dir=tmp_path / "takes", machine=machine()),
+                    GenerateSettings(duration=0.5, seed=1))
+    studio.start()
+    free, _ = torch.cuda.mem_get_info(DEVICE)
+    hog = torch.empty(free - 2**20, dtype=torch.uint8, device=DEVICE)  # another process takes the card
+    failed = studio.handle("too big")
+    assert failed.kind == "failed" and "out of memory" in failed.text and "still loaded" in failed.text
+    del hog
+    torch.cuda.empty_cache()
+    assert float(torch.ones(4, device=DEVICE).sum()) == 4.0  # the context is alive
+    made = studio.handle("fits again")
+    assert made.kind == "take" and made.take.files[0].is_file() and studio.loads == 1

@@ -146,11 +146,13 @@ def test_plans_with_layers_in_ram_run_the_fast_loop(deep_model, monkeypatch, mod
     assert all((a == b).all() for a, b in zip(result.clips, reference.clips))
 
 
-def test_cuda_graph_is_refused_when_a_layer_computes_on_the_cpu():
+def test_cuda_graph_is_refused_when_a_layer_computes_on_the_cpu_or_another_gpu():
     cuda = torch.device("cuda", 0)
     step = types.SimpleNamespace(device=cuda, streamer=None, where=[cuda, cuda])
     assert GraphedStep.usable(step)
     assert not GraphedStep.usable(types.SimpleNamespace(device=cuda, streamer=None, where=[cuda, CPU]))
+    # large on two 6 GiB cards: 24 layers on each; one graph cannot span both
+    assert not GraphedStep.usable(types.SimpleNamespace(device=cuda, streamer=None, where=[cuda, torch.device("cuda", 1)]))
     assert not GraphedStep.usable(types.SimpleNamespace(device=cuda, streamer=object(), where=[cuda, cuda]))
 
 
@@ -280,3 +282,49 @@ def test_non_finite_logits_on_the_cuda_path_name_the_step_after_the_window():
     with pytest.raises(NonFiniteLogits) as raised:
         draw.finish()
     assert raised.value.step == 3 and "step 3 in float16" in str(raised.value) and "bfloat16" in raised.value.fix
+
+
+def test_the_monitor_and_the_probe_import_where_resource_and_getloadavg_do_not_exist():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # as on Windows: no `resource` module, no os.getloadavg (psutil's Linux half uses resource
+    # itself; on Windows it does not, so it is imported before resource goes)
+    code = """
+import os, sys
+import psutil
+sys.modules["resource"] = None
+del os.getloadavg
+from musicgen_cli.planning import monitor
+from musicgen_cli.engine import cpu_probe
+assert monitor.peak_rss_bytes() >= psutil.Process().memory_info().rss // 2
+print("imported")
+"""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "imported" in done.stdout, done.stderr[-2000:]
+
+
+def test_encodec_decodes_in_float32_beside_a_bfloat16_lm_on_the_gpu(tiny_models):
+    folder = tiny_models["mono"]
+    plan = plan_memory(AutoConfig.from_pretrained(folder), Job(1), simulate(probe(), gpu_mem=[8 * GiB]))
+    assert plan.lm_dtype == "bfloat16" and plan.codec_device == 0 and plan.codec_dtype == "float32"
+    assert next(c for c in plan.components if c.name == "EnCodec").dtype == "float32"
+    mg = _musicgen(folder, plan, device_of=_stand_in)
+    assert {p.dtype for p in mg.model.audio_encoder.parameters()} == {torch.float32}
+    assert mg.model.decoder.model.decoder.layers[0].fc1.weight.dtype == torch.bfloat16
+    assert mg.generate("jazz", GenerateSettings(duration=0.2, seed=3)).clips[0].shape == (1, 6400)
+
+
+def test_layers_stay_pageable_where_the_os_refuses_to_pin(monkeypatch):
+    from musicgen_cli.decode.offload import to_host
+
+    def refuse(self, *args, **kwargs):
+        raise RuntimeError("CUDA error: out of memory (pinned allocation refused)")
+
+    layer = torch.nn.Linear(8, 4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine whose pinning is capped (WSL)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", refuse)
+    assert to_host(layer) == (8 * 4 + 4) * 4
+    assert layer.weight.device.type == "cpu" and layer(torch.ones(1, 8)).shape == (1, 4)

@@ -23,9 +23,10 @@ class GraphedStep:
         if not GraphedStep.enabled:
             return False
         # Streamed layers swap weight storage between two buffers each step, and layers that
-        # compute on the CPU put device-to-host copies in the step: neither is capturable.
+        # compute on the CPU put device-to-host copies in the step: neither is capturable. A graph
+        # belongs to one device: layers split over several GPUs run eagerly.
         return (decoder.device.type == "cuda" and decoder.streamer is None
-                and all(d.type == "cuda" for d in decoder.where))
+                and all(d == decoder.device for d in decoder.where))
 
     def __init__(self, decoder):
         self.decoder = decoder

@@ -36,6 +36,8 @@ class Placement:
     mode: str | None = None
     # What the last fast-loop window did, for tests and the GPU check.
     streamed_copies: int = 0
+    # RAM-layer bytes left in pageable memory because the OS refused to pin them.
+    pageable_bytes: int = 0
 
     def device_of(self, layer: int, weights_device: torch.device) -> torch.device:
         """Where layer `layer` computes."""
@@ -89,7 +91,9 @@ class LayerStreamer:
             if self.streams.cuda:
                 for module, name, tensor in entries:
                     if not tensor.is_pinned():  # loaders that place layers themselves pin already
-                        _swap(module, name, tensor.pin_memory())
+                        locked = pinned(tensor)
+                        if locked is not None:
+                            _swap(module, name, locked)
             self.tensors[i] = [(module, name, getattr(module, name).data) for module, name, _ in entries]
         first = self.tensors[order[0]]
         # Two buffers (one computing, one filling); one when a single layer is streamed.
@@ -187,10 +191,26 @@ def offload_layers(model, gpu_budget_bytes: int) -> int:
     return moved
 
 
-def to_host(module: nn.Module) -> None:
-    """Move a module's tensors to host memory, pinned when CUDA can pin them (fast async copies)."""
+def pinned(tensor: torch.Tensor) -> torch.Tensor | None:
+    """A page-locked copy of `tensor`, or None where the OS refuses one (WSL caps pinned memory;
+    a pageable tensor copies more slowly but works)."""
+    try:
+        return tensor.pin_memory()
+    except RuntimeError:
+        return None
+
+
+def to_host(module: nn.Module) -> int:
+    """Move a module's tensors to host memory, pinned when CUDA can pin them (fast async copies).
+    Returns the bytes left pageable because pinning was refused."""
     module.to("cpu")
+    pageable = 0
     if torch.cuda.is_available():
         for tensor in [*module.parameters(), *module.buffers()]:
             if not tensor.is_pinned():
-                tensor.data = tensor.data.pin_memory()
+                locked = pinned(tensor.data)
+                if locked is None:
+                    pageable += tensor.numel() * tensor.element_size()
+                else:
+                    tensor.data = locked
+    return pageable

@@ -17,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+import psutil
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -159,7 +160,7 @@ def measure(modes: list[str] | None = None, rows: int = 2, stack_bytes: int = ST
         params_per_s={mode: stacks[mode][1] / sum(best[mode]) for mode in modes},
         attention_bytes_s=_attention_rate(rows, hidden),
         layer_glue_s=_layer_glue(rows, hidden, generator),
-        load_avg=os.getloadavg()[0],
+        load_avg=psutil.getloadavg()[0],  # os.getloadavg does not exist on Windows
         cores=os.cpu_count() or 1,
     )
 

@@ -92,6 +92,10 @@ def load_model(folder: Path, plan: Plan, *, reporter: Reporter | None = None,
             model.audio_encoder.to(getattr(torch, plan.codec_dtype))
     else:
         place_by_plan(model, plan, device_of)
+        pageable = getattr(getattr(model, "mgen_placement", None), "pageable_bytes", 0)
+        if pageable:
+            reporter.message(f"the OS refused to pin {pageable / 2**20:.0f} MiB of decoder layers kept in RAM: they copy "
+                             "to the GPU from pageable memory, more slowly than planned", "warning")
     if plan.quantize and not plan.uses_gpu:
         from musicgen_cli.engine.quantize import apply_kernel
         from musicgen_cli.planning.cpu_modes import kernel_for
@@ -126,20 +130,21 @@ def _place(model, plan: Plan, device_of: Callable[[int], Any]) -> None:
         return device_of(value) if isinstance(value, int) else torch.device("cpu")
 
     ram = set(plan.offload.cpu_layers) if plan.uses_gpu else set()
+    pageable = 0
     for key, value in plan.device_map.items():
         if key in ("text_encoder", "audio_encoder"):
             continue
         module = model.get_submodule(key)
         index = int(key.rsplit(".", 1)[1]) if key.startswith("decoder.model.decoder.layers.") else None
         if index in ram:
-            to_host(module)
+            pageable += to_host(module)
         else:
             module.to(device(value))
     if isinstance(plan.codec_device, int):
         model.audio_encoder.to(device=device(plan.codec_device), dtype=getattr(torch, plan.codec_dtype))
     if plan.uses_gpu:
         model.mgen_placement = Placement(main=device(plan.lm_device), ram_layers=sorted(ram),
-                                         mode=plan.offload.mode if ram else None)
+                                         mode=plan.offload.mode if ram else None, pageable_bytes=pageable)
 
 
 def _text_encoder_from_file(model, folder: Path, dtype) -> None:

@@ -7,7 +7,6 @@ NVML when `nvidia-ml-py` is installed; without it they read as unknown.
 
 from __future__ import annotations
 
-import resource
 import sys
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -43,7 +42,15 @@ class Readout:
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident set (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """This process's peak resident set (ru_maxrss is KiB on Linux, bytes on macOS; on Windows,
+    which has no `resource`, the working set's peak)."""
+    try:
+        import resource
+    except ImportError:
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", info.rss))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 

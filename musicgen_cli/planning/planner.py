@@ -148,6 +148,11 @@ def plan_memory(
         raise PlanError(str(exc), _alternatives(sizes, config, job, machine, dtype, quantize, reserve_bytes, max_vram_bytes)) from None
 
 
+# EnCodec decodes in float32 on every device, as audiocraft does: in bfloat16 its output drifts
+# audibly from the float32 decode (56 dB SNR on random weights), and it is small.
+CODEC_DTYPE = "float32"
+
+
 class _NoFit(Exception):
     pass
 
@@ -191,7 +196,7 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     lm_dtype = dtype or ("bfloat16" if gpus and all(g.bf16 for g in gpus) else "float32")
     w = sizes.layer_bytes(lm_dtype, quantize)
     fixed = sizes.nbytes(sizes.lm_fixed_keys, lm_dtype)
-    jb = job_bytes_for(sizes, job, lm_dtype, lm_dtype)
+    jb = job_bytes_for(sizes, job, lm_dtype, CODEC_DTYPE)
     main = gpus[0].index if gpus else None
 
     room = balanced_counts(sizes.num_layers, gpus, budgets, fixed + jb.step_transient, w + jb.kv_per_layer, gpu_overhead(jb.kv_per_layer))
@@ -199,7 +204,7 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
         warnings.append(f"not even one decoder layer fits in {_gib(budgets[main])} of VRAM next to the embeddings: the LM runs on the CPU")
         gpus, main = [], None
         lm_dtype = dtype or "float32"
-        jb = job_bytes_for(sizes, job, lm_dtype, lm_dtype)
+        jb = job_bytes_for(sizes, job, lm_dtype, CODEC_DTYPE)
 
     def layouts(lm_budgets: dict[int, int]) -> list[Layout]:
         # Balanced layers per GPU, assuming offloaded layers run on the CPU (their KV in RAM);
@@ -218,13 +223,13 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     variants = [layouts(budgets)]
     if gpus and not force_cpu_codec():
         last = gpus[-1].index
-        codec_room = sizes.nbytes(["audio_encoder"], lm_dtype) + job_bytes_for(sizes, job, lm_dtype, lm_dtype, codec_budget=0).codec_decode
+        codec_room = sizes.nbytes(["audio_encoder"], CODEC_DTYPE) + job_bytes_for(sizes, job, lm_dtype, CODEC_DTYPE, codec_budget=0).codec_decode
         codec_room += jb.audio_out
         variants.append(layouts({**budgets, last: max(0, budgets[last] - codec_room)}))
     best, best_group, misses = None, [], []
     for group in variants:
         for layout in group:
-            place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, lm_dtype)
+            place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, CODEC_DTYPE)
             try:
                 plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings)
             except _NoFit as exc:
@@ -244,7 +249,7 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
 
 def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, budgets, shared_warnings) -> Plan:
     warnings = list(shared_warnings)
-    codec_dtype = lm_dtype if isinstance(layout.codec_device, int) else "float32"
+    codec_dtype = CODEC_DTYPE
     jb = job_bytes_for(sizes, job, lm_dtype, codec_dtype)
     if layout.codec_chunk_s:
         jb = job_bytes_for(sizes, job, lm_dtype, codec_dtype, codec_budget=0)
