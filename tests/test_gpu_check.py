@@ -36,12 +36,12 @@ def run_check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, 
 def test_gpu_check_dry_run_runs_every_step(tmp_path):
     done, summary = run_check(tmp_path)
     assert done.returncode == 0, summary + done.stdout[-3000:]
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^(\S+)\s+(ok|FAIL|TIMEOUT)\s", summary, re.M)}
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^(\S+)\s+(ok|FAIL|TIMEOUT)\s", summary, re.MULTILINE)}
     assert rows == {"tests": "ok", "bench-tiny": "ok", "plan-tiny": "ok", "suite": "ok"}, summary
     assert "all steps passed" in summary and "FAIL" not in summary
     # the figures the check exists for reach the table
-    assert re.search(r"^bench-tiny .*fast \d+\.\d steps/s.*greedy identical: True", summary, re.M), summary
-    assert re.search(r"^plan-tiny .*steps/s, plan said", summary, re.M), summary
+    assert re.search(r"^bench-tiny .*fast \d+\.\d steps/s.*greedy identical: True", summary, re.MULTILINE), summary
+    assert re.search(r"^plan-tiny .*steps/s, plan said", summary, re.MULTILINE), summary
     assert "SDPA fully masked row" in summary
     if SIM_PYTHON:
         assert re.search(r"python 3\.12\.\d+, torch 2\.11\.\d\S*, transformers 5\.17\.\d, huggingface_hub 1\.", summary), summary
@@ -56,5 +56,5 @@ def test_a_failing_step_fails_the_check_with_a_fail_line(tmp_path):
     fake.chmod(0o755)
     done, summary = run_check(tmp_path, PYTHON=str(fake), WHEELS=str(tmp_path / "no-wheels"))
     assert done.returncode == 1
-    assert re.search(r"^tests\s+FAIL\s", summary, re.M) and "FAIL [tests] exit 1" in summary
+    assert re.search(r"^tests\s+FAIL\s", summary, re.MULTILINE) and "FAIL [tests] exit 1" in summary
     assert "[bench-tiny] FAIL: token identity broken" in summary and "all steps passed" not in summary

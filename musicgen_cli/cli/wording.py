@@ -12,7 +12,13 @@ import json
 import sys
 from typing import Callable
 
-from musicgen_cli.errors import Interrupted, MgenError, NonFiniteLogits, OutputExists, ValidationError
+from musicgen_cli.errors import (
+    Interrupted,
+    MgenError,
+    NonFiniteLogits,
+    OutputExists,
+    ValidationError,
+)
 
 # A setting's name in the library -> how the command line spells it.
 FLAGS = {
