@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import ray
 import soundfile as sf
+from cli_run import one_line_error, run_main
 
 from musicgen_cli.engine.musicgen import GenerateSettings, resolve_model
 from musicgen_cli.jobs import batchlog, ray_batch
@@ -176,7 +177,7 @@ def test_worker_killed_mid_item_every_item_written_once(cluster, tmp_path, monke
 def test_driver_killed_then_rerun_resumes_without_duplicates(cluster, tmp_path):
     out = tmp_path / "out"
     src = tmp_path / "prompts.txt"
-    src.write_text("".join(f"clip number {i}\n" for i in range(16)))
+    src.write_text("".join(f"clip number {i}\n" for i in range(10)))
     args = [sys.executable, "-m", "musicgen_cli", "batch", str(src), "--out-dir", str(out), "--model-key", "tiny-random",
             "--duration", "0.3", "--max-batch", "1", "--device", "cpu", "--ray", cluster["address"], "--ray-workers", "2"]
     proc = subprocess.Popen([*args, "--quiet"], env=cluster["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -188,19 +189,19 @@ def test_driver_killed_then_rerun_resumes_without_duplicates(cluster, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     first = {r["id"]: r for r in batchlog.read_jsonl(log)}
-    assert 2 <= len(first) < 16
+    assert 2 <= len(first) < 10
 
-    again = subprocess.run([*args, "--json"], env=cluster["env"], capture_output=True, text=True, timeout=400)
+    again = subprocess.run([*args, "--json"], check=False, env=cluster["env"], capture_output=True, text=True, timeout=400)
     assert again.returncode == 0, again.stderr[-3000:]
     records = manifest(out)
-    assert len(records) == 16 and len({r["id"] for r in records}) == 16
+    assert len(records) == 10 and len({r["id"] for r in records}) == 10
     assert all(r["status"] == "ok" and r["attempt"] == 1 for r in records)
     for record in records:
         if record["id"] in first:  # finished before the kill: kept as it was
             assert record == first[record["id"]]
     summary = json.loads(again.stdout[again.stdout.index("{"):])
-    assert summary["generated"] + summary["skipped"] == 16 and summary["generated"] <= 16 - len(first)
-    assert len(list(out.glob("*.wav"))) == 16
+    assert summary["generated"] + summary["skipped"] == 10 and summary["generated"] <= 10 - len(first)
+    assert len(list(out.glob("*.wav"))) == 10
 
 
 def test_workers_one_per_gpu_else_one_per_node():
@@ -230,3 +231,12 @@ def test_panel_shows_workers_and_running_items(tmp_path):
     assert "3/6 items  done 2  running 2  failed 1" in text
     assert "worker 0 (pid 4242 on node-a): generate 0004-x +1  40/60 frames  (2 done, 0 failed of 4)" in text
     assert "worker 1: load tiny-random" in text
+
+
+def test_ray_with_processes_is_refused_before_anything(tmp_path, capsys):
+    src = tmp_path / "p.txt"
+    src.write_text("a\n")
+    result = run_main(capsys, "batch", str(src), "--out-dir", str(tmp_path / "out"), "--ray", "local", "--processes", "2")
+    assert "--ray and --processes both spread the batch" in one_line_error(result)
+    assert not (tmp_path / "out").exists()
+

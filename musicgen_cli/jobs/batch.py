@@ -247,7 +247,7 @@ def load_for(settings: list, resolved: ResolvedModel, machine, options: BatchOpt
     return load_model(resolved, plan=plan, reporter=reporter), fit
 
 
-def _resolve(model: str, options: BatchOptions) -> ResolvedModel:
+def resolve_for(model: str, options: BatchOptions) -> ResolvedModel:
     """The ready folder and config of a manifest key, repo id or folder path."""
     return resolve_model(model, cache_dir=options.cache_dir, download=options.download)
 
@@ -260,7 +260,7 @@ def _fetch_models(models: list[str], options: BatchOptions) -> dict[str, Resolve
     found = {}
     for name in models:
         try:
-            found[name] = _resolve(name, options)
+            found[name] = resolve_for(name, options)
         except MgenError:
             continue
     return found
@@ -294,7 +294,7 @@ class _Worker:
                 raise
             except Exception as exc:  # a model that cannot load fails its items; other models go on
                 for item in model_items:
-                    self._record(item, "failed", error=_describe(exc))
+                    self._record(item, "failed", error=describe_error(exc))
                 continue
             try:
                 for batch in make_batches(model_items, fit):
@@ -306,7 +306,7 @@ class _Worker:
 
     def _load(self, model: str, items: list[BatchItem]) -> tuple[MusicGen, int]:
         machine = rank_machine(self.options.machine, self.state)
-        resolved = self.resolved.get(model) or _resolve(model, self.options)
+        resolved = self.resolved.get(model) or resolve_for(model, self.options)
         return load_for([it.settings for it in items], resolved, machine, self.options, self.reporter)
 
     def _generate(self, mg: MusicGen, batch: list[BatchItem]) -> None:
@@ -323,7 +323,7 @@ class _Worker:
                     overwrite=True,  # plan_work let through only this item's own leftovers, or --overwrite
                 )
             except Exception as exc:  # a full disk or bad path fails this item only
-                self._record(item, "failed", error=_describe(exc), seed=made.seed, batch=made.batch)
+                self._record(item, "failed", error=describe_error(exc), seed=made.seed, batch=made.batch)
                 continue
             timings = {"load": mg.loaded.load_seconds, **made.result.timings, "write": time.perf_counter() - t0}
             self._record(item, "ok", seed=made.seed, batch=made.batch, timings=timings)
@@ -368,7 +368,7 @@ def render_batch(mg: MusicGen, batch: list[BatchItem]) -> list[Made]:
     except Exception as exc:  # one bad pass: retry its items alone
         if len(batch) > 1:
             return [made for item in batch for made in render_batch(mg, [item])]
-        return [Made(first, None, first.seed, info, _describe(exc))]
+        return [Made(first, None, first.seed, info, describe_error(exc))]
     n = settings.num_samples
     return [
         Made(item, replace(result, clips=result.clips[p * n : (p + 1) * n], prompts=result.prompts[p * n : (p + 1) * n]),
@@ -382,7 +382,7 @@ def item_extra(item: BatchItem, batch: dict) -> dict:
     return {"batch_item": item.id, "item_seed": item.seed, "batch": batch, "batch_line": item.line}
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, MgenError) else f"{type(exc).__name__}: {exc}"
 
 

@@ -24,13 +24,19 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
 
 import ray
-from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError, RayTaskError, WorkerCrashedError
+from ray.exceptions import (
+    NodeDiedError,
+    OutOfMemoryError,
+    RayActorError,
+    RayTaskError,
+    WorkerCrashedError,
+)
 
 from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.errors import MgenError
@@ -39,13 +45,13 @@ from musicgen_cli.jobs.batch import (
     BatchOptions,
     BatchSummary,
     RankReporter,
-    _describe,
-    _resolve,
+    describe_error,
     item_extra,
     load_for,
     log_recovered,
     open_folder,
     render_batch,
+    resolve_for,
     summarize,
     written_as,
 )
@@ -125,7 +131,7 @@ class BatchWorker:
         if self.mg is not None:
             self.mg.close()
             self.mg = None
-        resolved = _resolve(model, self.options)  # built or downloaded into this machine's cache
+        resolved = resolve_for(model, self.options)  # built or downloaded into this machine's cache
         machine = probe(self.options.cache_dir)
         machine = simulate(machine, no_gpu=True) if self.options.cpu else machine
         self.mg, self.fit = load_for(settings, resolved, machine, self.options, self.reporter)
@@ -168,8 +174,8 @@ def _connected(address: str | None) -> Iterator[None]:
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"at {address}" if address else "on this machine"
-        raise MgenError(f"cannot reach a Ray cluster {where}: {exc}", "start one with `ray start --head`, or check --ray's address") from None
+        where = {None: "started on this machine", "auto": "joined from this machine (`ray start`)"}.get(address, f"at {address}")
+        raise MgenError(f"no Ray cluster {where}: {exc}", "start one with `ray start --head`, or check --ray's address") from None
     try:
         yield
     finally:
@@ -298,7 +304,7 @@ class _Driver:
             return
         except RayTaskError as exc:  # raised inside the worker: a model that cannot load or be used
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-            self._failed(slot, job, _describe(cause))
+            self._failed(slot, job, describe_error(cause))
             return
         if kind == "state":
             self._took_state(slot, value)
@@ -360,7 +366,7 @@ class _Driver:
         try:
             write(shipped.rendered, request)
         except Exception as exc:  # a full disk or bad path fails this item only
-            self._record(slot, item, "failed", error=_describe(exc), seed=shipped.seed, batch=shipped.batch)
+            self._record(slot, item, "failed", error=describe_error(exc), seed=shipped.seed, batch=shipped.batch)
             return
         timings = {**shipped.timings, "write": time.perf_counter() - t0}
         self._record(slot, item, "ok", seed=shipped.seed, batch=shipped.batch, timings=timings)
@@ -418,29 +424,34 @@ def run_ray_batch(items: list[BatchItem], out_dir: Path, options: BatchOptions =
     """Generate every pending item on Ray workers; this process writes every file and the log."""
     start = time.time()
     out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lock = FolderLock(out_dir).acquire()
-    try:
-        open_folder(items, out_dir, options)
-        records, _ = batchlog.collect(out_dir)
-        work = batchlog.plan_work(items, records, out_dir, options.retry_failed, expect=written_as(options), overwrite=options.overwrite)
-        run = f"{int(start * 1000):x}"
-        log = batchlog.RankLog(out_dir, 0)
+    with _connected(cluster.address):  # an unreachable cluster is refused before the folder is touched
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = FolderLock(out_dir).acquire()
         try:
-            log_recovered(log, work, records, out_dir, run)
-            if work.todo:
-                with _connected(cluster.address):
-                    slots = _start_workers(cluster, options)
-                    try:
-                        batchlog.write_run(out_dir, run, len(work.todo), work.skipped, len(slots))
-                        _Driver(out_dir, options, log, records, run, slots).run(work.todo)
-                    finally:
-                        for slot in slots:
-                            ray.kill(slot.actor, no_restart=True)
+            open_folder(items, out_dir, options)
+            records, _ = batchlog.collect(out_dir)
+            work = batchlog.plan_work(items, records, out_dir, options.retry_failed, expect=written_as(options), overwrite=options.overwrite)
+            run = f"{int(start * 1000):x}"
+            log = batchlog.RankLog(out_dir, 0)
+            try:
+                log_recovered(log, work, records, out_dir, run)
+                if work.todo:
+                    _drive(work.todo, out_dir, options, cluster, log, records, run, work.skipped)
+            finally:
+                log.close()
+            latest = batchlog.fold(out_dir, [item.id for item in items])
+            batchlog.clear_state(out_dir, remove=True)
+            return summarize(items, latest, run, work.skipped, start, out_dir)
         finally:
-            log.close()
-        latest = batchlog.fold(out_dir, [item.id for item in items])
-        batchlog.clear_state(out_dir, remove=True)
-        return summarize(items, latest, run, work.skipped, start, out_dir)
+            lock.release()
+
+
+def _drive(todo: list[BatchItem], out_dir: Path, options: BatchOptions, cluster: Cluster, log: batchlog.RankLog, records: dict,
+           run: str, skipped: int) -> None:
+    slots = _start_workers(cluster, options)
+    try:
+        batchlog.write_run(out_dir, run, len(todo), skipped, len(slots))
+        _Driver(out_dir, options, log, records, run, slots).run(todo)
     finally:
-        lock.release()
+        for slot in slots:
+            ray.kill(slot.actor, no_restart=True)
