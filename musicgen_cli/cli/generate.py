@@ -156,7 +156,6 @@ def generate_cmd(
     """
     from dataclasses import replace
 
-    from musicgen_cli.engine.musicgen import load_model
     from musicgen_cli.jobs.request import validate
     from musicgen_cli.jobs.run import run
 
@@ -171,6 +170,8 @@ def generate_cmd(
             melody=melody_file, keep_prompt=keep_prompt,
         )
     request = validate(request)
+    from musicgen_cli.engine.musicgen import load_model  # torch and the model code: after every check
+
     request = replace(request, extra={"torch_threads": machine.threads(), **request.extra})
     with reporter_for(quiet or as_json) as reporter:
         mg = load_model(request.model, cache_dir=cache_dir, settings=request.settings, machine=machine.machine(cache_dir),

@@ -25,16 +25,14 @@ from musicgen_cli.errors import MgenError
 
 def _model_config(name: str, cache_dir: Optional[Path]):
     """(label, source, config) of a manifest key, repo id or model folder, without downloading."""
-    from musicgen_cli.planning.sizing import entry_config
+    from musicgen_cli.planning.sizing import entry_config, folder_config
     from musicgen_cli.store.manifest import load_manifest
 
     if Path(name).is_dir():
-        from transformers import AutoConfig
-
-        return Path(name).name, str(Path(name).resolve()), AutoConfig.from_pretrained(name)
+        return Path(name).name, str(Path(name).resolve()), folder_config(Path(name), cache_dir)
     manifest = load_manifest(cache_dir)
     entry = manifest.get(name)
-    return entry.key, entry.repo_id or "local", entry_config(manifest, entry)
+    return entry.key, entry.repo_id or "local", entry_config(manifest, entry, cache_dir)
 
 
 @uses(machine=MachineOptions)
@@ -59,7 +57,6 @@ def memory_plan_cmd(
     if size and model_key:
         raise MgenError("--size and --model-key both name a model", "pass one of them")
     plan_kwargs = machine.plan_kwargs()
-    machine.threads()
     label, source, config = _model_config(model_key or size or "small", cache_dir)
     settings = GenerateSettings(duration=duration, num_samples=num_samples, guidance=guidance, window_s=window)
     job = Job.from_settings(settings, max_window_s=max_window_seconds(config))
@@ -67,6 +64,7 @@ def memory_plan_cmd(
     if not plan.uses_gpu:
         from musicgen_cli.engine.cpu_probe import plan_cpu_kernel
 
+        machine.threads()  # the probe is keyed by (and measures at) the thread count asked for
         plan_cpu_kernel(plan, config, cache_dir)
     if as_json:
         print(json.dumps({"model": label, **plan.to_json()}, indent=2))

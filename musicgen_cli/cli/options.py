@@ -96,7 +96,7 @@ class MachineOptions:
         capability = parse_capability(self.gpu_capability)
         if self.gpu_capability is not None and not self.gpu_mem:
             raise MgenError("--gpu-capability describes simulated GPUs", "add --gpu-mem, e.g. --gpu-mem 8GiB")
-        machine = probe(cache_dir)
+        machine = probe(cache_dir, gpus=not (self.gpu_mem or self.cpu_only))
         if self.device == "cuda" and not machine.gpus and not self.gpu_mem:
             raise MgenError("--device cuda but torch sees no CUDA GPU", "install a CUDA build of torch, or use --device cpu")
         return simulate(

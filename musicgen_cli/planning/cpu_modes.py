@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from musicgen_cli.arch import is_melody
+from musicgen_cli.arch import frame_rate, is_melody
 from musicgen_cli.store.cache import atomic_write_text, cache_root
 
 INT4_GROUP = 32  # input channels sharing one 4-bit scale and offset
@@ -217,7 +217,7 @@ def annotate(plan, probe: KernelProbe | None, config) -> None:
     if probe is None:
         return
     job = plan.job
-    frames = min(job.duration_s, job.window_s) * config.audio_encoder.frame_rate
+    frames = min(job.duration_s, job.window_s) * frame_rate(config)
     rows = job.num_samples * (2 if job.guidance else 1)
     plan.cpu_modes = mode_table(probe, config, frames / 2, rows)
     est = plan.estimates

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -54,7 +55,19 @@ class Machine:
         return data
 
 
+def _no_gpu_driver() -> bool:
+    """No CUDA (or ROCm) driver is visible, so torch would find no GPU: answered without
+    importing torch (a second or more)."""
+    if sys.platform == "darwin":
+        return True
+    if sys.platform.startswith("linux"):
+        return not any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd"))
+    return False
+
+
 def _probe_gpus(cache_dir: str | Path | None = None) -> tuple[GPU, ...]:
+    if _no_gpu_driver():
+        return ()
     try:
         import torch
     except ImportError:
@@ -86,8 +99,9 @@ def _probe_gpus(cache_dir: str | Path | None = None) -> tuple[GPU, ...]:
     return tuple(gpus)
 
 
-def probe(cache_dir: str | Path | None = None) -> Machine:
-    """The real machine now. `cache_dir` is where free disk is measured (default: the cache root)."""
+def probe(cache_dir: str | Path | None = None, gpus: bool = True) -> Machine:
+    """The real machine now. `cache_dir` is where free disk is measured (default: the cache root);
+    `gpus=False` skips looking for GPUs (a plan that simulates them or runs without)."""
     import psutil
 
     from musicgen_cli.planning.monitor import anon_rss_bytes
@@ -97,7 +111,7 @@ def probe(cache_dir: str | Path | None = None) -> Machine:
     logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
     physical = psutil.cpu_count(logical=False) or logical
     return Machine(
-        gpus=_probe_gpus(cache_dir),
+        gpus=_probe_gpus(cache_dir) if gpus else (),
         ram_total_bytes=int(memory.total),
         ram_available_bytes=int(memory.available),
         logical_cores=int(logical),

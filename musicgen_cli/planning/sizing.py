@@ -4,13 +4,22 @@ Component sizes come from building the model on the meta device (accelerate's
 `init_empty_weights`) from its config, so a model that is not downloaded can be sized from
 config.json alone. Job sizes (KV cache, logits, activations, EnCodec decode) follow from the
 config's shapes, the clip length and the batch.
+
+Building a config and a meta model imports torch and transformers (seconds), which a plan alone
+does not need: `planning_config` keeps each source's config and sizes in the cache folder, so a
+model planned once is planned again without either import.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from musicgen_cli.arch import is_melody
 from musicgen_cli.planning import estimates as K
@@ -137,12 +146,72 @@ def _measured(config) -> tuple[ModelSizes, object]:
 
 def model_sizes(config) -> ModelSizes:
     """Sizes for a MusicgenConfig / MusicgenMelodyConfig (measured once per distinct config)."""
+    if isinstance(config, ConfigView):
+        return config.sizes
     return _measured(config)[0]
 
 
 def meta_layers(config):
     """The decoder's layer list on the meta device, for accelerate's device-map inference."""
-    return _measured(config)[1].decoder.model.decoder.layers
+    return _measured(real_config(config))[1].decoder.model.decoder.layers
+
+
+# --- planning without transformers ----------------------------------------------------------
+
+SIZES_FILE = "model-sizes.json"
+# Part of the cache key, raised whenever ModelSizes or its measuring changes.
+SIZES_VERSION = 1
+
+
+class ConfigView(SimpleNamespace):
+    """A stored config as attributes (`view.decoder.hidden_size`, like a transformers config)
+    with its measured sizes: what a plan reads, without importing transformers."""
+
+    def __init__(self, data: dict, sizes: ModelSizes):
+        subconfigs = {k: SimpleNamespace(**v) for k, v in data.items() if isinstance(v, dict)}
+        super().__init__(**{**data, **subconfigs})
+        self.data, self.sizes = data, sizes
+
+
+def real_config(config):
+    """A transformers config for a view (or the config itself): for work that builds modules."""
+    if not isinstance(config, ConfigView):
+        return config
+    from transformers import AutoConfig
+
+    data = dict(config.data)
+    return AutoConfig.for_model(data.pop("model_type"), **data)
+
+
+def planning_config(source: str, build: Callable[[], Any], cache_dir: str | Path | None = None):
+    """The config of `source` (a stable name for what `build` returns) to plan with: the stored
+    view when this source was planned before by this transformers, else `build()` measured
+    and stored."""
+    from importlib.metadata import version
+
+    from musicgen_cli.store.cache import atomic_write_text, cache_root
+
+    key = f"sizes {SIZES_VERSION} | transformers {version('transformers')} | {source}"
+    path = cache_root(cache_dir) / SIZES_FILE
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    try:
+        stored = known[key]
+        sizes = {**stored["sizes"], "no_split": tuple(stored["sizes"]["no_split"])}
+        sizes["modules"] = {name: ModuleSize(**m) for name, m in sizes["modules"].items()}
+        return ConfigView(stored["config"], ModelSizes(**sizes))
+    except (KeyError, TypeError):
+        pass
+    config = build()
+    known[key] = {"config": config.to_dict(), "sizes": asdict(model_sizes(config))}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(known, indent=1))  # modules keep their execution order
+    except OSError:
+        pass  # a read-only cache: plans still work, measured each time
+    return config
 
 
 def _measure(config, model) -> ModelSizes:
@@ -249,36 +318,55 @@ def job_bytes(
     )
 
 
-def entry_config(manifest, entry):
+def entry_config(manifest, entry, cache_dir: str | Path | None = None):
     """The config to plan with: the cached folder's config.json, else a shape-faithful one.
 
     Planning needs no weights, so a model that is not downloaded is sized from the shape the
     manifest records (decoder size, stereo, melody) with t5-base and the 32 kHz EnCodec.
     """
-    from musicgen_cli.arch import build_config
     from musicgen_cli.errors import MgenError
 
     folder = manifest.folder(entry)
     if (folder / "config.json").is_file():
-        from transformers import AutoConfig
-
-        return AutoConfig.from_pretrained(folder)
+        return folder_config(folder, cache_dir)
     if entry.shape is None:
         raise MgenError(
             f"cannot size {entry.key!r}: it is not downloaded and the manifest does not record its shape",
             f"download it first (mgen download {entry.repo_id or entry.key})",
         )
-    from transformers.utils import logging
-
     caps = entry.capabilities
     variant = "melody" if caps.melody else "stereo" if caps.stereo else "mono"
+    return planning_config(f"shape {entry.shape} {variant}{' stereo' if caps.melody and caps.stereo else ''}",
+                           lambda: _shape_config(entry.shape, variant, caps.melody and caps.stereo), cache_dir)
+
+
+def folder_config(folder: Path, cache_dir: str | Path | None = None):
+    """A model folder's config to plan with, keyed by its config.json's bytes."""
+    import hashlib
+
+    def build():
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(folder)
+
+    if not (folder / "config.json").is_file():
+        return build()  # transformers says what the folder lacks
+    digest = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+    return planning_config(f"config.json {digest}", build, cache_dir)
+
+
+def _shape_config(shape: str, variant, stereo_melody: bool):
+    from transformers.utils import logging
+
+    from musicgen_cli.arch import build_config
+
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the shape configs' pad token id is outside the vocabulary on purpose
     try:
-        config = build_config(entry.shape, variant)
+        config = build_config(shape, variant)
     finally:
         logging.set_verbosity(verbosity)
-    if caps.melody and caps.stereo:
+    if stereo_melody:
         # Stereo melody: the melody architecture with the stereo codebook layout.
         config.decoder.num_codebooks, config.decoder.audio_channels = 8, 2
     return config
