@@ -61,3 +61,24 @@ def test_memory_plan_imports_nothing_heavy_once_the_model_was_sized(tmp_path):
     code, heavy, _ = _imports(args, tmp_path)
     assert code == 0
     assert heavy == []
+
+
+def test_a_stored_config_plans_as_the_config_it_was_stored_from(tmp_path):
+    """The view kept in the cache folder carries the measured sizes and every field a plan reads:
+    a plan from it is the plan from transformers' config."""
+    from musicgen_cli.arch import build_config
+    from musicgen_cli.planning.hardware import probe, simulate
+    from musicgen_cli.planning.job import Job
+    from musicgen_cli.planning.planner import plan_memory
+    from musicgen_cli.planning.sizing import ConfigView, model_sizes, planning_config
+
+    machine = simulate(probe(gpus=False), gpu_mem=[6 * 2**30], ram=16 * 2**30, cores=4)
+    for variant in ("mono", "melody"):
+        config = build_config("small", variant)
+        assert planning_config(f"small {variant}", lambda: config, tmp_path) is config  # measured, stored
+        view = planning_config(f"small {variant}", lambda: pytest.fail("built again"), tmp_path)
+        assert isinstance(view, ConfigView)
+        assert view.sizes == model_sizes(config)
+        job = Job(duration_s=20.0, num_samples=2, guidance=True, window_s=30.0)
+        for options in ({}, {"quantize": "int8"}):
+            assert plan_memory(view, job, machine, **options).to_json() == plan_memory(config, job, machine, **options).to_json()
