@@ -24,6 +24,7 @@ equal tokens and log-spectral distance of the decoded audio (planning/cpu_modes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import platform
@@ -44,6 +45,27 @@ from musicgen_cli.decode.windows import generate_codes  # noqa: E402
 from musicgen_cli.testing import ModelSpec, build_model, build_tokenizer  # noqa: E402
 
 PROMPT = "jazz piano trio with drums"
+FLOAT32_KV = False  # set while a mode runs the old path: its KV cache in float32
+
+
+class float32_kv:
+    """The previous CPU path for a comparison: every layer's KV cache in float32."""
+
+    def __enter__(self):
+        from musicgen_cli.decode import fastloop
+
+        global FLOAT32_KV
+        self.saved, FLOAT32_KV = dict(fastloop._ATTENTION_DTYPES), True
+        for dtype in (torch.float32, torch.bfloat16):
+            fastloop._ATTENTION_DTYPES[("cpu", dtype)] = torch.float32
+
+    def __exit__(self, *exc):
+        from musicgen_cli.decode import fastloop
+
+        global FLOAT32_KV
+        FLOAT32_KV = False
+        fastloop._ATTENTION_DTYPES.clear()
+        fastloop._ATTENTION_DTYPES.update(self.saved)
 
 
 @dataclass
@@ -214,7 +236,8 @@ def mode_bytes(model, mode: str, rows: int, positions: int) -> tuple[int, int]:
     width = 2 if mode == "bfloat16" else model.decoder.dtype.itemsize
     weights = int(linear * weight_bytes_per_param(mode)) + other * width
     device = model.decoder.model.decoder.embed_tokens[0].weight.device
-    kv_width = attention_dtype(device, torch.bfloat16 if mode == "bfloat16" else model.decoder.dtype).itemsize
+    kv_width = attention_dtype(device, torch.bfloat16 if mode == "bfloat16" else model.decoder.dtype,
+                               reduced=mode != "float32" and not FLOAT32_KV).itemsize
     kv = config.num_hidden_layers * 2 * rows * positions * config.hidden_size * kv_width
     return weights, kv
 
@@ -240,6 +263,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="*", default=[], choices=[m for m in CPU_MODES if m != "float32"],
                         help="reduced-precision CPU modes to time and gate against float32 (each on its own copy)")
     parser.add_argument("--no-reference", action="store_true", help="skip transformers' generate")
+    parser.add_argument("--float32-kv", nargs="*", default=[], choices=[m for m in CPU_MODES if m != "float32"],
+                        help="also run these modes the old way, their KV cache in float32, for the comparison")
     parser.add_argument("--positions", nargs="+", type=int, default=[],
                         help="instead of whole clips: time single steps of fp32 and each mode with this many "
                              "positions already cached (e.g. 750 1500: the middle and end of a 30 s clip)")
@@ -277,7 +302,7 @@ def main() -> None:
           f"{full_bytes / 2**20:.0f} MiB of weights read per step")
 
     if args.positions:
-        positional(model, text, args.modes, args.positions, device)
+        positional(model, text, args.modes, args.positions, device, args.float32_kv)
         return
     runs: list[Run] = []
     broken: list[str] = []
@@ -325,6 +350,12 @@ def main() -> None:
         agree = 100 * float((run.codes == fast.codes).float().mean())
         distance = spectral_distance(model, fast.codes, run.codes)
         gates.append((mode, agree, distance))
+        if mode in args.float32_kv:
+            with float32_kv():
+                bw = read_bandwidth(device)
+                old = timed(f"{run.name} f32 KV", reduced, text, args.frames, Sampling(), "fast", device)
+                bounds[old.name] = (bw, sum(mode_bytes(model, mode, rows, positions)))
+            runs.append(old)
         del reduced
     if gates:
         unrelated = spectral_distance(model, fast.codes, other)
@@ -367,9 +398,11 @@ def main() -> None:
 
 
 @torch.inference_mode()
-def step_at(model, text, position: int, device: torch.device, steps: int = 9) -> float:
+def step_at(model, text, position: int, device: torch.device, steps: int = 9) -> tuple[float, dict[str, float]]:
     """Median seconds of one CFG decode step (sampling included) with `position` keys and values
-    already cached (random ones: the cost of a step does not depend on their values)."""
+    already cached (random ones: the cost of a step does not depend on their values), and its
+    split: the step's GEMMs, its attention calls and its sampling, each timed alone on the
+    same decoder, and the glue (norms, residuals, reshapes, Python), the rest."""
     from musicgen_cli.decode import sampler
     from musicgen_cli.decode.fastloop import Decoder, condition
     from musicgen_cli.decode.types import Request
@@ -384,29 +417,63 @@ def step_at(model, text, position: int, device: torch.device, steps: int = 9) ->
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        sampler.next_tokens(decoder(codes), Sampling())
+        logits = decoder(codes)
+        sampler.next_tokens(logits, Sampling())
         times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+        decoder.pos = position
+    step = statistics.median(times[1:])
+    hidden = model.decoder.config.hidden_size
+    x = torch.randn(2, 1, hidden, device=device, dtype=decoder.dtype)
+    wide = torch.randn(2, 1, model.decoder.config.ffn_dim, device=device, dtype=decoder.dtype)
+
+    def gemms():
+        for ops in decoder.ops:
+            for name in ("q", "k", "v", "out", "cross_q", "cross_out", "fc1"):
+                if hasattr(ops, name):
+                    getattr(ops, name)(x)
+            ops.fc2(wide)
+        for head in decoder.lm_heads:
+            head(x)
+
+    def attention():
+        q = decoder._split(x).to(decoder.kv_dtype)
+        for i, (keys, values) in enumerate(decoder.cache):
+            torch.nn.functional.scaled_dot_product_attention(q, keys[:, :, : position + 1], values[:, :, : position + 1],
+                                                            scale=decoder.scaling).to(x.dtype)
+            if decoder.cross:
+                k, v, mask = decoder.cross[i]
+                torch.nn.functional.scaled_dot_product_attention(decoder._split(x), k, v, attn_mask=mask)
+
+    split = {"gemm": best_time(gemms, pick=statistics.median), "attention": best_time(attention, pick=statistics.median),
+             "sampling": best_time(lambda: sampler.next_tokens(logits, Sampling()), pick=statistics.median)}
+    split["glue"] = max(0.0, step - sum(split.values()))
+    return step, split
 
 
-def positional(model, text, modes: list[str], positions: list[int], device: torch.device) -> None:
+def positional(model, text, modes: list[str], positions: list[int], device: torch.device, old_kv: list[str]) -> None:
     """Single-step cost at long positions, per mode, against each one's bound there."""
     from musicgen_cli.planning.cpu_modes import CPU_MODES
 
-    print(f"\n{'mode':<18}{'cached':>8}{'ms/step':>9}{'steps/s':>9}{'GB/s':>7}{'weights MiB':>13}{'KV MiB':>8}"
-          f"{'bound/s':>9}{'share':>7}")
-    for mode in ["float32", *modes]:
+    print(f"\n{'mode':<24}{'cached':>7}{'ms/step':>9}{'steps/s':>9}{'GB/s':>7}{'weights MiB':>13}{'KV MiB':>8}"
+          f"{'bound/s':>9}{'share':>7}  split ms: gemm / attention / sampling / glue")
+    runs = [(mode, False) for mode in ["float32", *modes]] + [(mode, True) for mode in old_kv]
+    for mode, old in runs:
         reduced = mode_model(model, mode)
-        for position in positions:
-            bw = read_bandwidth(device)
-            seconds = step_at(reduced, text, position, device)
-            weights, kv = mode_bytes(model, mode, 2, position)
-            bound = bw / (weights + kv)
-            print(f"{CPU_MODES[mode].short:<18}{position:>8}{1000 * seconds:>9.1f}{1 / seconds:>9.2f}{bw / 1e9:>7.1f}"
-                  f"{weights / 2**20:>13.0f}{kv / 2**20:>8.0f}{bound:>9.1f}{100 / seconds / bound:>6.0f}%")
+        with float32_kv() if old else contextlib.nullcontext():
+            for position in positions:
+                bw = read_bandwidth(device)
+                seconds, split = step_at(reduced, text, position, device)
+                weights, kv = mode_bytes(model, mode, 2, position)
+                bound = bw / (weights + kv)
+                name = CPU_MODES[mode].short + (" f32 KV" if old else "")
+                parts = " / ".join(f"{1000 * split[k]:.1f}" for k in ("gemm", "attention", "sampling", "glue"))
+                print(f"{name:<24}{position:>7}{1000 * seconds:>9.1f}{1 / seconds:>9.2f}{bw / 1e9:>7.1f}"
+                      f"{weights / 2**20:>13.0f}{kv / 2**20:>8.0f}{bound:>9.1f}{100 / seconds / bound:>6.0f}%  {parts}")
         del reduced
     print("bound = read bandwidth measured just before each row / (weight bytes in the mode's format + KV "
-          "bytes at that position, 2 rows); the KV cache is float32 unless the mode attends faster in bf16")
+          "bytes at that position in the cache's format, 2 rows); reduced modes keep the cache in bf16 where "
+          "it attends faster, 'f32 KV' rows the old float32 cache. Split: GEMMs, attention and sampling "
+          "timed alone on the same decoder; glue = the step minus the three")
 
 
 def sampler_seconds(model, rows: int, device: torch.device) -> float:

@@ -63,8 +63,18 @@ def _mode_model(mode: str):
     return apply_kernel(model, mode)
 
 
+@pytest.fixture
+def float32_cache(monkeypatch):
+    """As on a CPU where bf16 SDPA is the slower (no AMX): every mode keeps a float32 cache,
+    as transformers' forward does, so both engines compute alike."""
+    from musicgen_cli.decode import fastloop
+
+    monkeypatch.setattr(fastloop, "_ATTENTION_DTYPES", {})
+    monkeypatch.setattr(fastloop, "attention_seconds", lambda kind, *a, **k: 2.0 if kind == torch.bfloat16 else 1.0)
+
+
 @pytest.mark.parametrize("mode", list(cpu_modes.CPU_MODES))
-def test_every_mode_generates_valid_tokens_and_audio(text, mode):
+def test_every_mode_generates_valid_tokens_and_audio(text, mode, float32_cache):
     model = _mode_model(mode)
     if mode == "int4-weight-only":
         assert isinstance(model.decoder.model.decoder.layers[0].fc1, Int4Linear)
@@ -231,3 +241,51 @@ def test_expected_speed_counts_weights_cache_reads_and_layer_glue():
     merged = probe.merged(cpu_modes.KernelProbe("test", 2, 30e9, {"int8-dynamic": 10e9}, attention_bytes_s=12e9,
                                                 layer_glue_s=0.5e-3))
     assert (merged.attention_bytes_s, merged.layer_glue_s) == (24e9, 0.25e-3)  # the uncontended figures
+
+
+@pytest.fixture
+def bf16_attends_faster(monkeypatch):
+    """This machine's timing, as on a CPU where bf16 SDPA wins (AMX): reduced modes pick bf16."""
+    from musicgen_cli.decode import fastloop
+
+    monkeypatch.setattr(fastloop, "_ATTENTION_DTYPES", {})
+    monkeypatch.setattr(fastloop, "attention_seconds", lambda kind, *a, **k: 1.0 if kind == torch.bfloat16 else 2.0)
+
+
+@pytest.mark.parametrize("mode", list(cpu_modes.CPU_MODES))
+def test_reduced_modes_keep_a_bf16_cache_and_float32_never_does(text, mode, bf16_attends_faster):
+    from musicgen_cli.decode.fastloop import Conditioning, Decoder
+
+    model = _mode_model(mode)
+    decoder = Decoder(model, 2, 8, Conditioning())
+    expected = torch.float32 if mode == "float32" else torch.bfloat16
+    assert {keys.dtype for keys, values in decoder.cache} == {expected}
+    torch.manual_seed(5)
+    codes = generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask, num_frames=10,
+                           sampling=Sampling(), engine="fast")
+    assert codes.shape == (2, 4, 10) and 0 <= int(codes.min()) and int(codes.max()) < model.decoder.config.vocab_size
+    if mode == "float32":  # the float32 loop still gives transformers' tokens
+        torch.manual_seed(5)
+        assert torch.equal(codes, generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask,
+                                                 num_frames=10, sampling=Sampling(), engine="reference"))
+
+
+def test_a_bf16_cache_is_planned_at_its_width_and_its_read_rate(small):
+    d = small.decoder
+    probe = cpu_modes.KernelProbe("test", 2, 60e9, dict(RATES), attention_bytes_s=24e9, attention_bf16_bytes_s=20e9)
+    assert [probe.kv_dtype(m) for m in ("float32", "int8-dynamic", "bfloat16")] == ["float32", "bfloat16", "bfloat16"]
+    cache = d.num_hidden_layers * 2 * 2 * 750 * d.hidden_size
+    weights = cpu_modes.linear_params(small) / RATES["int8-dynamic"]
+    assert probe.steps_per_s(small, "int8-dynamic", 750) == pytest.approx(1 / (weights + cache * 2 / 20e9))
+    slow_bf16 = cpu_modes.KernelProbe("test", 2, 60e9, dict(RATES), attention_bytes_s=24e9, attention_bf16_bytes_s=8e9)
+    assert slow_bf16.kv_dtype("int8-dynamic") == "float32"  # half the bytes, read at a third of the rate
+    job = Job(duration_s=30)
+    planned = {}
+    for name, kv_probe in (("bf16", probe), ("f32", slow_bf16)):
+        plan = plan_memory(small, job, CPU, quantize="int8")
+        cpu_modes.annotate(plan, kv_probe, small)
+        planned[name] = plan
+    assert planned["bf16"].cpu_kv_dtype == "bfloat16" and planned["f32"].cpu_kv_dtype == "float32"
+    saved = planned["f32"].estimates.peak_ram_bytes - planned["bf16"].estimates.peak_ram_bytes
+    assert saved == d.num_hidden_layers * 2 * 2 * 1500 * d.hidden_size * 2  # half of a 30 s float32 cache
+    assert {row["mode"]: row["kv_cache"] for row in planned["bf16"].cpu_modes}["float32"] == "float32"

@@ -138,7 +138,7 @@ class Decoder:
                       else placement.device_of(i, layer.final_layer_norm.weight.device)
                       for i, layer in enumerate(self.stack.layers)]
         shape = (rows, lm.config.num_attention_heads, length, self.head_dim)
-        self.kv_dtype = attention_dtype(self.device, self.dtype)
+        self.kv_dtype = attention_dtype(self.device, self.dtype, reduced_precision(self.stack.layers[0]))
         self.cache = [(torch.zeros(shape, dtype=self.kv_dtype, device=d),
                        torch.zeros(shape, dtype=self.kv_dtype, device=d)) for d in self.where]
         # Layers that compute on the CPU call their projections through `cpu_linear` (float32 as the
@@ -249,30 +249,48 @@ class _LayerOps:
 _ATTENTION_DTYPES: dict[tuple[str, torch.dtype], torch.dtype] = {}
 
 
-def attention_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
-    """The dtype of the self-attention KV cache. A half-precision model on a CPU keeps it in
-    whichever of its dtype and float32 attends faster here (without AMX, CPU SDPA in bf16 is
-    several times slower than in float32 even though it reads half the bytes): timed once per
-    process on a window-sized cache. Everywhere else the cache is in the model's dtype."""
-    if device.type != "cpu" or dtype == torch.float32:
+def reduced_precision(layer) -> bool:
+    """Whether a decoder layer computes below float32 (bf16 weights, int8 or int4 linears): only
+    such layers may keep a reduced-precision cache; float32 keeps the reference's exact tokens."""
+    q = layer.self_attn.q_proj
+    return not (type(q) is torch.nn.Linear and q.weight.dtype == torch.float32)
+
+
+def attention_dtype(device: torch.device, dtype: torch.dtype, reduced: bool | None = None) -> torch.dtype:
+    """The dtype of the self-attention KV cache. Late in a clip the cache, not the weights, is
+    most of what a CPU step reads (590 MB at 1500 positions for small in float32, more than its
+    int8 weights), so a reduced-precision layer (`reduced`, default: a half-precision `dtype`)
+    on a CPU keeps it in bfloat16 where SDPA attends over bfloat16 faster than over float32
+    (with AMX; without it, bf16 SDPA is several times slower even though it reads half the
+    bytes): timed once per process on a window-sized cache. A float32 layer keeps float32, and
+    everywhere else the cache is in the model's dtype."""
+    reduced = dtype != torch.float32 if reduced is None else reduced
+    if device.type != "cpu" or not reduced:
         return dtype
     key = (device.type, dtype)
     if key not in _ATTENTION_DTYPES:
-        import time
-
-        def cost(kind: torch.dtype) -> float:
-            # a local generator: the process-wide one carries the user's seed
-            generator = torch.Generator().manual_seed(0)
-            q = torch.randn(2, 16, 1, 64, generator=generator).to(kind)
-            k = torch.randn(2, 16, 1024, 64, generator=generator).to(kind)
-            F.scaled_dot_product_attention(q, k, k)
-            start = time.perf_counter()
-            for _ in range(4):
-                F.scaled_dot_product_attention(q, k, k)
-            return time.perf_counter() - start
-
-        _ATTENTION_DTYPES[key] = dtype if cost(dtype) <= cost(torch.float32) else torch.float32
+        _ATTENTION_DTYPES[key] = torch.bfloat16 if attention_seconds(torch.bfloat16) < attention_seconds(torch.float32) else torch.float32
     return _ATTENTION_DTYPES[key]
+
+
+def attention_seconds(kind: torch.dtype, rows: int = 2, heads: int = 16, positions: int = 1024, layers: int = 8) -> float:
+    """Seconds SDPA takes for one float32 query column over `layers` caches of `kind` (the
+    query cast in, the output cast back, as the loop does), fastest of a few rounds; the
+    caches together are beyond L3, as a long clip's are."""
+    from musicgen_cli.decode.cpu_linear import fastest
+
+    # distinct pages, no draws from the process-wide generator (it carries the user's seed)
+    size = rows * heads * positions * 64
+    caches = [(torch.arange(size, dtype=torch.float32) * 1e-7).view(rows, heads, positions, 64).to(kind)
+              for _ in range(2 * layers)]
+    query = torch.full((rows, heads, 1, 64), 0.01)
+
+    def attend():
+        for i in range(layers):
+            F.scaled_dot_product_attention(query.to(kind), caches[2 * i], caches[2 * i + 1]).to(torch.float32)
+
+    attend()
+    return fastest(attend)
 
 
 @torch.inference_mode()

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from musicgen_cli.decode.cpu_linear import fast_linear, fastest
+from musicgen_cli.decode.fastloop import attention_seconds
 from musicgen_cli.engine.quantize import apply_kernel
 from musicgen_cli.planning.cpu_modes import (
     CPU_MODES,
@@ -87,21 +88,12 @@ def _bandwidth() -> float:
     return block.numel() * 4 / fastest(block.sum, rounds=4)
 
 
-def _attention_rate(rows: int, hidden: int, positions: int = 1024, layers: int = 8) -> float:
-    """Bytes/s SDPA reads a float32 KV cache with one query column (the loop's long-clip cost),
-    over `layers` caches together beyond L3."""
-    heads = hidden // 64
-    size = rows * heads * positions * 64
-    caches = [(torch.arange(size, dtype=torch.float32) * 1e-9).view(rows, heads, positions, 64)  # distinct pages
-              for _ in range(2 * layers)]
-    query = torch.full((rows, heads, 1, 64), 0.01)
-
-    def attend():
-        for i in range(layers):
-            F.scaled_dot_product_attention(query, caches[2 * i], caches[2 * i + 1])
-
-    attend()
-    return 2 * layers * size * 4 / fastest(attend)
+def _attention_rates(rows: int, hidden: int, positions: int = 1024, layers: int = 8) -> dict[str, float]:
+    """Bytes/s SDPA reads a KV cache with one query column (the loop's long-clip cost), per cache
+    format, timed as the loop decides its format (`fastloop.attention_seconds`)."""
+    size = rows * (hidden // 64) * positions * 64 * 2 * layers
+    return {name: size * width / attention_seconds(kind, rows, hidden // 64, positions, layers)
+            for name, kind, width in (("float32", torch.float32, 4), ("bfloat16", torch.bfloat16, 2))}
 
 
 def _layer_glue(rows: int, hidden: int, generator: torch.Generator, text: int = 12) -> float:
@@ -153,12 +145,14 @@ def measure(modes: list[str] | None = None, rows: int = 2, stack_bytes: int = ST
         for mode in modes:
             _pass(stacks[mode][0], inputs[mode], best[mode])
     threads = torch.get_num_threads()
+    attention = _attention_rates(rows, hidden)
     return KernelProbe(
         machine_key=machine_key(threads, torch.__version__),
         threads=threads,
         bandwidth_bytes_s=_bandwidth(),
         params_per_s={mode: stacks[mode][1] / sum(best[mode]) for mode in modes},
-        attention_bytes_s=_attention_rate(rows, hidden),
+        attention_bytes_s=attention["float32"],
+        attention_bf16_bytes_s=attention["bfloat16"],
         layer_glue_s=_layer_glue(rows, hidden, generator),
         load_avg=psutil.getloadavg()[0],  # os.getloadavg does not exist on Windows
         cores=os.cpu_count() or 1,

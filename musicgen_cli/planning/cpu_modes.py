@@ -29,8 +29,9 @@ GATE_TOKENS_EQUAL = 85.0
 GATE_LSD_DB = 3.0
 PROBE_FILE = "cpu-kernels.json"
 # Part of the cache key, raised whenever the loop calls a mode through another kernel (2: float32
-# as a blocked batched GEMM): figures probed by an older mgen no longer describe this one.
-PROBE_VERSION = 2
+# as a blocked batched GEMM; 3: reduced modes may keep a bf16 KV cache): figures probed by an
+# older mgen no longer describe this one.
+PROBE_VERSION = 3
 # CPU features that decide which kernel is fast: the probe is keyed by them.
 FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
@@ -124,6 +125,14 @@ class KernelProbe:
     cores: int = 1
     attention_bytes_s: float = 0.0  # 0: not measured (an older probe): the read bandwidth stands in
     layer_glue_s: float = 0.0
+    attention_bf16_bytes_s: float = 0.0  # the same over a bf16 cache; 0: not measured
+
+    def kv_dtype(self, mode: str) -> str:
+        """The KV cache's format in `mode`, as the loop picks it (`fastloop.attention_dtype`):
+        float32 keeps float32; a reduced mode takes bf16 where it attends faster per position."""
+        if mode == "float32" or self.attention_bf16_bytes_s / 2 <= self.attention_bytes_s / 4:
+            return "float32"
+        return "bfloat16"
 
     @property
     def contended(self) -> bool:
@@ -136,16 +145,17 @@ class KernelProbe:
         glue = min((g for g in (newer.layer_glue_s, self.layer_glue_s) if g > 0), default=0.0)  # 0: unmeasured
         return KernelProbe(newer.machine_key, newer.threads, max(newer.bandwidth_bytes_s, self.bandwidth_bytes_s),
                            rates, newer.measured_at, min(newer.load_avg, self.load_avg), newer.cores,
-                           max(newer.attention_bytes_s, self.attention_bytes_s), glue)
+                           max(newer.attention_bytes_s, self.attention_bytes_s), glue,
+                           max(newer.attention_bf16_bytes_s, self.attention_bf16_bytes_s))
 
     def steps_per_s(self, config, mode: str, positions: float, rows: int = 2) -> float:
-        """Expected decode steps/s: the weights at the probed rate, the KV cache at the rate SDPA
-        reads it (float32: the CPU loop keeps its cache in float32 unless bf16 attends faster,
-        which takes AMX), and each layer's glue."""
+        """Expected decode steps/s: the weights at the probed rate, the KV cache in its format
+        (`kv_dtype`) at the rate SDPA reads that format, and each layer's glue."""
         d = config.decoder
-        kv = d.num_hidden_layers * 2 * rows * positions * d.hidden_size * 4
-        step = (linear_params(config) / self.params_per_s[mode] + kv / (self.attention_bytes_s or self.bandwidth_bytes_s)
-                + d.num_hidden_layers * self.layer_glue_s)
+        bf16 = self.kv_dtype(mode) == "bfloat16"
+        kv = d.num_hidden_layers * 2 * rows * positions * d.hidden_size * (2 if bf16 else 4)
+        rate = self.attention_bf16_bytes_s if bf16 else (self.attention_bytes_s or self.bandwidth_bytes_s)
+        step = linear_params(config) / self.params_per_s[mode] + kv / rate + d.num_hidden_layers * self.layer_glue_s
         return 1.0 / step
 
 
@@ -192,6 +202,7 @@ def mode_table(probe: KernelProbe, config, positions: float, rows: int) -> list[
         if mode.name not in probe.params_per_s:
             continue
         table.append({"mode": mode.name, "flags": mode.flags, "gated": mode.gated, "quality": mode.quality,
+                      "kv_cache": probe.kv_dtype(mode.name),
                       "steps_per_s": round(probe.steps_per_s(config, mode.name, positions, rows), 2)})
     return table
 
@@ -221,6 +232,11 @@ def annotate(plan, probe: KernelProbe | None, config) -> None:
     rows = job.num_samples * (2 if job.guidance else 1)
     plan.cpu_modes = mode_table(probe, config, frames / 2, rows)
     est = plan.estimates
+    if probe.kv_dtype(plan.cpu_kernel) == "bfloat16" and plan.lm_dtype == "float32":
+        # the planner counted the cache at the activations' width; the loop keeps it in half that
+        d = config.decoder
+        est.peak_ram_bytes -= int(d.num_hidden_layers * 2 * rows * frames * d.hidden_size * 2)
+    plan.cpu_kv_dtype = probe.kv_dtype(plan.cpu_kernel)
     speeds = {row["mode"]: row["steps_per_s"] for row in plan.cpu_modes}
     if plan.cpu_kernel in speeds:
         step = 1.0 / speeds[plan.cpu_kernel]

@@ -93,6 +93,7 @@ class Plan:
     # CPU plans: the decoder kernel (planning/cpu_modes.py) and every mode's expected speed here.
     cpu_kernel: str | None = None
     cpu_modes: list[dict] = field(default_factory=list)
+    cpu_kv_dtype: str | None = None  # the self-attention cache's format the probe expects the loop to pick
 
     @property
     def lm_device(self) -> int | str:

@@ -120,13 +120,14 @@ def estimates_table(plan: Plan) -> Table:
 def cpu_modes_table(plan: Plan) -> Table:
     """Each CPU mode's expected speed on this machine (the kernel probe) and its quality cost."""
     table = Table(title="CPU modes on this machine", title_justify="left")
-    for col in ("mode", "options", "steps/s", "real time", "quality vs float32"):
+    for col in ("mode", "options", "KV cache", "steps/s", "real time", "quality vs float32"):
         table.add_column(col, justify="right" if col in ("steps/s", "real time") else "left")
     frame_rate = plan.estimates.decode_steps / plan.job.duration_s if plan.job.duration_s else 50.0
     for row in plan.cpu_modes:
         chosen = row["mode"] == plan.cpu_kernel
         quality = row["quality"] if row["gated"] else f"{row['quality']}: not offered"
-        table.add_row(("> " if chosen else "  ") + row["mode"], row["flags"] or "(default)", f"{row['steps_per_s']:.1f}",
+        table.add_row(("> " if chosen else "  ") + row["mode"], row["flags"] or "(default)", row.get("kv_cache", "float32"),
+                      f"{row['steps_per_s']:.1f}",
                       f"{row['steps_per_s'] / frame_rate:.2f}x", quality, style="bold" if chosen else ("dim" if not row["gated"] else None))
     return table
 
