@@ -214,6 +214,10 @@ def test_generate_with_int4_records_the_kernel_in_the_sidecar(tiny_models, tmp_p
     sidecar = json.loads(Path(out).with_suffix(".json").read_text())
     assert sidecar["plan"]["quantize"] == "int4"
     assert sidecar["plan"]["cpu_kernel"] == "int4-weight-only"
+    check = sidecar["speed_estimate"]  # the plan's expected speed against this run's
+    assert check["measured_steps_per_s"] == round(sidecar["steps_per_s"], 2)
+    expected = 1 / sidecar["plan"]["estimates"]["step_time_s"]
+    assert check["error_pct"] == pytest.approx(100 * (expected - sidecar["steps_per_s"]) / sidecar["steps_per_s"], abs=0.1)
 
 
 def test_a_probe_of_an_older_kernel_set_is_measured_again(tmp_path, monkeypatch):
@@ -289,3 +293,46 @@ def test_a_bf16_cache_is_planned_at_its_width_and_its_read_rate(small):
     saved = planned["f32"].estimates.peak_ram_bytes - planned["bf16"].estimates.peak_ram_bytes
     assert saved == d.num_hidden_layers * 2 * 2 * 1500 * d.hidden_size * 2  # half of a 30 s float32 cache
     assert {row["mode"]: row["kv_cache"] for row in planned["bf16"].cpu_modes}["float32"] == "float32"
+
+
+def test_mgen_probe_measures_again_and_a_busy_run_never_replaces_quiet_figures(tmp_path, monkeypatch, capsys):
+    from cli_run import run_main
+
+    key = cpu_modes.machine_key(torch.get_num_threads(), torch.__version__)
+    quiet = cpu_modes.KernelProbe(key, 1, 20e9, {"float32": 1e9, "int8-dynamic": 4e9}, load_avg=0.5, cores=2,
+                                  attention_bytes_s=20e9, attention_bf16_bytes_s=30e9)
+    busy = cpu_modes.KernelProbe(key, 1, 5e9, {"float32": 0.5e9, "int8-dynamic": 5e9}, load_avg=9.0, cores=2)
+    cpu_modes.store_probe(quiet, tmp_path)
+    monkeypatch.setattr(cpu_probe, "measure", lambda: busy)
+    kept, before = cpu_probe.reprobe(tmp_path)
+    assert before == quiet
+    assert kept.params_per_s == {"float32": 1e9, "int8-dynamic": 5e9}  # the faster of each, never the busy alone
+    newer = cpu_modes.KernelProbe(key, 1, 20e9, {"float32": 0.8e9, "int8-dynamic": 3e9}, load_avg=0.2, cores=2)
+    monkeypatch.setattr(cpu_probe, "measure", lambda: newer)
+    result = run_main(capsys, "probe", "--cache-dir", str(tmp_path), "--json")
+    assert result.returncode == 0
+    shown = json.loads(result.stdout)
+    assert shown["probe"]["params_per_s"] == newer.params_per_s  # a quiet run's figures replace the old
+    assert shown["before"]["params_per_s"] == kept.params_per_s
+    assert cpu_modes.cached_probe(key, tmp_path) == newer
+    result = run_main(capsys, "probe", "--cache-dir", str(tmp_path))
+    assert result.returncode == 0 and "load average 0.2 on 2 cores" in result.stdout
+
+
+def test_a_plan_from_a_busy_probe_says_its_figures_are_provisional(small):
+    plan = plan_memory(small, Job(duration_s=30), CPU)
+    busy = cpu_modes.KernelProbe("test", 2, 20e9, dict(RATES), load_avg=8.4, cores=2)
+    cpu_modes.annotate(plan, busy, small)
+    assert any("provisional" in w and "8.4 on 2 cores" in w and "mgen probe" in w for w in plan.warnings)
+    plan = plan_memory(small, Job(duration_s=30), CPU)
+    cpu_modes.annotate(plan, _probe(RATES), small)
+    assert not any("provisional" in w for w in plan.warnings)
+
+
+def test_the_speed_check_is_the_estimates_error_against_the_run(small):
+    plan = plan_memory(small, Job(duration_s=30), CPU)
+    cpu_modes.annotate(plan, _probe(RATES), small)
+    expected = 1 / plan.estimates.step_time_s
+    check = plan.speed_check(expected / 2)
+    assert check["error_pct"] == pytest.approx(100.0, abs=0.2)  # twice as fast as it ran
+    assert plan.speed_check(expected)["error_pct"] == 0.0

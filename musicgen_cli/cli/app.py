@@ -57,6 +57,7 @@ app.command("import-audiocraft", rich_help_panel="Models")(models.import_audiocr
 app.command("import-hf-cache", rich_help_panel="Models")(models.import_hf_cache_cmd)
 app.command("memory-plan", rich_help_panel="Memory")(memory.memory_plan_cmd)
 app.command("inspect-memory", rich_help_panel="Memory")(memory.inspect_memory_cmd)
+app.command("probe", rich_help_panel="Memory")(memory.probe_cmd)
 
 
 def main() -> None:

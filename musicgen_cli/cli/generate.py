@@ -77,6 +77,17 @@ def _note_clipping(written: list) -> None:
                               "(--normalize peak avoids it; --subtype FLOAT keeps them)", highlight=False)
 
 
+def _note_speed(written: list) -> None:
+    """A decode speed far from the plan's estimate is worth knowing (and measuring again)."""
+    from musicgen_cli.planning.estimates import ESTIMATE_ERROR_SHOWN_PCT
+
+    check = written[0].sidecar.get("speed_estimate") if written else None
+    if check and abs(check["error_pct"]) > ESTIMATE_ERROR_SHOWN_PCT:
+        err_console.print(f"[yellow]note:[/] the plan expected {check['expected_steps_per_s']:.1f} decode steps/s, this run "
+                          f"made {check['measured_steps_per_s']:.1f} ({check['error_pct']:+.0f} %); on a CPU, "
+                          "`mgen probe` measures this machine again", highlight=False)
+
+
 def _replayed(from_sidecar: Path, out: Optional[Path], fmt: Optional[str], overwrite: bool, machine: MachineOptions):
     """What `--from-sidecar` re-runs: the recorded prompt, model, settings and levels (the
     format may change with --format or an --out suffix), and the machine flags it was made with."""
@@ -178,4 +189,6 @@ def generate_cmd(
                         download=not offline, reporter=reporter, **plan_kwargs)
         written = run(request, mg, reporter)
     _note_clipping(written)
+    if not (quiet or as_json):
+        _note_speed(written)
     _report(written, as_json, quiet)

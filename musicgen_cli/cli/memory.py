@@ -96,3 +96,25 @@ def inspect_memory_cmd(
         watch_readout(console, view)
     else:
         console.print(view())
+
+
+def probe_cmd(
+    num_threads: Optional[int] = typer.Option(None, "--num-threads", help="Threads to measure at (default: torch's)."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Measure this CPU's decode kernels again (each mode's speed, the KV cache's read rate) and
+    keep the figures that plans use. Takes about a minute; run it on a quiet machine."""
+    from dataclasses import asdict
+
+    from musicgen_cli.engine.cpu_probe import reprobe
+    from musicgen_cli.planning.hardware import configure_threads
+
+    configure_threads(num_threads, None)
+    probe, before = reprobe(cache_dir)
+    if as_json:
+        print(json.dumps({"probe": asdict(probe), "before": asdict(before) if before else None}, indent=2))
+        return
+    from musicgen_cli.ui.memory_views import probe_view
+
+    console.print(probe_view(probe, before))

@@ -161,8 +161,8 @@ def measure(modes: list[str] | None = None, rows: int = 2, stack_bytes: int = ST
 
 def ensure_probe(cache_dir: str | Path | None = None) -> KernelProbe:
     """The cached probe for this CPU, torch and thread count; measured and cached when missing.
-    A probe taken while other work held the cores is measured again on the next call and the
-    faster figures kept, until one is taken on a quiet machine."""
+    A probe taken while other work held the cores is provisional: measured again on the next
+    call and the faster figures kept, until one is taken on a quiet machine."""
     key = machine_key(torch.get_num_threads(), torch.__version__)
     probe = cached_probe(key, cache_dir)
     if probe is None or probe.contended:
@@ -170,6 +170,19 @@ def ensure_probe(cache_dir: str | Path | None = None) -> KernelProbe:
         probe = fresh if probe is None else probe.merged(fresh)
         store_probe(probe, cache_dir)
     return probe
+
+
+def reprobe(cache_dir: str | Path | None = None) -> tuple[KernelProbe, KernelProbe | None]:
+    """Measure now, on demand (`mgen probe`): (the probe kept, the one measured before it, if any).
+    The new figures replace the stored ones, except that a busy machine's never replace the
+    stored ones outright (a contended run only reads slower): then the faster of each are kept."""
+    key = machine_key(torch.get_num_threads(), torch.__version__)
+    before = cached_probe(key, cache_dir)
+    probe = measure()
+    if probe.contended and before is not None:
+        probe = before.merged(probe)
+    store_probe(probe, cache_dir)
+    return probe, before
 
 
 def plan_cpu_kernel(plan, config, cache_dir: str | Path | None = None) -> None:

@@ -128,6 +128,7 @@ def sidecar(result: "GenerationResult", mg: "MusicGen", index: int, extra: dict 
         "steps": result.steps,
         "steps_per_s": result.steps_per_s,
         "realtime_factor": result.realtime_factor,
+        "speed_estimate": mg.plan.speed_check(result.steps_per_s),
         "peak_ram_bytes": result.peaks.get("rss_bytes"),
         "peak_vram_bytes": result.peaks.get("vram_bytes"),
         **({"composition": result.composition} if result.composition else {}),

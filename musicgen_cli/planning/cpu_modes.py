@@ -227,6 +227,10 @@ def annotate(plan, probe: KernelProbe | None, config) -> None:
                              "expect clearly different audio")
     if probe is None:
         return
+    if probe.contended:
+        plan.warnings.append(f"the CPU speed figures are provisional: measured while the load average was "
+                             f"{probe.load_avg:.1f} on {probe.cores} cores; they are measured again on the next "
+                             "plan, or now with `mgen probe`")
     job = plan.job
     frames = min(job.duration_s, job.window_s) * frame_rate(config)
     rows = job.num_samples * (2 if job.guidance else 1)

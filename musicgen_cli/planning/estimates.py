@@ -112,3 +112,7 @@ def cpu_bandwidth(cores: int) -> float:
 
 def default_reserve(total_bytes: int) -> int:
     return int(max(DEFAULT_RESERVE_FLOOR, DEFAULT_RESERVE_SHARE * total_bytes))
+
+# A run whose decode speed misses the plan's estimate by more than this (% of the measured speed)
+# says so: the probe's figures may be stale or from a busy machine (`mgen probe` measures again).
+ESTIMATE_ERROR_SHOWN_PCT = 30.0

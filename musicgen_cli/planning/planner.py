@@ -95,6 +95,13 @@ class Plan:
     cpu_modes: list[dict] = field(default_factory=list)
     cpu_kv_dtype: str | None = None  # the self-attention cache's format the probe expects the loop to pick
 
+    def speed_check(self, measured_steps_per_s: float) -> dict:
+        """The plan's expected decode speed against a run's: the error, in % of the measured."""
+        expected = 1.0 / self.estimates.step_time_s if self.estimates.step_time_s else 0.0
+        error = 100 * (expected - measured_steps_per_s) / measured_steps_per_s if measured_steps_per_s else 0.0
+        return {"expected_steps_per_s": round(expected, 2), "measured_steps_per_s": round(measured_steps_per_s, 2),
+                "error_pct": round(error, 1)}
+
     @property
     def lm_device(self) -> int | str:
         return self.device_map[f"{DECODER}.embed_tokens"]

@@ -10,6 +10,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from musicgen_cli.planning.cpu_modes import KernelProbe
 from musicgen_cli.planning.monitor import GpuProcess, Readout
 from musicgen_cli.planning.planner import Plan
 from musicgen_cli.ui.live import LiveDisplay
@@ -130,6 +131,25 @@ def cpu_modes_table(plan: Plan) -> Table:
                       f"{row['steps_per_s']:.1f}",
                       f"{row['steps_per_s'] / frame_rate:.2f}x", quality, style="bold" if chosen else ("dim" if not row["gated"] else None))
     return table
+
+
+def probe_view(probe: KernelProbe, before: KernelProbe | None = None) -> Group:
+    """What the kernel probe measured: per mode the weights multiplied per second (and the
+    previous figures), the KV cache's read rates, and the conditions."""
+    table = Table(title="CPU kernel probe", title_justify="left")
+    for col in ("mode", "weights/s now", "before"):
+        table.add_column(col, justify="left" if col == "mode" else "right")
+    for mode, rate in probe.params_per_s.items():
+        old = before.params_per_s.get(mode) if before else None
+        table.add_row(mode, f"{rate / 1e9:.2f} G", f"{old / 1e9:.2f} G" if old else "-")
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(probe.measured_at))
+    lines = [f"KV cache read by SDPA: float32 {probe.attention_bytes_s / 1e9:.1f} GB/s, "
+             f"bf16 {probe.attention_bf16_bytes_s / 1e9:.1f} GB/s (reduced modes keep {probe.kv_dtype('int8-dynamic')}); "
+             f"memory {probe.bandwidth_bytes_s / 1e9:.1f} GB/s; glue {probe.layer_glue_s * 1e3:.2f} ms/layer",
+             f"measured {when} at {probe.threads} threads, load average {probe.load_avg:.1f} on {probe.cores} cores"]
+    if probe.contended:
+        lines.append("provisional: the machine was busy; plans measure again until a quiet run")
+    return Group(table, *(Text(line) for line in lines))
 
 
 def plan_view(plan: Plan, title: str) -> Group:
