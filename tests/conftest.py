@@ -65,3 +65,25 @@ def tiny_tokenizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tokenizer")
     build_tokenizer(folder)
     return AutoTokenizer.from_pretrained(folder)
+
+
+def _attention_timing(monkeypatch, bf16_faster: bool) -> None:
+    import torch
+
+    from musicgen_cli.decode import fastloop
+
+    monkeypatch.setattr(fastloop, "_ATTENTION_DTYPES", {})
+    monkeypatch.setattr(fastloop, "attention_seconds", lambda kind, *a, **k: 1.0 if (kind == torch.bfloat16) == bf16_faster else 2.0)
+
+
+@pytest.fixture
+def float32_cache(monkeypatch):
+    """As on a CPU where bf16 SDPA is the slower (no AMX): every mode keeps a float32 KV cache, as
+    transformers' forward does, so both engines compute alike."""
+    _attention_timing(monkeypatch, bf16_faster=False)
+
+
+@pytest.fixture
+def bf16_attends_faster(monkeypatch):
+    """As on a CPU where bf16 SDPA wins (AMX): the reduced modes keep a bf16 KV cache."""
+    _attention_timing(monkeypatch, bf16_faster=True)

@@ -63,16 +63,6 @@ def _mode_model(mode: str):
     return apply_kernel(model, mode)
 
 
-@pytest.fixture
-def float32_cache(monkeypatch):
-    """As on a CPU where bf16 SDPA is the slower (no AMX): every mode keeps a float32 cache,
-    as transformers' forward does, so both engines compute alike."""
-    from musicgen_cli.decode import fastloop
-
-    monkeypatch.setattr(fastloop, "_ATTENTION_DTYPES", {})
-    monkeypatch.setattr(fastloop, "attention_seconds", lambda kind, *a, **k: 2.0 if kind == torch.bfloat16 else 1.0)
-
-
 @pytest.mark.parametrize("mode", list(cpu_modes.CPU_MODES))
 def test_every_mode_generates_valid_tokens_and_audio(text, mode, float32_cache):
     model = _mode_model(mode)
@@ -245,15 +235,6 @@ def test_expected_speed_counts_weights_cache_reads_and_layer_glue():
     merged = probe.merged(cpu_modes.KernelProbe("test", 2, 30e9, {"int8-dynamic": 10e9}, attention_bytes_s=12e9,
                                                 layer_glue_s=0.5e-3))
     assert (merged.attention_bytes_s, merged.layer_glue_s) == (24e9, 0.25e-3)  # the uncontended figures
-
-
-@pytest.fixture
-def bf16_attends_faster(monkeypatch):
-    """This machine's timing, as on a CPU where bf16 SDPA wins (AMX): reduced modes pick bf16."""
-    from musicgen_cli.decode import fastloop
-
-    monkeypatch.setattr(fastloop, "_ATTENTION_DTYPES", {})
-    monkeypatch.setattr(fastloop, "attention_seconds", lambda kind, *a, **k: 1.0 if kind == torch.bfloat16 else 2.0)
 
 
 @pytest.mark.parametrize("mode", list(cpu_modes.CPU_MODES))

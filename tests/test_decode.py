@@ -119,7 +119,7 @@ def test_delay_pattern_matches_transformers(models, variant):
     assert torch.equal(delay.undelay(filled, model.decoder.config.audio_channels)[..., :5], prompt)
 
 
-def test_int8_quantises_the_decoder_and_still_generates(text):
+def test_int8_quantises_the_decoder_and_still_generates(text, float32_cache):
     model = build_model(ModelSpec(variant="mono"))
     torch.manual_seed(3)
     fp32 = generate_codes(model, input_ids=text.input_ids, attention_mask=text.attention_mask, num_frames=16,
@@ -204,7 +204,7 @@ def test_models_with_accelerate_offloaded_weights_fall_back_to_the_reference(tex
     assert torch.equal(ref, fast)
 
 
-def test_dynamic_int8_scheme_generates_valid_codes(text):
+def test_dynamic_int8_scheme_generates_valid_codes(text, float32_cache):
     from musicgen_cli.decode.cpu_linear import DynamicInt8Linear
     from musicgen_cli.decode.fastloop import Decoder, condition
     from musicgen_cli.decode.types import Request
