@@ -32,7 +32,7 @@ def commands(scratch: Path) -> dict[str, list[str]]:
     bad = scratch / "bad-sections.txt"
     bad.write_text("0:00 intro\n0:20\n0:10 drums\n")
     return {
-        "--help": ["--help"],
+        "help": ["--help"],
         "models": ["models"],
         "memory-plan": ["memory-plan", "--size", "large", "--gpu-mem", "8GiB"],
         "bad segments": ["generate", "--model-key", "tiny-random", "--segments", str(bad)],
@@ -52,11 +52,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, help="an older checkout to time beside this one")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", nargs="+", help="time only these commands (labels as printed)")
     args = parser.parse_args()
     checkouts = {"this": ROOT, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
     scratch = Path(tempfile.mkdtemp())
     caches = {name: scratch / f"cache-{name}" for name in checkouts}
-    cmds = commands(scratch)
+    cmds = {label: cmd for label, cmd in commands(scratch).items() if not args.only or label in args.only}
     print(f"load avg before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} cores")
     for name, checkout in checkouts.items():  # warm: models sized, tiny-random written, probe-free
         for cmd in cmds.values():
