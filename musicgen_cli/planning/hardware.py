@@ -57,11 +57,12 @@ class Machine:
 
 def _no_gpu_driver() -> bool:
     """No CUDA (or ROCm) driver is visible, so torch would find no GPU: answered without
-    importing torch (a second or more)."""
+    importing torch (a second or more). Linux shows a driver as one of these device files (WSL2
+    as /dev/dxg); macOS has no CUDA; elsewhere torch is asked."""
     if sys.platform == "darwin":
         return True
     if sys.platform.startswith("linux"):
-        return not any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd"))
+        return not any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg"))
     return False
 
 
