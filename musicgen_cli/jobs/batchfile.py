@@ -13,9 +13,9 @@ import zlib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.engine.prompts import slugify
 from musicgen_cli.engine.segments import parse_segments, read_segments
+from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.engine.validate import MAX_SEED, check_seed, name_max
 from musicgen_cli.errors import MgenError
 from musicgen_cli.store.cache import safe_child

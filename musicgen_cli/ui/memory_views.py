@@ -143,9 +143,9 @@ def probe_view(probe: KernelProbe, before: KernelProbe | None = None) -> Group:
         old = before.params_per_s.get(mode) if before else None
         table.add_row(mode, f"{rate / 1e9:.2f} G", f"{old / 1e9:.2f} G" if old else "-")
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(probe.measured_at))
-    lines = [f"KV cache read by SDPA: float32 {probe.attention_bytes_s / 1e9:.1f} GB/s, "
-             f"bf16 {probe.attention_bf16_bytes_s / 1e9:.1f} GB/s (reduced modes keep {probe.kv_dtype('int8-dynamic')}); "
-             f"memory {probe.bandwidth_bytes_s / 1e9:.1f} GB/s; glue {probe.layer_glue_s * 1e3:.2f} ms/layer",
+    lines = [(f"KV cache read by SDPA: float32 {probe.attention_bytes_s / 1e9:.1f} GB/s, "
+              f"bf16 {probe.attention_bf16_bytes_s / 1e9:.1f} GB/s (reduced modes keep {probe.kv_dtype('int8-dynamic')}); "
+              f"memory {probe.bandwidth_bytes_s / 1e9:.1f} GB/s; glue {probe.layer_glue_s * 1e3:.2f} ms/layer"),
              f"measured {when} at {probe.threads} threads, load average {probe.load_avg:.1f} on {probe.cores} cores"]
     if probe.contended:
         lines.append("provisional: the machine was busy; plans measure again until a quiet run")
