@@ -42,6 +42,16 @@ def manifest_path() -> Path | None:
     return _path("MGEN_MANIFEST")
 
 
+def token() -> str | None:
+    """MGEN_TOKEN: the bearer token `mgen serve` asks for (and `generate --server` sends); never printed."""
+    return os.environ.get("MGEN_TOKEN", "").strip() or None
+
+
+def server() -> str | None:
+    """MGEN_SERVER: the URL of a running `mgen serve` that `mgen generate` sends its jobs to."""
+    return os.environ.get("MGEN_SERVER", "").strip() or None
+
+
 def offline() -> bool:
     """HF_HUB_OFFLINE=1: never touch the network."""
     return _flag("HF_HUB_OFFLINE")

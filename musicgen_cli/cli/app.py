@@ -7,7 +7,7 @@ import sys
 import typer
 
 from musicgen_cli import config
-from musicgen_cli.cli import generate, jobs, memory, models, studio
+from musicgen_cli.cli import generate, jobs, memory, models, serve, studio
 from musicgen_cli.cli.options import console
 from musicgen_cli.cli.wording import word
 from musicgen_cli.errors import Interrupted
@@ -51,6 +51,7 @@ app.command("generate", rich_help_panel="Making music")(generate.generate_cmd)
 app.command("studio", rich_help_panel="Making music")(studio.studio_cmd)
 app.command("test-suite", rich_help_panel="Making music")(jobs.test_suite_cmd)
 app.command("batch", rich_help_panel="Making music")(jobs.batch_cmd)
+app.command("serve", rich_help_panel="Making music")(serve.serve_cmd)
 app.command("download", rich_help_panel="Models")(models.download_cmd)
 app.command("import", rich_help_panel="Models")(models.import_cmd)
 app.command("import-audiocraft", rich_help_panel="Models")(models.import_audiocraft_cmd)
