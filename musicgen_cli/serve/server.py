@@ -7,8 +7,12 @@ two steps and stays queued, and the store is closed. A SIGKILL leaves the job ma
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import signal
+import threading
 from pathlib import Path
+from typing import Iterator
 
 from musicgen_cli.errors import MgenError
 from musicgen_cli.serve.app import Service, create_app
@@ -54,6 +58,19 @@ def run(service: Service, host: str, port: int) -> None:
     import uvicorn
 
     class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn's own re-raises the signal once stopped; a server that stopped cleanly exits 0
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            before = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
+
         def handle_exit(self, sig, frame) -> None:
             # Event streams and the running job end now, so the graceful shutdown has nothing to wait for.
             service.stopping.set()
