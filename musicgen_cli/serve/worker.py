@@ -92,6 +92,7 @@ class JobReporter:
         elapsed = now - self._started
         if update.done and update.total and elapsed > 0:
             data["eta_s"] = (update.total - update.done) * elapsed / update.done
+            data["steps_per_s"] = readouts.get("steps", 0) / elapsed
         self.bus.publish(self.job_id, "progress", data)
 
     def message(self, text: str, level: str = "info") -> None:
