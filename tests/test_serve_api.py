@@ -9,7 +9,14 @@ import pytest
 import soundfile as sf
 
 from musicgen_cli.serve.client import Client
-from tests.serve_run import Server, build_models, finished, first_progress, state, wait_for
+from tests.serve_run import (
+    Server,
+    build_models,
+    finished,
+    first_progress,
+    state,
+    wait_for,
+)
 
 RATE = 32000
 LONG = {"prompt": "a long drone", "duration": 300}  # minutes of work for the tiny model: cancelled, never awaited

@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from musicgen_cli import config
-from musicgen_cli.cli.options import CacheDirOpt, MachineOptions, OfflineOpt, console, err_console, reporter_for, uses
+from musicgen_cli.cli.options import (
+    CacheDirOpt,
+    MachineOptions,
+    OfflineOpt,
+    console,
+    err_console,
+    reporter_for,
+    uses,
+)
 
 
 @uses(machine=MachineOptions)
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --token or --insecure-no-auth."),
     port: int = typer.Option(8600, "--port", help="TCP port."),
-    size: Optional[str] = typer.Option(None, "--size", help="Model size: small, medium, large (or any manifest key)."),
-    model_key: Optional[str] = typer.Option(None, "--model-key", "-m", help="Manifest key, repo id, or model folder. See `mgen models`."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-o", help="Folder for the takes (default: serve/takes in the data folder)."),
-    token: Optional[str] = typer.Option(None, "--token", help="Bearer token for the API and the page's login (default: MGEN_TOKEN).", show_default=False),
+    size: str | None = typer.Option(None, "--size", help="Model size: small, medium, large (or any manifest key)."),
+    model_key: str | None = typer.Option(None, "--model-key", "-m", help="Manifest key, repo id, or model folder. See `mgen models`."),
+    out_dir: Path | None = typer.Option(None, "--out-dir", "-o", help="Folder for the takes (default: serve/takes in the data folder)."),
+    token: str | None = typer.Option(None, "--token", help="Bearer token for the API and the page's login (default: MGEN_TOKEN).", show_default=False),
     insecure_no_auth: bool = typer.Option(False, "--insecure-no-auth", help="Listen on a non-loopback address without a token."),
     max_duration: float = typer.Option(300.0, "--max-duration", help="Longest clip a request may ask for, in seconds.", rich_help_panel="Limits"),
     max_queue: int = typer.Option(100, "--max-queue", help="Jobs waiting at most; more are answered 429.", rich_help_panel="Limits"),
     max_upload: str = typer.Option("20MiB", "--max-upload", help="Largest melody or continuation upload.", rich_help_panel="Limits"),
     max_prompt: int = typer.Option(2000, "--max-prompt", help="Longest prompt, in characters.", rich_help_panel="Limits"),
     offline: bool = OfflineOpt,
-    cache_dir: Optional[Path] = CacheDirOpt,
+    cache_dir: Path | None = CacheDirOpt,
     *,
     machine: MachineOptions,
 ) -> None:

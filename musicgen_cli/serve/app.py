@@ -13,10 +13,11 @@ import json
 import secrets
 import threading
 import typing
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,7 +31,13 @@ from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.errors import AudioError, MgenError
 from musicgen_cli.serve import store as states
 from musicgen_cli.serve.bus import TERMINAL, Bus, Event
-from musicgen_cli.serve.request import AUDIO_DEFAULTS, AUDIO_FIELDS, INPUTS, SETTING_FIELDS, checked
+from musicgen_cli.serve.request import (
+    AUDIO_DEFAULTS,
+    AUDIO_FIELDS,
+    INPUTS,
+    SETTING_FIELDS,
+    checked,
+)
 from musicgen_cli.serve.store import Job, JobStore, QueueFull
 from musicgen_cli.serve.worker import ServeOptions, Worker
 

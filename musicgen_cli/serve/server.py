@@ -11,8 +11,8 @@ import contextlib
 import ipaddress
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from musicgen_cli.errors import MgenError
 from musicgen_cli.serve.app import Service, create_app

@@ -42,7 +42,7 @@ class ServeOptions:
     reserve_bytes: int | None = None
     max_vram_bytes: int | None = None
     download: bool = False
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     extra: dict = field(default_factory=dict)  # more sidecar fields (torch threads)
 
     @property
@@ -210,7 +210,7 @@ class Worker:
             _remove(paths)
             self._fail(job, exc.message, exc.fix)
             return
-        except Exception as exc:  # out of memory, a model error: this job fails, the server goes on
+        except Exception as exc:  # noqa: BLE001 - out of memory, a model error: this job fails, the server goes on
             _remove(paths)
             _release_memory()
             text = (f"{type(exc).__name__}: {exc}".splitlines() or [type(exc).__name__])[0]
