@@ -47,22 +47,28 @@ def type_into(driver, element_id: str, text: str) -> None:
     field.send_keys(text)
 
 
+def open_page(driver, server) -> None:
+    driver.get(server.url + "/")
+    until(driver, lambda d: "tiny-random" in d.find_element(By.ID, "model").text)
+
+
+def ask(driver, prompt: str, duration: str) -> None:
+    type_into(driver, "prompt", prompt)
+    type_into(driver, "duration", duration)
+    driver.find_element(By.ID, "generate").click()
+
+
 def queued_items(driver) -> list:
     return driver.find_elements(By.CSS_SELECTOR, "#queue li")
 
 
 def test_a_take_from_prompt_to_history_and_back_into_the_form(server, browser):
-    browser.get(server.url + "/")
-    until(browser, lambda d: "tiny-random" in d.find_element(By.ID, "model").text)
+    open_page(browser, server)
 
     # a long take runs; a second one waits in the queue and is cancelled from the page
-    type_into(browser, "prompt", "a long drone to cancel")
-    type_into(browser, "duration", "300")
-    browser.find_element(By.ID, "generate").click()
+    ask(browser, "a long drone to cancel", "300")
     until(browser, lambda d: d.find_element(By.ID, "progress").get_attribute("value") not in ("0", None))
-    type_into(browser, "prompt", "waits in the queue")
-    type_into(browser, "duration", "1")
-    browser.find_element(By.ID, "generate").click()
+    ask(browser, "waits in the queue", "1")
     until(browser, lambda d: len(queued_items(d)) == 2)
     waiting = queued_items(browser)[1]
     waiting_id = waiting.get_attribute("data-id")
@@ -75,10 +81,8 @@ def test_a_take_from_prompt_to_history_and_back_into_the_form(server, browser):
     until(browser, lambda d: len(queued_items(d)) == 0)
 
     # the real take: progress moves, then it lands in the history with a playable clip
-    type_into(browser, "prompt", "browser jazz trio")
-    type_into(browser, "duration", "12")
     browser.find_element(By.ID, "seed").send_keys("21")
-    browser.find_element(By.ID, "generate").click()
+    ask(browser, "browser jazz trio", "12")
     values: set[float] = set()
 
     def progressed(d) -> bool:
@@ -120,10 +124,7 @@ def test_a_take_from_prompt_to_history_and_back_into_the_form(server, browser):
 
 
 def test_a_bad_setting_is_shown_in_one_line_with_its_fix(server, browser):
-    browser.get(server.url + "/")
-    until(browser, lambda d: "tiny-random" in d.find_element(By.ID, "model").text)
-    type_into(browser, "prompt", "x")
-    type_into(browser, "duration", "-2")
-    browser.find_element(By.ID, "generate").click()
+    open_page(browser, server)
+    ask(browser, "x", "-2")
     error = until(browser, lambda d: d.find_element(By.ID, "error").is_displayed() and d.find_element(By.ID, "error"))
     assert "duration -2 s is out of range" in error.text and "give more than 0" in error.text
