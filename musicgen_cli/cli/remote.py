@@ -13,6 +13,9 @@ from musicgen_cli.engine.settings import GenerateSettings
 
 def generate_on_server(url: str, prompt: str, settings: GenerateSettings, options: AudioOptions, model: str | None,
                        paths: list[Path], *, quiet: bool, as_json: bool) -> None:
+    from musicgen_cli.serve import require
+
+    require("httpx")
     from musicgen_cli.serve.client import Client, generate_remote, request_body
 
     inputs = {"melody": settings.melody, "continuation": settings.continuation}

@@ -45,6 +45,9 @@ def serve_cmd(
       mgen serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
     """
     from musicgen_cli.errors import MgenError
+    from musicgen_cli.serve import require
+
+    require("fastapi", "uvicorn", "multipart")
     from musicgen_cli.serve.request import Limits
     from musicgen_cli.serve.server import check_exposure, prepare, run
     from musicgen_cli.serve.worker import ServeOptions

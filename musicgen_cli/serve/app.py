@@ -160,13 +160,13 @@ def create_app(service: Service) -> FastAPI:
         return _job_json(service, added)
 
     @api.get("/generations")
-    def listing(limit: int = Query(PAGE_SIZE, ge=1, le=200), before: int | None = Query(None)) -> dict[str, Any]:
+    async def listing(limit: int = Query(PAGE_SIZE, ge=1, le=200), before: int | None = Query(None)) -> dict[str, Any]:
         jobs = service.store.page(limit, before)
         more = len(jobs) == limit and bool(service.store.page(1, jobs[-1].seq))
         return {"generations": [_job_json(service, j) for j in jobs], "next": jobs[-1].seq if more else None}
 
     @api.get("/generations/{job_id}")
-    def one(job_id: str) -> dict[str, Any]:
+    async def one(job_id: str) -> dict[str, Any]:
         return _job_json(service, _job(service, job_id), full=True)
 
     @api.get("/generations/{job_id}/audio")
@@ -219,7 +219,7 @@ def create_app(service: Service) -> FastAPI:
         ]}
 
     @api.get("/health")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         from musicgen_cli.planning.monitor import snapshot
 
         mg = service.worker.mg
@@ -230,7 +230,7 @@ def create_app(service: Service) -> FastAPI:
             "version": __version__,
             "model": service.worker.model_key,
             "loaded": mg is not None,
-            "plan": mg.plan.to_json() if mg is not None else None,
+            "plan": service.worker.plan,
             "queue_depth": service.store.depth(),
             "running": running.id if running else None,
             "listeners": service.bus.listeners(),
@@ -309,8 +309,8 @@ def _job_json(service: Service, job: Job, *, full: bool = False) -> dict[str, An
     if full and job.state == states.DONE:
         data["sidecars"] = [_read_json(service.options.out_dir / Path(name).with_suffix(".json").name) for name in job.files]
         data["plan"] = data["sidecars"][0].get("plan") if data["sidecars"] and data["sidecars"][0] else None
-    elif full and service.worker.mg is not None and job.model == service.worker.model_key:
-        data["plan"] = service.worker.mg.plan.to_json()
+    elif full and job.model == service.worker.model_key:
+        data["plan"] = service.worker.plan
     return data
 
 
@@ -319,10 +319,6 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _sse(event: Event) -> str:
-    return f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(event.data, default=str)}\n\n"
 
 
 def _final(job: Job) -> Event:
@@ -341,13 +337,13 @@ async def _stream(service: Service, job_id: str) -> AsyncIterator[str]:
         if job is None:
             return
         if job.state in states.FINISHED:
-            yield _sse(_final(job))
+            yield _final(job).frame
             return
         if job.state == states.QUEUED:
-            yield _sse(Event(0, "queued", {"position": service.store.position(job)}))
+            yield Event(0, "queued", {"position": service.store.position(job)}).frame
         else:
             for event in history:
-                yield _sse(event)
+                yield event.frame
         waited = 0.0
         while not service.stopping.is_set():
             try:
@@ -358,7 +354,7 @@ async def _stream(service: Service, job_id: str) -> AsyncIterator[str]:
                     waited = 0.0
                     yield ": keep-alive\n\n"
                 continue
-            yield _sse(event)
+            yield event.frame
             if event.kind in TERMINAL:
                 return
     finally:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 TERMINAL = ("done", "failed", "cancelled")
@@ -21,6 +22,11 @@ class Event:
     id: int
     kind: str  # queued, started, phase, progress, message, done, failed, cancelled, requeued
     data: dict[str, Any]
+    frame: str = field(init=False)  # as server-sent events write it, made once for every listener
+
+    def __post_init__(self) -> None:
+        text = f"id: {self.id}\nevent: {self.kind}\ndata: {json.dumps(self.data, default=str)}\n\n"
+        object.__setattr__(self, "frame", text)
 
 
 class Bus:

@@ -111,6 +111,7 @@ class Worker:
     def __init__(self, options: ServeOptions, store: JobStore, bus: Bus):
         self.options, self.store, self.bus = options, store, bus
         self.mg = None  # engine.musicgen.MusicGen once loaded
+        self.plan: dict | None = None  # its memory plan, as JSON
         self.model_key = options.model
         self.running: Job | None = None
         self._stop = threading.Event()  # the server is stopping
@@ -125,7 +126,7 @@ class Worker:
         from musicgen_cli.planning.hardware import probe
 
         o = self.options
-        old, self.mg = self.model_key if self.mg is not None else None, None
+        old, self.mg, self.plan = self.model_key if self.mg is not None else None, None, None
         _release_memory()
         machine = o.machine or probe(o.cache_dir)
         try:
@@ -137,7 +138,7 @@ class Worker:
                 self.load(old)
             raise
         mg.reporter = NullReporter()
-        self.mg, self.model_key = mg, key
+        self.mg, self.model_key, self.plan = mg, key, mg.plan.to_json()
 
     # -- the thread --------------------------------------------------------------------------
     def start(self) -> None:
