@@ -25,7 +25,7 @@ LONG = {"prompt": "a long drone", "duration": 300}  # minutes of work for the ti
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve-api")
-    cache = build_models(root / "cache", "tiny-random")
+    cache = build_models(root / "cache", "tiny-random", "tiny-random-stereo")
     running = Server(root / "data", cache, "--max-queue", "3", "--max-upload", "64KiB", "--max-prompt", "100").start()
     yield running
     running.stop()
@@ -203,6 +203,15 @@ def test_uploads_are_checked_before_they_are_accepted(server, http):
     second = finished(http, submit(http, prompt="and on", duration=0.3, continuation=first["id"], seed=2)["id"])
     assert second["state"] == "done", second
     assert second["sidecars"][0]["duration_s"] == pytest.approx(1.1, abs=0.03)
+
+
+def test_a_job_for_another_model_swaps_it_in(http):
+    stereo = finished(http, submit(http, prompt="wide", duration=0.3, model="tiny-random-stereo")["id"])
+    assert stereo["state"] == "done", stereo
+    assert stereo["sidecars"][0]["channels"] == 2 and stereo["sidecars"][0]["model"]["key"] == "tiny-random-stereo"
+    assert http.get("/v1/health").json()["model"] == "tiny-random-stereo"
+    mono = finished(http, submit(http, prompt="narrow", duration=0.3, model="tiny-random")["id"])
+    assert mono["sidecars"][0]["channels"] == 1 and http.get("/v1/health").json()["model"] == "tiny-random"
 
 
 def test_models_health_and_unknown_ids(http):
