@@ -127,7 +127,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MGEN_DATA_DIR": str(work / "data"), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MGEN_DATA_DIR": str(work / "data"), "HF_HUB_OFFLINE": "1",
+           "MGEN_CACHE_DIR": os.environ.get("MGEN_CACHE_DIR") or str(work / "cache")}
     bare = int(subprocess.run([sys.executable, "-c", BARE, args.model_key, str(args.threads)], env=env, check=True,
                               capture_output=True, text=True).stdout.split()[-1])
     proc = subprocess.Popen([sys.executable, "-m", "musicgen_cli", "serve", "--model-key", args.model_key, "--port", str(port),
