@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from musicgen_cli import config
 from musicgen_cli.cli.options import (
     DEFAULTS,
     CacheDirOpt,
@@ -142,6 +143,7 @@ def generate_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the output paths."),
     as_json: bool = JsonOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
+    server: Optional[str] = typer.Option(None, "--server", help="URL of a running `mgen serve` (default: MGEN_SERVER): it generates on its warm model, the files are written here."),
     *,
     model: ModelOptions,
     machine: MachineOptions,
@@ -181,6 +183,10 @@ def generate_cmd(
             melody=melody_file, keep_prompt=keep_prompt,
         )
     request = validate(request)
+    if url := server or config.server():
+        from musicgen_cli.cli.remote import generate_on_server
+
+        return generate_on_server(url, request, model.size or model.model_key, replay=bool(from_sidecar), quiet=quiet, as_json=as_json)
     from musicgen_cli.engine.musicgen import load_model  # torch and the model code: after every check
 
     request = replace(request, extra={"torch_threads": machine.threads(), **request.extra})

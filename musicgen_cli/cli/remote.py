@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from musicgen_cli import config
 from musicgen_cli.cli.options import console, reporter_for
-from musicgen_cli.engine.audio import AudioOptions
-from musicgen_cli.engine.settings import GenerateSettings
+from musicgen_cli.errors import MgenError
+if TYPE_CHECKING:
+    from musicgen_cli.jobs.request import Request
 
 
-def generate_on_server(url: str, prompt: str, settings: GenerateSettings, options: AudioOptions, model: str | None,
-                       paths: list[Path], *, quiet: bool, as_json: bool) -> None:
+def generate_on_server(url: str, request: "Request", model: str | None, *, replay: bool, quiet: bool, as_json: bool) -> None:
+    """`request` (validated here) made by the server at `url`; `model` None: the one it has loaded."""
+    if replay:
+        raise MgenError("--from-sidecar re-runs a clip on this machine", "drop --server (or MGEN_SERVER)")
     from musicgen_cli.serve import require
 
     require("httpx")
-    from musicgen_cli.serve.client import Client, generate_remote, request_body
+    from musicgen_cli.serve.client import Client, generate_remote
 
-    inputs = {"melody": settings.melody, "continuation": settings.continuation}
     with Client(url, config.token()) as client, reporter_for(quiet or as_json, f"mgen generate on {url}") as reporter:
-        made = generate_remote(client, request_body(prompt, settings, options, model), inputs, paths, reporter)
+        made = generate_remote(client, request, model, reporter)
     summary = made.job.get("summary") or {}
     if as_json:
         print(json.dumps({"files": [str(p) for p in made.files], "seed": made.job["seed"], "server": url, "job": made.job["id"],

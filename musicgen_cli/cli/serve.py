@@ -10,6 +10,7 @@ from musicgen_cli import config
 from musicgen_cli.cli.options import (
     CacheDirOpt,
     MachineOptions,
+    ModelOptions,
     OfflineOpt,
     console,
     err_console,
@@ -18,12 +19,10 @@ from musicgen_cli.cli.options import (
 )
 
 
-@uses(machine=MachineOptions)
+@uses(model=ModelOptions, machine=MachineOptions)
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --token or --insecure-no-auth."),
     port: int = typer.Option(8600, "--port", help="TCP port."),
-    size: str | None = typer.Option(None, "--size", help="Model size: small, medium, large (or any manifest key)."),
-    model_key: str | None = typer.Option(None, "--model-key", "-m", help="Manifest key, repo id, or model folder. See `mgen models`."),
     out_dir: Path | None = typer.Option(None, "--out-dir", "-o", help="Folder for the takes (default: serve/takes in the data folder)."),
     token: str | None = typer.Option(None, "--token", help="Bearer token for the API and the page's login (default: MGEN_TOKEN).", show_default=False),
     insecure_no_auth: bool = typer.Option(False, "--insecure-no-auth", help="Listen on a non-loopback address without a token."),
@@ -34,6 +33,7 @@ def serve_cmd(
     offline: bool = OfflineOpt,
     cache_dir: Path | None = CacheDirOpt,
     *,
+    model: ModelOptions,
     machine: MachineOptions,
 ) -> None:
     """Serve a web page and an HTTP API (OpenAPI at /docs) on one loaded model, with a job queue that survives restarts.
@@ -44,7 +44,6 @@ def serve_cmd(
 
       mgen serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
     """
-    from musicgen_cli.errors import MgenError
     from musicgen_cli.serve import require
 
     require("fastapi", "uvicorn", "multipart")
@@ -54,15 +53,14 @@ def serve_cmd(
     from musicgen_cli.store.cache import data_root
     from musicgen_cli.units import parse_size
 
-    if size and model_key:
-        raise MgenError("give --size or --model-key, not both", "drop one of them")
+    name = model.name()
     token = token or config.token()
     check_exposure(host, token, insecure_no_auth)
     limits = Limits(max_prompt_chars=max_prompt, max_duration_s=max_duration, max_upload_bytes=parse_size(max_upload), max_queue=max_queue)
     data = data_root() / "serve"
     threads = machine.threads()
     options = ServeOptions(
-        model=size or model_key or "small", data_dir=data, out_dir=out_dir or data / "takes", cache_dir=cache_dir,
+        model=name, data_dir=data, out_dir=out_dir or data / "takes", cache_dir=cache_dir,
         machine=machine.machine(cache_dir), download=not offline, limits=limits, extra={"torch_threads": threads},
         **machine.plan_kwargs(),
     )

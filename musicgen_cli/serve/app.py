@@ -149,7 +149,8 @@ def create_app(service: Service) -> FastAPI:
         _check_model(service, model)
         inputs = {name: _input_file(service, request[name], name) for name in INPUTS if request.get(name)}
         try:
-            job = checked(request, {k: Path(v) for k, v in inputs.items()}, service.options.limits)
+            job = checked(request, {k: Path(v) for k, v in inputs.items()}, service.options.limits, model=model,
+                          out_dir=service.options.out_dir)
             added = service.store.add(request, model, job.settings.seed, inputs, service.options.limits.max_queue)
         except QueueFull as exc:
             raise ApiError(429, exc.message, exc.fix, headers={"Retry-After": "30"}) from None

@@ -15,13 +15,12 @@ from typing import Any, Self
 
 import httpx
 
-from musicgen_cli.engine.audio import AudioOptions
 from musicgen_cli.engine.segments import format_time
-from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.errors import Interrupted, MgenError
 from musicgen_cli.events import Progress, Reporter
 from musicgen_cli.jobs.outputs import sidecar_path
 from musicgen_cli.jobs.pairs import write_pair
+from musicgen_cli.jobs.request import Request
 from musicgen_cli.serve.request import BY_REFERENCE, INPUTS
 
 
@@ -37,11 +36,13 @@ class Remote:
     job: dict[str, Any]
 
 
-def request_body(prompt: str, settings: GenerateSettings, options: AudioOptions, model: str | None) -> dict[str, Any]:
-    """The API's request for a local run's settings (the inputs are uploaded separately)."""
-    body: dict[str, Any] = {"prompt": prompt, "model": model}
+def request_body(request: Request, model: str | None) -> dict[str, Any]:
+    """The API's body for a validated request (its inputs are uploaded separately); `model`
+    None leaves the choice to the server (the model it has loaded)."""
+    settings, audio = request.settings, request.audio
+    body: dict[str, Any] = {"prompt": request.prompts[0], "model": model}
     body.update({f.name: getattr(settings, f.name) for f in fields(settings) if f.name not in BY_REFERENCE})
-    body.update({f.name: getattr(options, f.name) for f in fields(options)})
+    body.update({f.name: getattr(audio, f.name) for f in fields(audio)})
     if settings.segments:
         lines = [f"{format_time(start)} {text}" for start, text in settings.segments]
         body["segments"] = [*lines, f"{format_time(settings.duration)} end"]
@@ -133,16 +134,17 @@ def follow(client: Client, job_id: str, reporter: Reporter) -> dict[str, Any]:
     raise ServerError("the server stopped before the job finished", "it stays queued there; run the command again later")
 
 
-def generate_remote(client: Client, body: dict[str, Any], inputs: dict[str, Path | None], paths: list[Path],
-                    reporter: Reporter) -> Remote:
-    """Upload the inputs, queue the job, follow it, and write its clips at `paths` (one per sample)."""
-    body = {**body, **{name: client.upload(path) for name, path in inputs.items() if name in INPUTS and path}}
+def generate_remote(client: Client, request: Request, model: str | None, reporter: Reporter) -> Remote:
+    """Upload the request's inputs, queue it, follow it, and write its clips at `request.paths`."""
+    inputs = {name: getattr(request.settings, name) for name in INPUTS}
+    body = {**request_body(request, model), **{name: client.upload(path) for name, path in inputs.items() if path}}
     job = client.submit(body)
     try:
         done = follow(client, job["id"], reporter)
     except KeyboardInterrupt:
         client.cancel(job["id"])
         raise Interrupted("stopped; the job was cancelled on the server and nothing was written", "run again") from None
+    paths = list(request.paths or ())
     reporter.phase("write", str(paths[0].parent))
     for path, file in zip(paths, done["files"]):
         audio = client.download(file["audio"])

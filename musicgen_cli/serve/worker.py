@@ -11,11 +11,10 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from musicgen_cli.engine.prompts import slugify
 from musicgen_cli.errors import MgenError
 from musicgen_cli.events import NullReporter, Progress, Reporter
 from musicgen_cli.serve import store as states
@@ -226,25 +225,17 @@ class Worker:
         self.bus.publish(job.id, "failed", error)
 
     def _generate(self, job: Job, reporter: JobReporter) -> list[Path]:
-        from musicgen_cli.jobs.outputs import output_paths, write_result
+        from musicgen_cli.jobs.run import run
 
         o = self.options
-        request = checked(job.request, {k: Path(v) for k, v in job.inputs.items()}, o.limits, seed=job.seed)
-        fmt = request.options.format or "wav"
-        base = o.out_dir / f"{job.seq:04d}-{slugify(request.prompt, 40)}.{fmt}"
-        paths = output_paths(base, request.prompt, request.settings.num_samples, fmt, overwrite=True)
-        mg = self.mg
-        mg.reporter = reporter
+        request = checked(job.request, {k: Path(v) for k, v in job.inputs.items()}, o.limits, model=job.model,
+                          out_dir=o.out_dir, seed=job.seed, number=job.seq)
+        request = replace(request, extra={**o.extra, "server_job": job.id})
         try:
-            result = mg.generate(request.prompt, request.settings)
-            reporter.phase("write", str(o.out_dir))
-            return write_result(result, mg, paths, options=request.options, extra={**o.extra, "server_job": job.id},
-                                overwrite=True)
+            return [w.path for w in run(request, self.mg, reporter)]
         except BaseException:
-            _remove(paths)
+            _remove(list(request.paths or ()))
             raise
-        finally:
-            mg.reporter = NullReporter()
 
 
 def cost(paths: list[Path]) -> dict[str, Any]:
