@@ -59,11 +59,9 @@ def serve_cmd(
     limits = Limits(max_prompt_chars=max_prompt, max_duration_s=max_duration, max_upload_bytes=parse_size(max_upload), max_queue=max_queue)
     data = data_root() / "serve"
     threads = machine.threads()
-    options = ServeOptions(
-        model=name, data_dir=data, out_dir=out_dir or data / "takes", cache_dir=cache_dir,
-        machine=machine.machine(cache_dir), download=not offline, limits=limits, extra={"torch_threads": threads},
-        **machine.plan_kwargs(),
-    )
+    load = {"cache_dir": cache_dir, "machine": machine.machine(cache_dir), "download": not offline, **machine.plan_kwargs()}
+    options = ServeOptions(model=name, data_dir=data, out_dir=out_dir or data / "takes", load=load, limits=limits,
+                           extra={"torch_threads": threads})
     service = prepare(options, token)
     queued = service.store.depth()
 

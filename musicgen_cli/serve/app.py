@@ -282,7 +282,7 @@ def _check_model(service: Service, model: str) -> None:
     entry = manifest.entries.get(model)
     if entry is None:
         raise ApiError(422, f"unknown model {model!r}", "GET /v1/models lists the models this server has")
-    if not (manifest.is_cached(entry) or entry.random_weights or service.options.download):
+    if not (manifest.is_cached(entry) or entry.random_weights or service.options.load.get("download")):
         raise ApiError(422, f"model {model!r} is not downloaded on this server", f"run `mgen download {model}` there first")
 
 

@@ -34,19 +34,18 @@ class ServeOptions:
     model: str
     data_dir: Path  # jobs.sqlite3 and uploads/
     out_dir: Path  # the takes, clip + sidecar pairs
-    cache_dir: Path | None = None
-    machine: Any = None  # planning.hardware.Machine; probed once when None
-    dtype: str | None = None
-    quantize: str | None = None
-    reserve_bytes: int | None = None
-    max_vram_bytes: int | None = None
-    download: bool = False
+    # engine.musicgen.load_model's keywords: cache_dir, machine, dtype, quantize, reserve_bytes, max_vram_bytes, download
+    load: dict[str, Any] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     extra: dict = field(default_factory=dict)  # more sidecar fields (torch threads)
 
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def cache_dir(self) -> Path | None:
+        return self.load.get("cache_dir")
 
 
 class Stopped(Exception):
@@ -122,16 +121,11 @@ class Worker:
     def load(self, key: str, reporter: Reporter | None = None) -> None:
         """Plan and load `key` (freeing the model loaded before; it comes back if `key` fails)."""
         from musicgen_cli.engine.musicgen import load_model
-        from musicgen_cli.planning.hardware import probe
 
-        o = self.options
         old, self.mg, self.plan = self.model_key if self.mg is not None else None, None, None
         _release_memory()
-        machine = o.machine or probe(o.cache_dir)
         try:
-            mg = load_model(key, cache_dir=o.cache_dir, machine=machine, dtype=o.dtype, quantize=o.quantize,
-                            reserve_bytes=o.reserve_bytes, max_vram_bytes=o.max_vram_bytes, download=o.download,
-                            reporter=reporter)
+            mg = load_model(key, **self.options.load, reporter=reporter)
         except BaseException:
             if old is not None:
                 self.load(old)
