@@ -159,16 +159,14 @@ class JobStore:
         return self._all("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", QUEUED, RUNNING)[0][0]
 
     def claim_next(self) -> Job | None:
-        """The oldest queued job, now marked running."""
+        """The oldest queued job, now marked running (in one statement: a cancel cannot slip in between)."""
         with self._lock:
-            row = self._db.execute("SELECT id FROM jobs WHERE state = ? ORDER BY seq LIMIT 1", (QUEUED,)).fetchone()
-            if row is None:
-                return None
-            self._db.execute(
-                "UPDATE jobs SET state = ?, started = ?, attempts = attempts + 1 WHERE id = ? AND state = ?",
-                (RUNNING, time.time(), row["id"], QUEUED),
-            )
-        return self.get(row["id"])
+            row = self._db.execute(
+                "UPDATE jobs SET state = ?, started = ?, attempts = attempts + 1 WHERE seq = "
+                "(SELECT seq FROM jobs WHERE state = ? ORDER BY seq LIMIT 1) RETURNING id",
+                (RUNNING, time.time(), QUEUED),
+            ).fetchone()
+        return None if row is None else self.get(row["id"])
 
     def finish(self, job_id: str, state: str, *, files: list[str] | None = None, summary: dict | None = None,
                error: dict | None = None) -> None:
@@ -194,11 +192,6 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         self._run("DELETE FROM jobs WHERE id = ?", job_id)
-
-    def takes_using(self, path: str) -> int:
-        """Jobs not finished yet that read `path` (an upload or a take) as an input."""
-        rows = self._all("SELECT inputs FROM jobs WHERE state IN (?, ?)", QUEUED, RUNNING)
-        return sum(path in json.loads(r["inputs"]).values() for r in rows)
 
     # -- uploads ---------------------------------------------------------------------------
     def add_upload(self, upload_id: str, file: str, name: str, info: dict[str, Any]) -> Upload:
