@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 from musicgen_cli import config
 from musicgen_cli.cli.options import console, reporter_for
 from musicgen_cli.errors import MgenError
+
 if TYPE_CHECKING:
     from musicgen_cli.jobs.request import Request
 
 
-def generate_on_server(url: str, request: "Request", model: str | None, *, replay: bool, quiet: bool, as_json: bool) -> None:
+def generate_on_server(url: str, request: Request, model: str | None, *, replay: bool, quiet: bool, as_json: bool) -> None:
     """`request` (validated here) made by the server at `url`; `model` None: the one it has loaded."""
     if replay:
         raise MgenError("--from-sidecar re-runs a clip on this machine", "drop --server (or MGEN_SERVER)")
