@@ -268,6 +268,9 @@ def main() -> None:
     parser.add_argument("--positions", nargs="+", type=int, default=[],
                         help="instead of whole clips: time single steps of fp32 and each mode with this many "
                              "positions already cached (e.g. 750 1500: the middle and end of a 30 s clip)")
+    parser.add_argument("--kv-formats", action="store_true",
+                        help="only time SDPA over a float32 and a bf16 cache (the shape's layers, 2 rows, 50 and "
+                             "1500 positions, 5 repetitions), as the loop times them to choose the cache's format")
     parser.add_argument("--gpu-budget-gib", type=float, help="keep only this much decoder on the GPU")
     parser.add_argument("--require-identical", action="store_true",
                         help="exit 1 with a FAIL line where token identity is promised and missing: greedy tokens "
@@ -280,6 +283,9 @@ def main() -> None:
     dtype = getattr(torch, args.dtype or ("float32" if device.type == "cpu" else "bfloat16"))
     print(f"machine: {machine(device)}")
     print(f"cpu flags: {cpu_flags()}")
+    if args.kv_formats:
+        kv_formats(args.shape)
+        return
     bandwidth = read_bandwidth(device)
     print(f"measured read bandwidth: {bandwidth / 1e9:.1f} GB/s ({device.type})")
 
@@ -474,6 +480,24 @@ def positional(model, text, modes: list[str], positions: list[int], device: torc
           "bytes at that position in the cache's format, 2 rows); reduced modes keep the cache in bf16 where "
           "it attends faster, 'f32 KV' rows the old float32 cache. Split: GEMMs, attention and sampling "
           "timed alone on the same decoder; glue = the step minus the three")
+
+
+def kv_formats(shape: str) -> None:
+    """SDPA over each cache format, one float32 query column, medians of 5 repetitions."""
+    from musicgen_cli.arch import SHAPES
+    from musicgen_cli.decode.fastloop import attention_seconds
+
+    hidden, layers, heads, _ = SHAPES[shape]
+    print(f"load avg before: {os.getloadavg()[0]:.1f}; {layers} layers x {heads} heads, 2 rows, {torch.get_num_threads()} threads")
+    for positions in (50, 1500):
+        f32, bf16 = [], []
+        for _ in range(5):  # interleaved: load hits both alike
+            f32.append(attention_seconds(torch.float32, 2, heads, positions, layers))
+            bf16.append(attention_seconds(torch.bfloat16, 2, heads, positions, layers))
+        ratios = [a / b for a, b in zip(f32, bf16)]
+        print(f"{positions:>5} positions: float32 {1e3 * statistics.median(f32):.1f} ms, bf16 {1e3 * statistics.median(bf16):.1f} ms, "
+              f"float32/bf16 median {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
+    print(f"load avg after: {os.getloadavg()[0]:.1f}")
 
 
 def sampler_seconds(model, rows: int, device: torch.device) -> float:
