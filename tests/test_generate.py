@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_run import run_main
 
 from musicgen_cli.engine.musicgen import GenerateSettings, load_model
-from musicgen_cli.jobs.outputs import output_paths, write_result
+from musicgen_cli.jobs.request import Request, validate
+from musicgen_cli.jobs.run import run
 from musicgen_cli.planning.hardware import probe, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,13 +33,6 @@ def cpu():
 @pytest.fixture(scope="module")
 def engines(tiny_models, cpu):
     return {v: load_model(folder, machine=cpu) for v, folder in tiny_models.items()}
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: int = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "musicgen_cli", *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
-    )
 
 
 @pytest.mark.parametrize("variant,channels", [("mono", 1), ("stereo", 2), ("melody", 1)])
@@ -65,9 +60,8 @@ def test_same_seed_same_audio_bit_for_bit(engines):
 
 def test_num_samples_gives_distinct_clips_and_files(engines, tmp_path):
     mg = engines["mono"]
-    result = mg.generate("rock", GenerateSettings(duration=0.5, num_samples=3, seed=5))
-    paths = output_paths(tmp_path / "take.wav", "rock", 3, "wav")
-    write_result(result, mg, paths)
+    request = validate(Request(prompts=("rock",), settings=GenerateSettings(duration=0.5, num_samples=3, seed=5), out=tmp_path / "take.wav"))
+    paths = [w.path for w in run(request, mg)]
     assert [p.name for p in paths] == ["take-1.wav", "take-2.wav", "take-3.wav"]
     waves = [sf.read(p)[0] for p in paths]
     assert not np.array_equal(waves[0], waves[1]) and not np.array_equal(waves[1], waves[2])
@@ -104,10 +98,10 @@ def test_melody_on_a_text_model_is_refused(engines, tmp_path):
         engines["mono"].generate("x", GenerateSettings(duration=0.2, melody=tune))
 
 
-def test_cli_writes_wav_and_sidecar(cache_dir, tmp_path):
+def test_cli_writes_wav_and_sidecar(cache_dir, tmp_path, capsys):
     out = tmp_path / "song.wav"
-    proc = run_cli(
-        "generate", "--model-key", "tiny-random", "--duration", "0.5", "--seed", "4", "--out", str(out), "--json", "--no-gpu", "cool jazz"
+    proc = run_main(
+        capsys, "generate", "--model-key", "tiny-random", "--duration", "0.5", "--seed", "4", "--out", str(out), "--json", "--no-gpu", "cool jazz"
     )
     assert proc.returncode == 0, proc.stderr
     data, rate = sf.read(out, always_2d=True)
@@ -125,13 +119,11 @@ def test_cli_writes_wav_and_sidecar(cache_dir, tmp_path):
     assert json.loads(proc.stdout)["files"] == [str(out)]
 
 
-def test_cli_lyrics_name_the_output_and_steer_the_prompt(cache_dir, tmp_path):
+def test_cli_lyrics_name_the_output_and_steer_the_prompt(cache_dir, tmp_path, capsys, monkeypatch):
     lyrics = tmp_path / "lyrics_terraform_my_heart.txt"
     lyrics.write_text("Terraform My Heart\n\nyou terraform my heart, heart of stone\nheart of fire\n")
-    proc = run_cli(
-        "generate", "--model-key", "tiny-random", "-d", "0.3", "--lyrics", str(lyrics), "jazz ballad",
-        env={"HOME": str(tmp_path)}, timeout=300, cwd=tmp_path,
-    )
+    monkeypatch.chdir(tmp_path)
+    proc = run_main(capsys, "generate", "--model-key", "tiny-random", "-d", "0.3", "--lyrics", str(lyrics), "jazz ballad")
     assert proc.returncode == 0, proc.stderr
     assert "cannot sing" in proc.stderr
     # output/<slug>.wav is relative to the working directory
@@ -154,13 +146,13 @@ def test_cli_lyrics_name_the_output_and_steer_the_prompt(cache_dir, tmp_path):
         (["--model-key", "tiny-random", "--quantize", "int3", "x"], "int4"),
     ],
 )
-def test_bad_inputs_end_in_one_line(cache_dir, tmp_path, args, needle):
+def test_bad_inputs_end_in_one_line(cache_dir, tmp_path, capsys, args, needle):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros((0, 1), dtype=np.float32), RATE)
     args = [a.format(bad=bad, empty=empty) for a in args]
-    proc = run_cli("generate", *args, "--out", str(tmp_path / "o.wav"))
+    proc = run_main(capsys, "generate", *args, "--out", str(tmp_path / "o.wav"))
     assert proc.returncode != 0
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -204,3 +196,14 @@ def test_load_model_with_a_resolved_model_and_plan_neither_resolves_nor_plans(ca
     assert mg.plan is plan and mg.folder == resolved.folder and mg.entry.key == "tiny-random"
     result = mg.generate("x", GenerateSettings(duration=0.4, num_samples=2, seed=1))
     assert len(result.clips) == 2
+
+
+@pytest.mark.parametrize("variant", ["mono", "stereo"])
+def test_the_plan_counts_the_steps_the_loop_runs(engines, variant):
+    """One step count (arch.decode_steps) for the planner and the loop: the stereo model's
+    delay spans its codebooks per channel, not all of them."""
+    from musicgen_cli.planning.sizing import decode_steps, model_sizes
+
+    mg = engines[variant]
+    result = mg.generate("x", GenerateSettings(duration=2.0, seed=1))
+    assert result.steps == decode_steps(2.0, model_sizes(mg.model.config)) == 103  # 4 codebooks per channel in both

@@ -1,7 +1,7 @@
 """Facts about transformers' MusicGen architecture: the released shapes, their configs, the
 model classes, the training window. The one table every other module reads.
 
-Nothing here builds weights; `musicgen_cli.testing` writes random-weight models from these configs.
+Nothing here builds weights; `store.random_models` writes random-weight models from these configs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SHAPES: dict[str, tuple[int, int, int, int]] = {
 MUSICGEN_TYPES = ("musicgen", "musicgen_melody")
 
 # t5-base, the text encoder of every released MusicGen; the tiny one matches the offline
-# tokenizer that `testing` writes (46 entries).
+# tokenizer that `store.random_models` writes (46 entries).
 T5_BASE = dict(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
 T5_TINY = dict(vocab_size=46, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
 
@@ -61,6 +61,13 @@ def frame_rate(config: Any) -> float:
 def max_window_seconds(config: Any) -> float:
     """The longest window the decoder's positions reach (one position goes to the start token)."""
     return (config.decoder.max_position_embeddings - 1) / frame_rate(config)
+
+
+def decode_steps(frames: int, num_codebooks: int, audio_channels: int = 1) -> int:
+    """Decoder forward passes that yield `frames` new frames. The delay pattern shifts each
+    channel's codebooks by one step each (a stereo model interleaves its two channels' books),
+    which adds codebooks-per-channel - 1 steps. The planner and the loop both count with this."""
+    return frames + num_codebooks // audio_channels - 1
 
 
 def model_class(config: Any):

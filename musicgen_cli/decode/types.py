@@ -8,9 +8,10 @@ from typing import Callable
 
 import torch
 
-StepCallback = Callable[[int, int], None]
-
+from musicgen_cli import arch
 from musicgen_cli.arch import CONTEXT_SECONDS  # noqa: F401  (the windowing's default, re-exported)
+
+StepCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Sampling:
 
 
 @dataclass(frozen=True)
-class Request:
+class WindowRequest:
     """One window of work for an engine: conditioning, what to continue from, and how far."""
 
     input_ids: torch.Tensor
@@ -45,6 +46,6 @@ def layout(model) -> tuple[int, int, int]:
 
 
 def decode_steps(model, frames: int) -> int:
-    """Forward passes that yield `frames` new frames: the delay adds one per extra codebook."""
+    """Forward passes that yield `frames` new frames of a loaded model (arch.decode_steps)."""
     num_codebooks, channels, _ = layout(model)
-    return frames + num_codebooks // channels - 1
+    return arch.decode_steps(frames, num_codebooks, channels)

@@ -4,7 +4,7 @@
     mg = load_model("small")
     result = mg.generate("jazz trio", GenerateSettings(duration=8, seed=1))
 
-Clips longer than the model's window are generated in windows: each new window is prompted
+Clips are made by the one windowed loop (engine/longform.py): each new window is prompted
 with the last `context_s` seconds (12 s: audiocraft's `extend_stride=18`) of codes generated so
 far, a melody is read from each window's start, and the codes are decoded once at the end so
 the audio has no seams.
@@ -16,8 +16,8 @@ inside its duration (the compat layer converts).
 
 from __future__ import annotations
 
+import functools
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,9 @@ import torch
 
 from musicgen_cli.arch import is_melody, max_window_seconds
 from musicgen_cli.engine import audio, codec
-from musicgen_cli.engine.progress import StepProgress
 from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.engine.validate import MAX_SEED
-from musicgen_cli.errors import Interrupted, MgenError
+from musicgen_cli.errors import MgenError
 from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.store.manifest import ModelEntry, load_manifest
 
@@ -90,6 +89,13 @@ class MusicGen:
         self.is_melody = is_melody(self.model.config)
         self.max_window_s = max_window_seconds(self.model.config)
 
+    @functools.cached_property
+    def weights_fingerprint(self) -> dict:
+        """The loaded weights' fingerprint (store.fingerprint), computed once per loaded model."""
+        from musicgen_cli.store.fingerprint import weights_fingerprint
+
+        return weights_fingerprint(self.folder)
+
     def close(self) -> None:
         """Free the model's memory (RAM and VRAM) now; the object cannot generate afterwards."""
         from musicgen_cli.engine.loader import release
@@ -105,7 +111,7 @@ class MusicGen:
         self.close()
 
     # -- inputs ---------------------------------------------------------------------------
-    def _tokenize(self, prompts: list[str]):
+    def tokenize(self, prompts: list[str]):
         """Token ids cut at the text encoder's limit: T5's attention grows with the square of the
         prompt length, so an uncut 100 KB prompt would need gigabytes for nothing it can use.
         The text is cut first (no T5 token is near CHARS_PER_TOKEN long), so tokenizing costs the same."""
@@ -119,21 +125,21 @@ class MusicGen:
                 self.reporter.message(f"the prompt is longer than the {limit} tokens the text encoder reads; the rest was cut", "warning")
         return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
-    def _continuation_codes(self, settings: GenerateSettings, n: int, given=None) -> torch.LongTensor | None:
+    def continuation_codes(self, settings: GenerateSettings, n: int, given=None) -> torch.LongTensor | None:
         """Codes of the audio to continue: `given` ([batch, channels, samples] at the model's
         rate) or `settings.continuation`'s file for each of the `n` clips; None without either."""
         if given is None and settings.continuation:
             given = np.repeat(audio.load_for_model(settings.continuation, self.sample_rate, self.channels)[None], n, axis=0)
         return None if given is None else codec.encode(self.model, torch.as_tensor(np.asarray(given, dtype=np.float32)))
 
-    def _clips(self, wave: torch.Tensor, prompt_frames: int, settings: GenerateSettings, extra_s: float = 0.0) -> list:
+    def trim_clips(self, wave: torch.Tensor, prompt_frames: int, settings: GenerateSettings, extra_s: float = 0.0) -> list:
         """Decoded rows cut to what was asked: the continued audio in front unless `keep_prompt`
         is off, then `duration` (+ `extra_s`) seconds of new audio."""
         begin = 0 if settings.keep_prompt else round(prompt_frames / self.frame_rate * self.sample_rate)
         keep = round((prompt_frames / self.frame_rate + settings.duration + extra_s) * self.sample_rate)
         return [w[:, begin:keep].numpy() for w in wave]
 
-    def _melody_waves(self, settings: GenerateSettings, n: int, given: list | None) -> list | None:
+    def melody_waves(self, settings: GenerateSettings, n: int, given: list | None) -> list | None:
         if settings.melody is None and given is None:
             return None
         if not self.is_melody:
@@ -165,102 +171,18 @@ class MusicGen:
         `prompt_audio` ([batch, channels, samples]) and `melody_audio` (one [channels, samples]
         or None per clip), at the model's rate, stand in for the files of `settings`.
         """
-        from musicgen_cli.decode.windows import (
-            engine_for,
-            generate_codes,
-            window_plan,
-            window_starts,
-        )
-        from musicgen_cli.engine.melody import melody_batch
+        from musicgen_cli.engine.longform import compose
 
         if self.model is None:
             raise MgenError("this model was closed", "load it again (mgen.load_model)")
         settings.validate(self.max_window_s)
         if settings.melody is None and self.is_melody:
             self.reporter.message("melody model without --melody: generating from text alone")
-        if settings.composed:
-            from musicgen_cli.engine.longform import compose
-
-            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-            if len(prompts) != 1:
-                raise MgenError("a composed piece takes one prompt (or a sections file)", "generate the prompts one at a time")
-            seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
-            return GenerationResult(**compose(self, prompts[0], settings, seed, prompt_audio, melody_audio))
-        report = self.reporter
-        timings: dict[str, float] = {}
-        seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        batch = [p for p in prompts for _ in range(settings.num_samples)]
-        n = len(batch)
-        sampling = self.sampling(settings)
-
-        t0 = time.perf_counter()
-        report.phase("encode text", prompts[0] if len(prompts) == 1 else f"{len(prompts)} prompts")
-        input_ids, attention_mask = self._tokenize(batch)
-        melodies = self._melody_waves(settings, n, melody_audio)
-        codes = self._continuation_codes(settings, n, prompt_audio)
-        timings["encode"] = time.perf_counter() - t0
-
-        total = max(1, round(settings.duration * self.frame_rate))
-        prompt_frames = 0 if codes is None else codes.shape[-1]
-        window_frames, context_frames = int(settings.window_s * self.frame_rate), int(settings.context_s * self.frame_rate)
-        plan = window_plan(prompt_frames, total, window_frames, context_frames)
-        starts = window_starts(plan, prompt_frames)
-        windows = [{"start_s": s / self.frame_rate, "prompt_frames": k, "new_frames": f} for s, (k, f) in zip(starts, plan)]
-        chroma_frames = getattr(self.model.config, "chroma_length", 0)
-
-        def melody_for(start: int) -> torch.Tensor | None:
-            # One window: the melody from its beginning; several: from each window's start, looped.
-            at = None if len(plan) == 1 else start / self.frame_rate
-            return melody_batch(melodies, self.sample_rate, chroma_frames, at, window_frames / self.frame_rate)
-        progress = StepProgress(report, total, self.frame_rate)
-
-        report.phase("generate", f"{settings.duration:g} s, {n} clip(s), seed {seed}")
-        t0 = time.perf_counter()
-        torch.manual_seed(seed)
-        try:
-            codes = generate_codes(
-                self.model,
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                num_frames=total,
-                sampling=sampling,
-                prompt_codes=codes,
-                engine=settings.engine,
-                on_step=progress.step(total),
-                window_frames=window_frames,
-                context_frames=context_frames,
-                melody_for=None if melodies is None else melody_for,
-            ).cpu()
-        except KeyboardInterrupt:
-            got = progress.current / self.frame_rate
-            raise Interrupted(
-                f"stopped after about {got:.1f} s of {settings.duration:g} s of audio; nothing was written",
-                "run again, or ask for a shorter --duration",
-            ) from None
-        timings["generate"] = time.perf_counter() - t0
-
-        report.phase("decode audio", f"{codes.shape[-1]} frames")
-        t0 = time.perf_counter()
-        try:
-            wave = codec.decode(self.model, codes, self.plan.codec_chunk_s)
-        except KeyboardInterrupt:
-            raise Interrupted("stopped while decoding audio; nothing was written", "run again") from None
-        timings["decode"] = time.perf_counter() - t0
-        clips = self._clips(wave, prompt_frames, settings)
-        return GenerationResult(
-            clips=clips,
-            sample_rate=self.sample_rate,
-            prompts=batch,
-            seed=seed,
-            settings=settings,
-            timings=timings,
-            steps=progress.steps,
-            peaks=progress.finish(),
-            codes=codes,
-            windows=windows,
-            engine=engine_for(self.model, settings.engine),
-        )
+        if settings.composed and len(prompts) != 1:
+            raise MgenError("a composed piece takes one prompt (or a sections file)", "generate the prompts one at a time")
+        seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
+        return GenerationResult(**compose(self, prompts, settings, seed, prompt_audio, melody_audio))
 
 
 @dataclass(frozen=True)
@@ -317,7 +239,7 @@ def load_model(
     The plan is made for `job`, else for `settings` (`Job.from_settings`), else for the default
     settings; a `plan` made already (a batch sizing its passes) is used as it is.
     """
-    from musicgen_cli.engine.loader import load_model as load_by_plan
+    from musicgen_cli.engine.loader import load_by_plan
     from musicgen_cli.planning.hardware import probe
     from musicgen_cli.planning.job import Job
     from musicgen_cli.planning.planner import plan_memory

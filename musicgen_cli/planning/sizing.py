@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from musicgen_cli import arch
 from musicgen_cli.arch import is_melody
 from musicgen_cli.planning import estimates as K
 from musicgen_cli.planning.cpu_modes import INT4_GROUP
@@ -247,8 +248,8 @@ def _measure(config, model) -> ModelSizes:
 
 
 def decode_steps(duration_s: float, sizes: ModelSizes) -> int:
-    """Decoder steps for a clip: one per frame plus the delay pattern's codebook offsets."""
-    return math.ceil(duration_s * sizes.frame_rate) + sizes.num_codebooks - 1
+    """Decoder steps for a clip (arch.decode_steps)."""
+    return arch.decode_steps(math.ceil(duration_s * sizes.frame_rate), sizes.num_codebooks, sizes.audio_channels)
 
 
 def context_frames(duration_s: float, window_s: float, sizes: ModelSizes) -> int:
