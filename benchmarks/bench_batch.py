@@ -21,7 +21,8 @@ import torch
 from musicgen_cli.engine.musicgen import GenerateSettings, load_model
 from musicgen_cli.jobs.batch import BatchOptions, run_batch
 from musicgen_cli.jobs.batchfile import Defaults, read_items
-from musicgen_cli.jobs.outputs import write_result
+from musicgen_cli.jobs.request import Request
+from musicgen_cli.jobs.run import run
 from musicgen_cli.planning.hardware import probe, simulate
 from musicgen_cli.testing import ModelSpec, write_model_folder
 
@@ -39,8 +40,7 @@ def sequential(folder: Path, prompts: list[str], seconds: float, out: Path, mach
     start = time.perf_counter()
     mg = load_model(folder, machine=machine)
     for i, prompt in enumerate(prompts):
-        result = mg.generate(prompt, GenerateSettings(duration=seconds, seed=i))
-        write_result(result, mg, [out / f"{i:04d}.wav"])
+        run(Request(prompts=(prompt,), settings=GenerateSettings(duration=seconds, seed=i), paths=(out / f"{i:04d}.wav",)), mg)
     return time.perf_counter() - start
 
 

@@ -411,9 +411,9 @@ def step_at(model, text, position: int, device: torch.device, steps: int = 9) ->
     same decoder, and the glue (norms, residuals, reshapes, Python), the rest."""
     from musicgen_cli.decode import sampler
     from musicgen_cli.decode.fastloop import Decoder, condition
-    from musicgen_cli.decode.types import Request
+    from musicgen_cli.decode.types import WindowRequest
 
-    request = Request(text.input_ids, text.attention_mask, 1, Sampling(), None, None)
+    request = WindowRequest(text.input_ids, text.attention_mask, 1, Sampling(), None, None)
     decoder = Decoder(model, 2, position + steps + 1, condition(model, request, device))
     for keys, values in decoder.cache:
         keys.normal_()

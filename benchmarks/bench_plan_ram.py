@@ -31,7 +31,7 @@ def child(folder: str, duration: float) -> dict:
     from _measure import PeakSampler, mapped_weights_bytes
     from transformers import AutoConfig
 
-    from musicgen_cli.engine.loader import load_model
+    from musicgen_cli.engine.loader import load_by_plan
     from musicgen_cli.planning.hardware import probe, simulate
     from musicgen_cli.planning.job import Job
     from musicgen_cli.planning.monitor import peak_rss_bytes
@@ -40,7 +40,7 @@ def child(folder: str, duration: float) -> dict:
     config = AutoConfig.from_pretrained(folder)
     plan = plan_memory(config, Job(duration), simulate(probe(), no_gpu=True))
     with PeakSampler() as sampler:
-        loaded = load_model(Path(folder), plan)
+        loaded = load_by_plan(Path(folder), plan)
         inputs = loaded.tokenizer(["jazz trio with grand piano"], return_tensors="pt")
         torch.manual_seed(0)
         with torch.inference_mode():

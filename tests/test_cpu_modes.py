@@ -194,11 +194,11 @@ def test_int4_on_a_gpu_plan_is_a_user_error(small):
         plan_memory(small, Job(duration_s=10), simulate(CPU, gpu_mem=[24 * GiB]), quantize="int4")
 
 
-def test_generate_with_int4_records_the_kernel_in_the_sidecar(tiny_models, tmp_path):
-    from tests.test_generate import run_cli
+def test_generate_with_int4_records_the_kernel_in_the_sidecar(tiny_models, tmp_path, capsys):
+    from cli_run import run_main
 
     out = tmp_path / "clip.wav"
-    result = run_cli("generate", "jazz", "--model-key", str(tiny_models["mono"]), "--quantize", "int4",
+    result = run_main(capsys, "generate", "jazz", "--model-key", str(tiny_models["mono"]), "--quantize", "int4",
                      "--duration", "0.3", "--seed", "1", "--device", "cpu", "--out", str(out), "--num-threads", "1")
     assert result.returncode == 0, result.stderr
     sidecar = json.loads(Path(out).with_suffix(".json").read_text())

@@ -18,7 +18,7 @@ from transformers import AutoConfig
 
 from musicgen_cli.decode.types import Sampling
 from musicgen_cli.decode.windows import generate_codes
-from musicgen_cli.engine.loader import load_model as load_by_plan
+from musicgen_cli.engine.loader import load_by_plan
 from musicgen_cli.engine.musicgen import GenerateSettings, MusicGen
 from musicgen_cli.planning.hardware import probe, simulate
 from musicgen_cli.planning.planner import Job, plan_memory
@@ -115,13 +115,13 @@ def test_half_precision_greedy_agreement_is_reported(folders, dtype):
 def test_graphed_step_matches_the_eager_step(folders):
     from musicgen_cli.decode.cudagraph import GraphedStep
     from musicgen_cli.decode.fastloop import Decoder, condition
-    from musicgen_cli.decode.types import Request
+    from musicgen_cli.decode.types import WindowRequest
 
     if STANDIN:
         pytest.skip("CUDA graphs need CUDA")
     mg = load(folders["mono"], plans_of(folders["mono"], "float32")["resident"])
     batch = mg.tokenizer(PROMPTS, padding=True, return_tensors="pt")
-    request = Request(batch.input_ids, batch.attention_mask, 12, Sampling(), None, None)
+    request = WindowRequest(batch.input_ids, batch.attention_mask, 12, Sampling(), None, None)
     with torch.inference_mode():
         conditioning = condition(mg.model, request, DEVICE)
         eager, graphed = (Decoder(mg.model, 4, 20, conditioning) for _ in range(2))

@@ -154,10 +154,10 @@ def test_bad_requests_are_refused(models, text):
 
 def test_static_step_for_cuda_graphs_matches_the_dynamic_step(models, text):
     from musicgen_cli.decode.fastloop import Decoder, condition
-    from musicgen_cli.decode.types import Request
+    from musicgen_cli.decode.types import WindowRequest
 
     model = models["mono"]
-    request = Request(text.input_ids, text.attention_mask, 8, Sampling(), None, None)
+    request = WindowRequest(text.input_ids, text.attention_mask, 8, Sampling(), None, None)
     with torch.inference_mode():
         conditioning = condition(model, request, torch.device("cpu"))
         dynamic, static = (Decoder(model, 4, 10, conditioning) for _ in range(2))
@@ -207,11 +207,11 @@ def test_models_with_accelerate_offloaded_weights_fall_back_to_the_reference(tex
 def test_dynamic_int8_scheme_generates_valid_codes(text, float32_cache):
     from musicgen_cli.decode.cpu_linear import DynamicInt8Linear
     from musicgen_cli.decode.fastloop import Decoder, condition
-    from musicgen_cli.decode.types import Request
+    from musicgen_cli.decode.types import WindowRequest
 
     model = quantize_int8(build_model(ModelSpec(variant="mono")), scheme="dynamic")
     assert not any(isinstance(m, torch.nn.Linear) and type(m) is torch.nn.Linear for m in model.decoder.modules())
-    request = Request(text.input_ids, text.attention_mask, 8, Sampling(), None, None)
+    request = WindowRequest(text.input_ids, text.attention_mask, 8, Sampling(), None, None)
     with torch.inference_mode():
         decoder = Decoder(model, 4, 10, condition(model, request, torch.device("cpu")))
     ops = decoder.ops[0]
@@ -240,10 +240,10 @@ def test_blocked_float32_projections_keep_the_reference_tokens(models, text, blo
                                                                  with_prompt):
     from musicgen_cli.decode.cpu_linear import BlockedLinear
     from musicgen_cli.decode.fastloop import Decoder, condition
-    from musicgen_cli.decode.types import Request
+    from musicgen_cli.decode.types import WindowRequest
 
     model = models[variant]
-    request = Request(text.input_ids, text.attention_mask, 8, Sampling(), None, None)
+    request = WindowRequest(text.input_ids, text.attention_mask, 8, Sampling(), None, None)
     with torch.inference_mode():
         decoder = Decoder(model, 4, 10, condition(model, request, torch.device("cpu")))
     ops = decoder.ops[0]

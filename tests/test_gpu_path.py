@@ -15,7 +15,7 @@ from transformers import AutoConfig
 
 from musicgen_cli.arch import build_config
 from musicgen_cli.decode.cudagraph import GraphedStep
-from musicgen_cli.engine.loader import load_model as load_by_plan
+from musicgen_cli.engine.loader import load_by_plan
 from musicgen_cli.engine.musicgen import GenerateSettings, MusicGen
 from musicgen_cli.errors import MgenError
 from musicgen_cli.planning.hardware import probe, simulate

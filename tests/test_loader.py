@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoConfig
 
-from musicgen_cli.engine.loader import load_model
+from musicgen_cli.engine.loader import load_by_plan
 from musicgen_cli.engine.quantize import Int8Linear
 from musicgen_cli.planning import estimates as K
 from musicgen_cli.planning.hardware import configure_threads, probe, simulate
@@ -37,7 +37,7 @@ def _generate(loaded, steps=12):
 def test_cpu_plan_loads_without_hooks(tiny_models, cpu_machine):
     folder = tiny_models["mono"]
     plan = plan_memory(AutoConfig.from_pretrained(folder), Job(1), cpu_machine)
-    loaded = load_model(folder, plan)
+    loaded = load_by_plan(folder, plan)
     assert loaded.plan is plan and loaded.load_seconds > 0
     assert not any(hasattr(m, "_hf_hook") for m in loaded.model.modules())
     assert {p.device.type for p in loaded.model.parameters()} == {"cpu"}
@@ -54,9 +54,9 @@ def test_disk_plan_loads_and_matches_the_cpu_run(tiny_models, cpu_machine):
     short = simulate(cpu_machine, ram=K.RAM_RESERVE + plain.estimates.peak_ram_bytes - model_sizes(config).layer_bytes("float32"))
     plan = plan_memory(config, Job(1), short)
     assert plan.offload.disk_layers == [1] and any("DISK" in w for w in plan.warnings)
-    on_disk = load_model(folder, plan)
+    on_disk = load_by_plan(folder, plan)
     assert not any(hasattr(m, "_hf_hook") for m in on_disk.model.text_encoder.modules())
-    assert torch.equal(_generate(load_model(folder, plain)), _generate(on_disk))
+    assert torch.equal(_generate(load_by_plan(folder, plain)), _generate(on_disk))
 
 
 def test_offloaded_text_encoder_is_made_a_plain_cpu_module(tiny_models, cpu_machine):
@@ -64,9 +64,9 @@ def test_offloaded_text_encoder_is_made_a_plain_cpu_module(tiny_models, cpu_mach
     # weights in a side map, meta tensors in the module, hooks to fetch them.
     folder = tiny_models["mono"]
     plan = plan_memory(AutoConfig.from_pretrained(folder), Job(1), cpu_machine)
-    baseline = _generate(load_model(folder, plan))
+    baseline = _generate(load_by_plan(folder, plan))
     plan.device_map = {**plan.device_map, "text_encoder": "disk"}
-    loaded = load_model(folder, plan)
+    loaded = load_by_plan(folder, plan)
     encoder = loaded.model.text_encoder
     assert not any(hasattr(m, "_hf_hook") for m in encoder.modules())
     assert {p.device.type for p in encoder.parameters()} == {"cpu"}
@@ -76,7 +76,7 @@ def test_offloaded_text_encoder_is_made_a_plain_cpu_module(tiny_models, cpu_mach
 def test_int8_cpu_plan_quantises_decoder_layers(tiny_models, cpu_machine):
     folder = tiny_models["mono"]
     plan = plan_memory(AutoConfig.from_pretrained(folder), Job(1), cpu_machine, quantize="int8")
-    loaded = load_model(folder, plan)
+    loaded = load_by_plan(folder, plan)
     layer = loaded.model.decoder.model.decoder.layers[0]
     assert isinstance(layer.fc1, Int8Linear) and layer.fc1.weight.dtype == torch.int8
     assert _generate(loaded).shape[-1] == 640 * 9
@@ -86,7 +86,7 @@ def test_melody_and_stereo_load(tiny_models, cpu_machine):
     for variant, channels in (("melody", 1), ("stereo", 2)):
         folder = tiny_models[variant]
         plan = plan_memory(AutoConfig.from_pretrained(folder), Job(1), cpu_machine)
-        assert _generate(load_model(folder, plan)).shape[1] == channels
+        assert _generate(load_by_plan(folder, plan)).shape[1] == channels
 
 
 def test_planned_peak_ram_is_within_15_percent_of_measured_rss():

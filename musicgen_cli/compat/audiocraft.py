@@ -28,6 +28,8 @@ from musicgen_cli.engine import audio
 from musicgen_cli.engine.musicgen import MAX_SEED, GenerateSettings, load_model
 from musicgen_cli.errors import MgenError
 from musicgen_cli.events import NullReporter, Progress
+from musicgen_cli.jobs.request import Request
+from musicgen_cli.jobs.run import render
 
 __all__ = ["MultiBandDiffusion", "MusicGen", "audio_write"]
 
@@ -90,7 +92,8 @@ class MusicGen:
         if name in _HF_MODEL_CHECKPOINTS_MAP:
             warnings.warn(
                 "MusicGen pretrained model relying on deprecated checkpoint mapping. "
-                f"Please use full pre-trained id instead: facebook/musicgen-{name}"
+                f"Please use full pre-trained id instead: facebook/musicgen-{name}",
+                stacklevel=2,
             )
             name = _HF_MODEL_CHECKPOINTS_MAP[name]
         if "musicgen-style" in str(name):
@@ -227,14 +230,11 @@ class MusicGen:
         )
         callback = self._progress_callback or _print_progress
         reporter = _CallbackReporter(callback) if progress else NullReporter()
-        before, self.engine.reporter = self.engine.reporter, reporter
-        try:
-            texts = ["" if d is None else d for d in descriptions]
-            result = self.engine.generate(texts, settings, prompt_audio=prompt, melody_audio=melodies)
-        finally:
-            self.engine.reporter = before
-        wav = torch.from_numpy(np.stack(result.clips))
-        return (wav, result.codes) if return_tokens else wav
+        texts = tuple("" if d is None else d for d in descriptions)
+        request = Request(prompts=texts, settings=settings, prompt_audio=prompt, melody_audio=melodies)
+        rendered = render(request, self.engine, reporter)
+        wav = torch.from_numpy(np.stack([r.clip for r in rendered]))
+        return (wav, torch.from_numpy(np.stack([r.codes for r in rendered]))) if return_tokens else wav
 
     def generate_audio(self, gen_tokens: torch.Tensor) -> torch.Tensor:
         """Audio [B, C, T] from tokens [B, K, frames]."""
@@ -291,5 +291,5 @@ def audio_write(stem_name: tp.Union[str, Path], wav: torch.Tensor, sample_rate: 
     ).validate()
     record = audio.save(path, _numpy(wav), sample_rate, options, normalize=normalize)
     if log_clipping and record["clipped_samples"]:
-        warnings.warn(f"CLIPPING {stem_name} happening: {record['clipped_samples']} samples clipped at full scale")
+        warnings.warn(f"CLIPPING {stem_name} happening: {record['clipped_samples']} samples clipped at full scale", stacklevel=2)
     return path

@@ -3,7 +3,7 @@ modules, with less in the way.
 
 float32 at all threads, with the reference's exact rounding. A decode step multiplies two rows
 (the CFG pair) by every weight. MKL runs such a two-row GEMM on one thread, at about a third of
-a core pair's read bandwidth on the Zen 4 machines we measure on (BENCHMARKS.md, issue 18). The
+a core pair's read bandwidth on the Zen 4 machines we measure on (BENCHMARKS.md, "CPU decode modes"). The
 same product as a batched GEMM over blocks of `BLOCK` output channels (a view of the weight, no
 copy) runs on every thread, and each output is still the same dot product accumulated in the
 same order, so the result is bitwise the one `F.linear` gives and the fast loop keeps

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from musicgen_cli.arch import is_melody
 from musicgen_cli.decode import delay, sampler
 from musicgen_cli.decode.cpu_linear import fast_linear
-from musicgen_cli.decode.types import Request, StepCallback, decode_steps, layout
+from musicgen_cli.decode.types import WindowRequest, StepCallback, decode_steps, layout
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Conditioning:
     prefix: torch.Tensor | None = None
 
 
-def _text_states(model, request: Request) -> tuple[torch.Tensor, torch.Tensor]:
+def _text_states(model, request: WindowRequest) -> tuple[torch.Tensor, torch.Tensor]:
     device = model.text_encoder.device
     ids = request.input_ids.to(device)
     mask = request.attention_mask
@@ -44,7 +44,7 @@ def _text_states(model, request: Request) -> tuple[torch.Tensor, torch.Tensor]:
     return model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
 
 
-def condition(model, request: Request, device: torch.device) -> Conditioning:
+def condition(model, request: WindowRequest, device: torch.device) -> Conditioning:
     """The conditioning, computed the way `generate` computes it (same ops, same order)."""
     cfg = request.sampling.cfg
     states, mask = _text_states(model, request)
@@ -84,7 +84,7 @@ def _lm_dtype(model) -> torch.dtype:
     return model.decoder.model.decoder.embed_tokens[0].weight.dtype
 
 
-def _chroma_states(model, request: Request, cfg: bool) -> torch.Tensor:
+def _chroma_states(model, request: WindowRequest, cfg: bool) -> torch.Tensor:
     """Melody prefix: chroma projected to the decoder width, tiled or cut to chroma_length.
     Without a melody the model is conditioned on a constant 'null' chroma (bin 0 set)."""
     batch = request.input_ids.shape[0]
@@ -206,7 +206,7 @@ class Decoder:
         return self.stack.layers[0].self_attn.scaling
 
     def _run(self, hidden: torch.Tensor, attend) -> torch.Tensor:
-        for i, layer in enumerate(self.stack.layers):
+        for i in range(len(self.stack.layers)):
             if self.streamer:
                 self.streamer.enter(i)
             hidden = self._layer(i, self.ops[i], hidden.to(self.where[i]), attend)
@@ -294,7 +294,7 @@ def attention_seconds(kind: torch.dtype, rows: int = 2, heads: int = 16, positio
 
 
 @torch.inference_mode()
-def generate_window(model, request: Request, on_step: StepCallback) -> torch.LongTensor:
+def generate_window(model, request: WindowRequest, on_step: StepCallback) -> torch.LongTensor:
     """One window: prefill start token + prompt (+ melody prefix), then one column per step.
     On CUDA the one-column steps replay a captured graph (no launch overhead)."""
     from musicgen_cli.decode.cudagraph import GraphedStep

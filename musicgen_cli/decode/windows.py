@@ -17,7 +17,7 @@ from musicgen_cli.arch import WINDOW_SECONDS
 from musicgen_cli.decode import delay
 from musicgen_cli.decode.types import (
     CONTEXT_SECONDS,
-    Request,
+    WindowRequest,
     Sampling,
     StepCallback,
     decode_steps,
@@ -58,7 +58,7 @@ def generate_codes(model, *, input_ids, attention_mask, num_frames: int, samplin
 
     for (context, new), start in zip(plan, window_starts(plan, prompt_frames)):
         melody = melody_for(start) if melody_for is not None else melody_features
-        request = Request(input_ids, attention_mask, new, sampling,
+        request = WindowRequest(input_ids, attention_mask, new, sampling,
                           None if codes is None or context == 0 else codes[..., -context:], melody)
         window_codes = generate_window(model, request, report)
         fresh = window_codes[..., window_codes.shape[-1] - new :]
@@ -103,7 +103,7 @@ def window_starts(plan: list[tuple[int, int]], prompt_frames: int) -> list[int]:
     return starts
 
 
-def reference_window(model, request: Request, on_step: StepCallback) -> torch.LongTensor:
+def reference_window(model, request: WindowRequest, on_step: StepCallback) -> torch.LongTensor:
     """One window through transformers' `generate`, capturing the tokens on the way.
 
     `generate` always decodes audio at the end and (in transformers 5) does not forward a

@@ -42,7 +42,7 @@ def cuda_device(index: int):
     return torch.device("cuda", index)
 
 
-def load_model(folder: Path, plan: Plan, *, reporter: Reporter | None = None,
+def load_by_plan(folder: Path, plan: Plan, *, reporter: Reporter | None = None,
                device_of: Callable[[int], Any] = cuda_device) -> LoadedModel:
     """The model in `folder` placed by `plan`, with its tokenizer. `device_of` maps the plan's
     GPU indices to torch devices."""

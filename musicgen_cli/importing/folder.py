@@ -141,7 +141,7 @@ def _check_tokenizer(folder: Path, config: dict) -> None:
         raise _fail(folder, f"the tokenizer has {len(tokenizer)} tokens but the text encoder embeds {vocab}", fix)
 
 
-def check_model_folder(folder: Path | str) -> CheckedFolder:
+def check_import_folder(folder: Path | str) -> CheckedFolder:
     """Everything mgen needs to load the folder, checked without reading tensor data."""
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
@@ -183,7 +183,7 @@ def import_model(manifest: Manifest, source: Path | str, key: str, *, reporter: 
             f"model key {key!r} already has a ready folder {target}", "pick another --key or delete that folder first"
         )
     reporter.phase("check", str(source))
-    checked = check_model_folder(source)
+    checked = check_import_folder(source)
     reporter.phase("copy", f"{len(checked.files)} files to {target}")
     sizes = {name: (checked.folder / name).stat().st_size for name in checked.files}
     copied = 0

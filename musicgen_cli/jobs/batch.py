@@ -32,7 +32,8 @@ from musicgen_cli.events import Progress
 from musicgen_cli.jobs import batchlog
 from musicgen_cli.jobs.batchfile import BatchItem, by_group, make_batches
 from musicgen_cli.jobs.lock import FolderLock
-from musicgen_cli.jobs.outputs import write_result
+from musicgen_cli.jobs.request import Request
+from musicgen_cli.jobs.run import rendered_clips, write
 from musicgen_cli.jobs.pairs import recover_leftovers
 
 STATUS_EVERY_S = 1.0
@@ -286,7 +287,7 @@ class _Worker:
     def run(self, mine: list[BatchItem]) -> None:
         self.status.assigned = len(mine)
         self.reporter.phase("idle" if not mine else "starting", f"{len(mine)} item(s)")
-        for n, (model, group) in enumerate(groupby(mine, key=lambda it: it.model)):
+        for model, group in groupby(mine, key=lambda it: it.model):
             model_items = list(group)
             try:
                 mg, fit = self._load(model, model_items)
@@ -317,11 +318,13 @@ class _Worker:
                 continue
             t0 = time.perf_counter()
             try:
-                self.reporter.phase("write", item.id)
-                write_result(
-                    made.result, mg, item.audio_paths(self.out_dir), options=self.options.audio, extra=item_extra(item, made.batch),
+                request = Request(
+                    prompts=(item.prompt,), settings=made.result.settings, audio=self.options.audio, model=item.model,
+                    paths=tuple(item.audio_paths(self.out_dir)),
                     overwrite=True,  # plan_work let through only this item's own leftovers, or --overwrite
+                    extra=item_extra(item, made.batch),
                 )
+                write(rendered_clips(made.result, mg, request), request, self.reporter)
             except Exception as exc:  # a full disk or bad path fails this item only
                 self._record(item, "failed", error=describe_error(exc), seed=made.seed, batch=made.batch)
                 continue

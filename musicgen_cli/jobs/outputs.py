@@ -20,7 +20,6 @@ from musicgen_cli.engine.validate import check_name_lengths, check_writable_fold
 from musicgen_cli.errors import OutputExists
 from musicgen_cli.jobs.pairs import recover_leftovers, write_pair
 from musicgen_cli.store.cache import read_marker
-from musicgen_cli.store.fingerprint import weights_fingerprint
 
 if TYPE_CHECKING:  # the engine imports torch; writing files needs none of it
     from musicgen_cli.engine.musicgen import GenerationResult, MusicGen
@@ -30,18 +29,18 @@ def output_paths(
     out: Path | None,
     name_hint: str,
     count: int,
-    fmt: str | None = None,
+    fmt: str,
     out_dir: Path = Path("output"),
     *,
     overwrite: bool = False,
 ) -> list[Path]:
-    """The files a job will write, checked before any work: format known, names short enough,
-    folder writable, nothing already there unless `overwrite`.
+    """The files a job will write in format `fmt` (settled: `engine.audio.choose_format`),
+    checked before any work: names short enough, folder writable, nothing already there unless
+    `overwrite`.
 
     `--out` names the file (numbered -1, -2... when several); an existing folder as `--out`
     receives <slug of the hint>.<format>; no `--out` gives output/<slug>.<format>.
     """
-    fmt = audio.choose_format(out, fmt)
     if out is not None and Path(out).is_dir():
         base = Path(out) / f"{slugify(name_hint)}.{fmt}"
     elif out is not None:
@@ -101,7 +100,7 @@ def describe_model(mg: "MusicGen") -> dict:
         "revision": marker.get("commit") or marker.get("revision") or (entry.revision if entry else None),
         "folder": str(mg.folder),
         "random_weights": bool(entry and entry.random_weights),
-        "weights_fingerprint": weights_fingerprint(mg.folder),
+        "weights_fingerprint": mg.weights_fingerprint,
     }
 
 
@@ -134,21 +133,6 @@ def sidecar(result: "GenerationResult", mg: "MusicGen", index: int, extra: dict 
         **({"composition": result.composition} if result.composition else {}),
         **(extra or {}),
     }
-
-
-def write_result(
-    result: "GenerationResult",
-    mg: "MusicGen",
-    paths: list[Path],
-    *,
-    options: audio.AudioOptions = audio.AudioOptions(),
-    extra: dict | None = None,
-    overwrite: bool = False,
-) -> list[Path]:
-    """Write each clip of `result` and its sidecar as a pair (see `write_clips`); returns the audio paths."""
-    records = [sidecar(result, mg, index, {"audio": None, "audio_file": None, **(extra or {})}) for index in range(len(result.clips))]
-    write_clips([(clip, result.sample_rate, record) for clip, record in zip(result.clips, records)], paths, options=options, overwrite=overwrite)
-    return paths
 
 
 def write_clips(

@@ -128,7 +128,7 @@ def recover_leftovers(folder: Path) -> list[str]:
         if found and found.group(1) == _HOST and not psutil.pid_exists(int(found.group(2))):
             tokens.setdefault(found.group(0), []).append(path)
     done = []
-    for token, paths in tokens.items():
+    for token in tokens:
         journal = folder / f".{token}.pair"
         try:
             state = json.loads(journal.read_text())

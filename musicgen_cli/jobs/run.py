@@ -33,6 +33,7 @@ class Rendered:
     clip: np.ndarray
     sample_rate: int
     sidecar: dict[str, Any]
+    codes: np.ndarray | None = None  # [codebooks, frames] int64, the continued prompt's included; never written
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,12 @@ def rendered_clips(result: "GenerationResult", model: "MusicGen", request: Reque
         keep = request.take
         result = replace(result, clips=result.clips[keep : keep + 1], prompts=result.prompts[keep : keep + 1])
         extra = {"sample_index": keep, "num_samples": request.settings.num_samples, **extra}
+    codes = None if result.codes is None else result.codes.cpu().numpy()
+    if codes is not None and request.take is not None:
+        codes = codes[request.take : request.take + 1]
     return [
-        Rendered(clip, result.sample_rate, sidecar(result, model, index, {"audio": None, "audio_file": None, **extra}))
+        Rendered(clip, result.sample_rate, sidecar(result, model, index, {"audio": None, "audio_file": None, **extra}),
+                 None if codes is None else codes[index])
         for index, clip in enumerate(result.clips)
     ]
 

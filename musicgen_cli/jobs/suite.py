@@ -17,7 +17,9 @@ from musicgen_cli.engine.musicgen import GenerateSettings, load_model
 from musicgen_cli.engine.prompts import fold_lyrics, read_lyrics, slugify
 from musicgen_cli.errors import MgenError, ModelNotFound
 from musicgen_cli.events import Reporter
-from musicgen_cli.jobs.outputs import check_outputs, write_result
+from musicgen_cli.jobs.outputs import check_outputs
+from musicgen_cli.jobs.request import Request
+from musicgen_cli.jobs.run import run
 from musicgen_cli.store.cache import atomic_write_text
 
 LYRICS_FILE = "lyrics_terraform_my_heart.txt"
@@ -134,10 +136,11 @@ def run_job(
             job.model_key, cache_dir=cache_dir, settings=settings, machine=machine, download=download, reporter=reporter,
             **(plan_kwargs or {}),
         )
-        gen = mg.generate(job.prompt, settings)
         target = out_dir / job.output
-        reporter.phase("write", str(target))
-        write_result(gen, mg, [target], extra={"suite_job": job.name}, overwrite=overwrite)
+        request = Request(prompts=(job.prompt,), settings=settings, model=job.model_key, paths=(target,), overwrite=overwrite,
+                          extra={"suite_job": job.name})
+        (written,) = run(request, mg, reporter)
+
     except ModelNotFound as exc:
         result.status, result.message = "skipped", str(exc)
         return result
@@ -148,13 +151,13 @@ def run_job(
     finally:
         if mg is not None:
             mg.close()  # the next job's model must not meet this one's memory
-    clip = gen.clips[0]
+    record = written.sidecar
     result.status = "ok"
-    result.duration_produced = clip.shape[-1] / gen.sample_rate
-    result.steps_per_s = gen.steps_per_s
-    result.realtime_factor = gen.realtime_factor
-    result.peak_vram_bytes = gen.peaks.get("vram_bytes", 0.0)
-    result.peak_ram_bytes = gen.peaks.get("rss_bytes", 0.0)
+    result.duration_produced = record["duration_s"]
+    result.steps_per_s = record["steps_per_s"]
+    result.realtime_factor = record["realtime_factor"]
+    result.peak_vram_bytes = record["peak_vram_bytes"] or 0.0
+    result.peak_ram_bytes = record["peak_ram_bytes"] or 0.0
     result.output = str(target)
     result.wall_s = time.perf_counter() - start
     return result
