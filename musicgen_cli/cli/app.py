@@ -47,11 +47,11 @@ def _root(
 
 
 app.add_typer(models.models_app, name="models", rich_help_panel="Models")
-app.command("generate", rich_help_panel="Making music")(generate.generate_cmd)
-app.command("studio", rich_help_panel="Making music")(studio.studio_cmd)
+app.command("generate", rich_help_panel="Making music", epilog=generate.EXAMPLES)(generate.generate_cmd)
+app.command("studio", rich_help_panel="Making music", epilog=studio.EXAMPLES)(studio.studio_cmd)
 app.command("test-suite", rich_help_panel="Making music")(jobs.test_suite_cmd)
-app.command("batch", rich_help_panel="Making music")(jobs.batch_cmd)
-app.command("serve", rich_help_panel="Making music")(serve.serve_cmd)
+app.command("batch", rich_help_panel="Making music", epilog=jobs.BATCH_EXAMPLES)(jobs.batch_cmd)
+app.command("serve", rich_help_panel="Making music", epilog=serve.EXAMPLES)(serve.serve_cmd)
 app.command("download", rich_help_panel="Models")(models.download_cmd)
 app.command("import", rich_help_panel="Models")(models.import_cmd)
 app.command("import-audiocraft", rich_help_panel="Models")(models.import_audiocraft_cmd)

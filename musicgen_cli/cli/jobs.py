@@ -18,6 +18,7 @@ from musicgen_cli.cli.options import (
     OfflineOpt,
     OutputOptions,
     SamplingOptions,
+    SpreadOptions,
     console,
     err_console,
     reporter_for,
@@ -47,38 +48,26 @@ def test_suite_cmd(
     Missing models are skipped with the command that fetches them (or fetched with --download).
     Every job uses seed 0 unless --seed gives another. Exit code is non-zero if any job failed.
     """
-    from dataclasses import asdict
-
-    from musicgen_cli.jobs.suite import (
-        default_out_dir,
-        find_lyrics,
-        parse_overrides,
-        run_suite,
-        select_jobs,
-    )
+    from musicgen_cli.jobs.suite import default_out_dir, find_lyrics, parse_overrides, run_suite, select_jobs
 
     out_dir = (out_dir or default_out_dir()).resolve()
-    jobs = select_jobs(
-        [j.strip() for j in only.split(",") if j.strip()] if only else None,
-        parse_overrides(model_key),
-        quick,
-        large_duration,
-        find_lyrics(lyrics, out_dir),
-    )
+    names = [j.strip() for j in only.split(",") if j.strip()] if only else None
+    jobs = select_jobs(names, parse_overrides(model_key), quick, large_duration, find_lyrics(lyrics, out_dir))
     plan_kwargs = machine.plan_kwargs()
     machine.threads()
     results = run_suite(
-        jobs,
-        out_dir,
-        cache_dir=cache_dir,
-        machine=machine.machine(cache_dir),
-        download=download,
-        settings=sampling.settings(),
-        plan_kwargs=plan_kwargs,
+        jobs, out_dir, cache_dir=cache_dir, machine=machine.machine(cache_dir), download=download, settings=sampling.settings(),
+        plan_kwargs=plan_kwargs, overwrite=overwrite,
         reporter_for=lambda job: reporter_for(as_json, f"mgen test-suite: {job.name} ({job.model_key})"),
-        overwrite=overwrite,
     )
+    _suite_report(results, out_dir, as_json)
+
+
+def _suite_report(results: list, out_dir: Path, as_json: bool) -> None:
+    """The jobs' table (or JSON), a line per job that says something; exit 1 when any failed."""
     if as_json:
+        from dataclasses import asdict
+
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:
         from musicgen_cli.ui.tables import STATUS_COLOUR, suite_table
@@ -93,39 +82,25 @@ def test_suite_cmd(
 
 
 def _batch_summary(summary, as_json: bool) -> None:
+    """The summary line (or JSON) and each failure; exit 1 when any item failed."""
     if as_json:
         from dataclasses import asdict
 
         print(json.dumps(asdict(summary), indent=2, default=str))
-        return
-    colour = "red" if summary.failed else "green"
-    console.print(
-        f"[{colour}]{summary.done}/{summary.items} done[/], {summary.failed} failed, {summary.generated} generated now, "
-        f"{summary.skipped} already settled, {summary.clips_per_min:.1f} clips/min  manifest: {summary.manifest}",
-        highlight=False,
-    )
-    for item_id, error in summary.failures:
-        console.print(f"[red]{item_id}:[/] {error}", highlight=False)
+    else:
+        colour = "red" if summary.failed else "green"
+        console.print(
+            f"[{colour}]{summary.done}/{summary.items} done[/], {summary.failed} failed, {summary.generated} generated now, "
+            f"{summary.skipped} already settled, {summary.clips_per_min:.1f} clips/min  manifest: {summary.manifest}",
+            highlight=False,
+        )
+        for item_id, error in summary.failures:
+            console.print(f"[red]{item_id}:[/] {error}", highlight=False)
+    if summary.failed:
+        raise typer.Exit(1)
 
 
-def _batch_runner(ray: str | None, workers: int | None):
-    """run_batch, or run_ray_batch on the cluster `--ray` names."""
-    if ray is None:
-        from musicgen_cli.jobs.batch import run_batch
-
-        return run_batch
-    import functools
-
-    try:
-        from musicgen_cli.jobs.ray_batch import Cluster, run_ray_batch
-    except ModuleNotFoundError as exc:
-        if exc.name != "ray":
-            raise
-        raise MgenError("--ray needs Ray, which is not installed", "pip install 'mgen[ray]'") from None
-    return functools.partial(run_ray_batch, cluster=Cluster(None if ray == "local" else ray, workers))
-
-
-@uses(machine=MachineOptions, sampling=SamplingOptions, output=OutputOptions)
+@uses(spread=SpreadOptions, machine=MachineOptions, sampling=SamplingOptions, output=OutputOptions)
 def batch_cmd(
     input_file: Path = typer.Argument(..., help="Prompts: a text file (one a line) or .jsonl (prompt, duration, seed, model, output, any generate setting)."),
     out_dir: Path = typer.Option(..., "--out-dir", help="Folder for the WAVs, their sidecars and manifest.jsonl."),
@@ -133,52 +108,45 @@ def batch_cmd(
     duration: float = DurationOpt,
     max_batch: int = typer.Option(4, "--max-batch", help="Most items generated in one pass (lowered to what the memory plan fits); 1 makes every item reproducible from its own seed."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Generate items the manifest records as failed again."),
-    processes: int = typer.Option(1, "--processes", help="Processes to launch through accelerate (one per GPU; CPU processes use gloo)."),
-    ray: Optional[str] = typer.Option(
-        None, "--ray", metavar="ADDRESS",
-        help="Run on Ray workers instead: local (a Ray instance started here), auto (the cluster `ray start` joined here) or the head's address; this process writes every file. Needs `pip install 'mgen[ray]'`.",
-    ),
-    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", help="Ray workers to start (default: one per GPU, or one per node where there is none)."),
     offline: bool = OfflineOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files at item names that hold other takes or other settings."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; print the summary line only."),
     as_json: bool = JsonOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
     *,
-    machine: MachineOptions,
-    sampling: SamplingOptions,
-    output: OutputOptions,
+    spread: SpreadOptions, machine: MachineOptions, sampling: SamplingOptions, output: OutputOptions,
 ) -> None:
-    """Generate many clips from a batch file: resumable, batched, on one or many processes.
-
-    Every item gets OUT_DIR/<name>.wav + <name>.json; manifest.jsonl records each item's status,
-    files, seed, timings and error. A rerun skips finished items (and failed ones unless
-    --retry-failed). --duration and the sampling flags apply to lines that do not set them;
-    --seed is a base seed: item i gets BASE + i unless its line sets one (default: derived from
-    the output name). Run on several GPUs with --processes N or under `accelerate launch -m musicgen_cli batch`.
-
-    Examples:
-
-      mgen batch prompts.txt --out-dir pack --duration 8 --seed 100
-
-      mgen batch items.jsonl --out-dir pack --max-batch 8 --processes 2
-
-      mgen batch items.jsonl --out-dir pack --ray auto
-    """
+    """Generate many clips from a batch file: resumable, batched, on one or many processes."""
     import subprocess
 
-    from musicgen_cli.engine.validate import check_seed, check_writable_folder
     from musicgen_cli.jobs.batch import BatchOptions, launch_command, relaunch_args
+
+    if max_batch < 1 or spread.processes < 1 or (spread.ray_workers is not None and spread.ray_workers < 1):
+        raise MgenError("--max-batch, --processes and --ray-workers must be at least 1", "use 1 or more")
+    run_batch = spread.runner()
+    plan_kwargs, audio = machine.plan_kwargs(), output.audio()
+    items = _batch_items(input_file, out_dir, model_key, duration, cache_dir, sampling, output)
+    if spread.processes > 1 and not config.under_launcher():
+        raise typer.Exit(subprocess.run(launch_command(spread.processes, relaunch_args(sys.argv))).returncode)
+    machine.threads()
+    options = BatchOptions(
+        max_batch=max_batch, retry_failed=retry_failed, cache_dir=cache_dir, machine=machine.machine(cache_dir),
+        cpu=machine.cpu_only, download=not offline, audio=audio, **plan_kwargs, overwrite=overwrite,
+    )
+    rank0 = not config.under_launcher() or config.rank() == 0
+    summary = _run_shown(run_batch, items, out_dir, options, shown=rank0 and not (quiet or as_json))
+    if rank0:
+        _batch_summary(summary, as_json)
+
+
+def _batch_items(input_file: Path, out_dir: Path, model_key: str, duration: float, cache_dir: Optional[Path],
+                 sampling: SamplingOptions, output: OutputOptions) -> list:
+    """Every item of the batch file, checked with the command line's defaults, before anything loads."""
+    from musicgen_cli.engine.validate import check_seed, check_writable_folder
     from musicgen_cli.jobs.batchfile import Defaults, read_items
     from musicgen_cli.jobs.lock import check_unlocked
     from musicgen_cli.store.manifest import load_manifest
 
-    if max_batch < 1 or processes < 1 or (ray_workers is not None and ray_workers < 1):
-        raise MgenError("--max-batch, --processes and --ray-workers must be at least 1", "use 1 or more")
-    if ray is not None and processes > 1:
-        raise MgenError("--ray and --processes both spread the batch", "use --ray-workers N with --ray, or --processes N alone")
-    run_batch = _batch_runner(ray, ray_workers)
-    plan_kwargs = machine.plan_kwargs()
     if out_dir.exists() and not out_dir.is_dir():
         raise ValidationError("out_dir", f"{out_dir} is a file, not a folder", "give a folder (it is made if missing)")
     check_writable_folder(out_dir)
@@ -192,27 +160,32 @@ def batch_cmd(
 
     defaults = Defaults(model=model_key, settings=sampling.settings(duration=duration, seed=None), base_seed=sampling.seed,
                         fmt=(output.fmt or "wav").lower())
-    audio = output.audio()
     defaults.settings.validate()  # the command line's own values, named by their flags
     check_seed(sampling.seed)  # the base seed of lines that give none
-    items = read_items(input_file, defaults, out_dir, known_model)
-    if processes > 1 and not config.under_launcher():
-        raise typer.Exit(subprocess.run(launch_command(processes, relaunch_args(sys.argv))).returncode)
-    machine.threads()
-    options = BatchOptions(
-        max_batch=max_batch, retry_failed=retry_failed, cache_dir=cache_dir, machine=machine.machine(cache_dir),
-        cpu=machine.cpu_only, download=not offline, audio=audio, **plan_kwargs, overwrite=overwrite,
-    )
+    return read_items(input_file, defaults, out_dir, known_model)
+
+
+def _run_shown(run_batch, items: list, out_dir: Path, options, shown: bool):
+    """`run_batch` (local or on Ray), under the batch panel when `shown`."""
+    if not shown:
+        return run_batch(items, out_dir, options)
     from musicgen_cli.ui.batchpanel import BatchDisplay
 
-    rank0 = not config.under_launcher() or config.rank() == 0
-    if rank0 and not (quiet or as_json):
-        with BatchDisplay(err_console, out_dir.resolve()):
-            summary = run_batch(items, out_dir, options)
-    else:
-        summary = run_batch(items, out_dir, options)
-    if not rank0:
-        return
-    _batch_summary(summary, as_json)
-    if summary.failed:
-        raise typer.Exit(1)
+    with BatchDisplay(err_console, out_dir.resolve()):
+        return run_batch(items, out_dir, options)
+
+
+BATCH_EXAMPLES = """Every item gets OUT_DIR/<name>.wav + <name>.json; manifest.jsonl records each item's status,
+files, seed, timings and error. A rerun skips finished items (and failed ones unless
+--retry-failed). --duration and the sampling flags apply to lines that do not set them;
+--seed is a base seed: item i gets BASE + i unless its line sets one (default: derived from
+the output name). Run on several GPUs with --processes N or under `accelerate launch -m musicgen_cli batch`.
+
+Examples:
+
+  mgen batch prompts.txt --out-dir pack --duration 8 --seed 100
+
+  mgen batch items.jsonl --out-dir pack --max-batch 8 --processes 2
+
+  mgen batch items.jsonl --out-dir pack --ray auto
+"""

@@ -257,10 +257,17 @@ def import_audiocraft_cmd(
         else:
             render_match_report(err_console, exc.report, from_base=base)
         raise
+    _imported(result, key, as_json)
+
+
+def _imported(result, key: str, as_json: bool) -> None:
+    """What an audiocraft import made: the match report, the decoder's shape, the smoke check."""
     if as_json:
         summary = {"imported": True, "key": key, "folder": str(result.folder), "base": result.base, "notes": result.notes}
         print(json.dumps({**summary, "audio_shape": result.audio_shape, "report": result.report.to_json()}, indent=2))
         return
+    from musicgen_cli.ui.importview import render_match_report
+
     render_match_report(console, result.report, from_base=result.base)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")

@@ -171,6 +171,68 @@ class ModelOptions:
 
 
 @dataclass(frozen=True)
+class SpreadOptions:
+    """Where a batch runs: this process, several through accelerate, or Ray workers."""
+
+    processes: int = _flag(
+        typer.Option(1, "--processes", help="Processes to launch through accelerate (one per GPU; CPU processes use gloo).")
+    )
+    ray: Optional[str] = _flag(typer.Option(
+        None, "--ray", metavar="ADDRESS",
+        help="Run on Ray workers instead: local (a Ray instance started here), auto (the cluster `ray start` joined here) "
+        "or the head's address; this process writes every file. Needs `pip install 'mgen[ray]'`.",
+    ))
+    ray_workers: Optional[int] = _flag(typer.Option(
+        None, "--ray-workers", help="Ray workers to start (default: one per GPU, or one per node where there is none)."
+    ))
+
+    def runner(self) -> Callable[..., Any]:
+        """run_batch, or run_ray_batch on the cluster `--ray` names."""
+        if self.ray is not None and self.processes > 1:
+            raise MgenError("--ray and --processes both spread the batch", "use --ray-workers N with --ray, or --processes N alone")
+        if self.ray is None:
+            from musicgen_cli.jobs.batch import run_batch
+
+            return run_batch
+        try:
+            from musicgen_cli.jobs.ray_batch import Cluster, run_ray_batch
+        except ModuleNotFoundError as exc:
+            if exc.name != "ray":
+                raise
+            raise MgenError("--ray needs Ray, which is not installed", "pip install 'mgen[ray]'") from None
+        return functools.partial(run_ray_batch, cluster=Cluster(None if self.ray == "local" else self.ray, self.ray_workers))
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """What one clip is made of besides the prompt and the sampling: its length, the takes, the
+    windows, and the audio it continues or follows."""
+
+    prompt_file: Optional[Path] = _flag(typer.Option(None, "--prompt-file", help="Read the prompt from a text file."))
+    lyrics: Optional[Path] = _flag(typer.Option(
+        None, "--lyrics", help="Lyrics file: its title names the output and its themes steer the style (MusicGen cannot sing words)."
+    ))
+    duration: float = _flag(DurationOpt)
+    num_samples: int = _flag(NumSamplesOpt)
+    continuation: Optional[Path] = _flag(
+        typer.Option(None, "--continue", help="Continue this audio file (its codes prompt the model).")
+    )
+    keep_prompt: bool = _flag(typer.Option(
+        DEFAULTS.keep_prompt, "--keep-prompt/--no-keep-prompt",
+        help="With --continue: write the given audio then the new part, or only the new part.",
+    ))
+    melody: Optional[Path] = _flag(typer.Option(None, "--melody", help="Melody to follow (melody models only)."))
+    window_s: float = _flag(WindowOpt)
+    context_s: float = _flag(typer.Option(
+        DEFAULTS.context_s, "--context", help="Seconds of the previous window that prompt the next one (12: audiocraft's extend_stride 18)."
+    ))
+
+    def settings(self) -> dict[str, Any]:
+        """The GenerateSettings fields of these flags (duration, takes, windows, inputs)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("prompt_file", "lyrics")}
+
+
+@dataclass(frozen=True)
 class LongFormOptions:
     """How a long piece is built: sections, its ending, a loop, re-rolls of a silent end."""
 

@@ -36,35 +36,21 @@ def serve_cmd(
     model: ModelOptions,
     machine: MachineOptions,
 ) -> None:
-    """Serve a web page and an HTTP API (OpenAPI at /docs) on one loaded model, with a job queue that survives restarts.
-
-    Examples:
-
-      mgen serve --size small                 # then open http://127.0.0.1:8600/
-
-      mgen serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
-    """
+    """Serve a web page and an HTTP API (OpenAPI at /docs) on one loaded model, with a job queue that survives restarts."""
     from musicgen_cli.serve import require
 
     require("fastapi", "uvicorn", "multipart")
     from musicgen_cli.serve.request import Limits
     from musicgen_cli.serve.server import check_exposure, prepare, run
-    from musicgen_cli.serve.worker import ServeOptions
-    from musicgen_cli.store.cache import data_root
     from musicgen_cli.units import parse_size
 
     name = model.name()
     token = token or config.token()
     check_exposure(host, token, insecure_no_auth)
     limits = Limits(max_prompt_chars=max_prompt, max_duration_s=max_duration, max_upload_bytes=parse_size(max_upload), max_queue=max_queue)
-    data = data_root() / "serve"
-    threads = machine.threads()
-    load = {"cache_dir": cache_dir, "machine": machine.machine(cache_dir), "download": not offline, **machine.plan_kwargs()}
-    options = ServeOptions(model=name, data_dir=data, out_dir=out_dir or data / "takes", load=load, limits=limits,
-                           extra={"torch_threads": threads})
+    options = _serve_options(name, out_dir, limits, offline, cache_dir, machine)
     service = prepare(options, token)
     queued = service.store.depth()
-
     with reporter_for(False, "mgen serve: loading") as reporter:
         service.worker.load(options.model, reporter)
     console.print(
@@ -74,3 +60,23 @@ def serve_cmd(
     )
     run(service, host, port)
     err_console.print("serve: stopped", highlight=False)
+
+
+def _serve_options(name: str, out_dir: Path | None, limits, offline: bool, cache_dir: Path | None, machine: MachineOptions):
+    """What the server keeps for its life: the model, where jobs and takes go, how it loads, its limits."""
+    from musicgen_cli.serve.worker import ServeOptions
+    from musicgen_cli.store.cache import data_root
+
+    data = data_root() / "serve"
+    threads = machine.threads()
+    load = {"cache_dir": cache_dir, "machine": machine.machine(cache_dir), "download": not offline, **machine.plan_kwargs()}
+    return ServeOptions(model=name, data_dir=data, out_dir=out_dir or data / "takes", load=load, limits=limits,
+                        extra={"torch_threads": threads})
+
+
+EXAMPLES = """Examples:
+
+  mgen serve --size small                 # then open http://127.0.0.1:8600/
+
+  mgen serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+"""

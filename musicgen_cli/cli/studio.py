@@ -12,6 +12,7 @@ from musicgen_cli.cli.options import (
     CacheDirOpt,
     DurationOpt,
     MachineOptions,
+    ModelOptions,
     NumSamplesOpt,
     OfflineOpt,
     SamplingOptions,
@@ -19,13 +20,35 @@ from musicgen_cli.cli.options import (
     err_console,
     uses,
 )
-from musicgen_cli.errors import Interrupted, MgenError
+from musicgen_cli.errors import Interrupted
 
 
-@uses(machine=MachineOptions, sampling=SamplingOptions)
+def _studio_options(model: ModelOptions, out_dir: Optional[Path], fmt: str, subtype: Optional[str], normalize: str,
+                    offline: bool, cache_dir: Optional[Path], machine: MachineOptions):
+    """What stays fixed for the session, from the flags."""
+    from musicgen_cli.jobs.studio import StudioOptions
+
+    return StudioOptions(
+        model=model.name(), out_dir=out_dir or Path("studio") / time.strftime("%Y-%m-%d-%H%M%S"), fmt=fmt.lower(),
+        subtype=subtype, normalize=normalize.lower(), cache_dir=cache_dir, download=not offline,
+        **machine.plan_kwargs(), extra={"torch_threads": machine.threads()}, machine=machine.machine(cache_dir),
+    )
+
+
+EXAMPLES = """Type a prompt to generate a take (written to DIR/take-NNN-<slug>.wav with its sidecar), or a
+command: /duration S, /seed N|random, /again, /extend [S], /model KEY, /takes, /play [N],
+/keep N NAME, /help, /quit (or Ctrl-D). Ctrl-C stops the take in progress.
+
+Examples:
+
+  mgen studio --size small --duration 8
+
+  mgen studio --model-key tiny-random < session.txt
+"""
+
+
+@uses(model=ModelOptions, machine=MachineOptions, sampling=SamplingOptions)
 def studio_cmd(
-    size: Optional[str] = typer.Option(None, "--size", help="Model size: small, medium, large (or any manifest key)."),
-    model_key: Optional[str] = typer.Option(None, "--model-key", "-m", help="Manifest key, repo id, or model folder. See `mgen models`."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-o", help="Folder for the takes (default: studio/<date-time>/)."),
     duration: float = DurationOpt,
     num_samples: int = NumSamplesOpt,
@@ -35,42 +58,17 @@ def studio_cmd(
     offline: bool = OfflineOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
     *,
+    model: ModelOptions,
     machine: MachineOptions,
     sampling: SamplingOptions,
 ) -> None:
-    """An interactive session: the model stays loaded, each line you type is a take.
-
-    Type a prompt to generate a take (written to DIR/take-NNN-<slug>.wav with its sidecar), or a
-    command: /duration S, /seed N|random, /again, /extend [S], /model KEY, /takes, /play [N],
-    /keep N NAME, /help, /quit (or Ctrl-D). Ctrl-C stops the take in progress.
-
-    Examples:
-
-      mgen studio --size small --duration 8
-
-      mgen studio --model-key tiny-random < session.txt
-    """
-    from musicgen_cli.jobs.studio import Studio, StudioOptions
+    """An interactive session: the model stays loaded, each line you type is a take."""
+    from musicgen_cli.jobs.studio import Studio
     from musicgen_cli.store.cache import studio_history_path
     from musicgen_cli.ui.studio import StudioScreen, run_session
 
-    if size and model_key:
-        raise MgenError("give --size or --model-key, not both", "drop one of them")
     settings = sampling.settings(duration=duration, num_samples=num_samples)
-    plan_kwargs = machine.plan_kwargs()
-    threads = machine.threads()
-    options = StudioOptions(
-        model=size or model_key or "small",
-        out_dir=out_dir or Path("studio") / time.strftime("%Y-%m-%d-%H%M%S"),
-        fmt=fmt.lower(),
-        subtype=subtype,
-        normalize=normalize.lower(),
-        cache_dir=cache_dir,
-        machine=machine.machine(cache_dir),
-        download=not offline,
-        extra={"torch_threads": threads},
-        **plan_kwargs,
-    )
+    options = _studio_options(model, out_dir, fmt, subtype, normalize, offline, cache_dir, machine)
     screen = StudioScreen(console, err_console)
     studio = Studio(options, settings, working=screen.working)  # checks every setting before loading
     try:
