@@ -54,7 +54,7 @@ class Case:
     before_load: bool = True  # the cache must stay empty: refused before anything loads
     setup: Callable[[Ctx], None] | None = None
     after: Callable[[Ctx], None] | None = None
-    examples: tuple[str, ...] = ()  # which example of issue 14 this is
+    examples: tuple[str, ...] = ()  # which of the hardening examples this is
 
 
 def gen(*extra: str, out: str = "{tmp}/out/a.wav") -> list[str]:
@@ -634,10 +634,10 @@ def test_long_prompts_are_cut_with_one_warning_through_the_reporter(tiny_folder)
     reporter = Messages()
     mg = load_model(tiny_folder, machine=simulate(probe(), no_gpu=True), reporter=reporter)
     reporter.lines.clear()
-    ids, mask = mg._tokenize(["jazz " * 20_000, "short"])
+    ids, mask = mg.tokenize(["jazz " * 20_000, "short"])
     assert ids.shape == mask.shape == (2, 512)
     assert [level for level, _ in reporter.lines] == ["warning"] and "512 tokens" in reporter.lines[0][1]
     reporter.lines.clear()
-    assert mg._tokenize(["short"])[0].shape[-1] < 10 and reporter.lines == []
+    assert mg.tokenize(["short"])[0].shape[-1] < 10 and reporter.lines == []
     with pytest.raises(ValidationError, match="top_k -5"):  # the Python API shares the validator
         mg.generate("x", GenerateSettings(duration=0.2, top_k=-5))

@@ -383,7 +383,7 @@ def test_a_second_download_of_the_same_model_waits_for_the_first(in_process_hub,
     assert (cache_dir / "musicgen-small" / READY_MARKER).exists()
 
 
-# -- every received byte is kept (hardening, issue 14) ------------------------------------------------
+# -- every received byte is kept (hardening) ---------------------------------------------------------
 
 
 def test_dropped_connection_keeps_every_byte_received(run, in_process_hub, cache_dir, repo_folder):

@@ -25,3 +25,12 @@ def test_environment_read_in_one_module():
         if path.name != "config.py" and ("os.environ" in path.read_text() or "getenv(" in path.read_text())
     ]
     assert offenders == []
+
+
+def test_the_contracts_declare_no_exceptions():
+    """Every import the layers allow is allowed by the layers themselves, not by a listed exception."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    assert [c["name"] for c in contracts if c.get("ignore_imports")] == []
+

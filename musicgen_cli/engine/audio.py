@@ -28,15 +28,14 @@ from musicgen_cli.store.cache import atomic_path
 class AudioFormat:
     sf_format: str  # libsndfile's container name
     subtypes: tuple[str, ...]  # the first is the default
-    lossy: bool = False
 
 
 # The one table of output formats: --format, --out suffixes, batch and audio_write read it.
 FORMATS: dict[str, AudioFormat] = {
     "wav": AudioFormat("WAV", ("PCM_16", "PCM_24", "FLOAT")),
     "flac": AudioFormat("FLAC", ("PCM_16", "PCM_24")),
-    "ogg": AudioFormat("OGG", ("VORBIS",), lossy=True),
-    "mp3": AudioFormat("MP3", ("MPEG_LAYER_III",), lossy=True),  # libsndfile >= 1.1 encodes MP3 (LAME)
+    "ogg": AudioFormat("OGG", ("VORBIS",)),
+    "mp3": AudioFormat("MP3", ("MPEG_LAYER_III",)),  # libsndfile >= 1.1 encodes MP3 (LAME)
 }
 NORMALIZE_MODES = ("peak", "loudness", "rms", "clip", "none")
 MP3_BITRATES = (40, 320)  # kb/s: libsndfile maps compression 0..1 linearly onto 320..32 (MPEG-1)

@@ -7,7 +7,7 @@ over memory bandwidth, if the kernel keeps up with memory; whether it does depen
 measured probe (`engine/cpu_probe.py`), run once per machine, torch version and thread count,
 and cached as JSON in the cache folder. The quality of each mode against float32 at the same
 seed (share of equal tokens, log-spectral distance of the audio) comes from
-benchmarks/bench_decode.py; the figures below are the ones in BENCHMARKS.md (issue 18), and a
+benchmarks/bench_decode.py; the figures below are the ones in BENCHMARKS.md ("CPU decode modes"), and a
 mode is suggested only when they pass the gates.
 """
 
@@ -61,7 +61,7 @@ class CpuMode:
         return f"{self.tokens_equal:.1f}% same tokens, {self.lsd_db:.2f} dB"
 
 
-# Quality figures: small-shaped model, a 30 s clip (1500 frames), bench_decode.py, BENCHMARKS.md "issue 18".
+# Quality figures: small-shaped model, a 30 s clip (1500 frames), bench_decode.py, BENCHMARKS.md "CPU decode modes".
 CPU_MODES: dict[str, CpuMode] = {m.name: m for m in (
     CpuMode("float32", "fp32", "", None, "float32", None, None),
     CpuMode("bfloat16", "bf16", "--dtype bfloat16", None, "bfloat16", 96.6, 1.47),

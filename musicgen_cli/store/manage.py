@@ -295,7 +295,7 @@ def import_hf_cache(manifest: Manifest, *, dry_run: bool = False, reporter: Repo
             reporter.phase("import", f"{repo.repo_id} ({size / 1e6:,.1f} MB)")
             status = _adopt(manifest, entry, repo, reporter)
             entry = manifest.entries.get(entry.key, entry)
-            for key, listed in manifest.entries.items():  # an unlisted repo may be keyed apart
+            for listed in manifest.entries.values():  # an unlisted repo may be keyed apart
                 if listed.repo_id == repo.repo_id:
                     entry = listed
         adopted.append(Adopted(repo.repo_id, entry.key, repo.commit, status, size, str(folder)))

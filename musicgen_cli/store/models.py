@@ -27,7 +27,7 @@ STAGING_PREFIX = ".import-"
 def build_random_model(manifest: Manifest, entry: ModelEntry) -> Path:
     """Write a random-weight model (entry.builder names the variant) and mark it ready."""
     from musicgen_cli.arch import quiet_transformers
-    from musicgen_cli.testing import ModelSpec, write_model_folder
+    from musicgen_cli.store.random_models import ModelSpec, write_model_folder
 
     folder = manifest.folder(entry)
     with quiet_transformers():

@@ -1,34 +1,14 @@
-"""Tables the commands print: the model list and the test-suite summary."""
+"""Tables the commands print: the test-suite summary."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.table import Table
 
 from musicgen_cli.units import human_bytes
 
 STATUS_COLOUR = {"ok": "green", "skipped": "yellow", "failed": "red"}
-
-
-def models_table(rows: list[dict[str, Any]], root: Path) -> Table:
-    """`mgen models`: one row per manifest entry (the dicts `--json` prints)."""
-    table = Table(title=f"Models (cache: {root})")
-    for col in ("key", "repo id", "cached", "size", "capabilities"):
-        table.add_column(col)
-    for row in rows:
-        caps = ["stereo" if row["stereo"] else "mono"]
-        caps += ["melody"] if row["melody"] else []
-        caps += ["[yellow]random weights[/]"] if row["random_weights"] else []
-        table.add_row(
-            row["key"],
-            row["repo_id"] or "(built locally)",
-            "[green]yes[/]" if row["cached"] else "no",
-            human_bytes(row["size_bytes"]) if row["size_bytes"] else "-",
-            ", ".join(caps),
-        )
-    return table
 
 
 def suite_table(results: list, out_dir: Path) -> Table:
