@@ -20,7 +20,7 @@ WORKDIR /opt/mgen
 # image's torch and its CUDA libraries exactly as they are.
 COPY requirements.lock ./
 RUN pip install --no-deps -r requirements.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py MANIFEST.in manifest.json README.md ./
 COPY musicgen_cli ./musicgen_cli
 # Fail the build, not the first model load, if transformers cannot use this torch.
 RUN pip install --no-deps . \

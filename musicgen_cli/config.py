@@ -37,6 +37,11 @@ def audiocraft_cache_dir() -> Path | None:
     return _path("AUDIOCRAFT_CACHE_DIR")
 
 
+def config_dir() -> Path | None:
+    """MGEN_CONFIG_DIR: where the user's own manifest.json is read (default: the user config folder)."""
+    return _path("MGEN_CONFIG_DIR")
+
+
 def manifest_path() -> Path | None:
     """MGEN_MANIFEST: a manifest to use instead of the shipped one."""
     return _path("MGEN_MANIFEST")

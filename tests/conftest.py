@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from musicgen_cli.testing import ModelSpec, write_model_folder
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The developer's own config folder (a hand-written manifest.json) stays out of the tests.
+os.environ.setdefault("MGEN_CONFIG_DIR", tempfile.mkdtemp(prefix="mgen-config-"))
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ def test_wheel_installed_outside_the_checkout_lists_and_generates(tmp_path):
     # Build from a copy, so nothing (build/, *.egg-info) lands in the checkout.
     src = tmp_path / "src"
     shutil.copytree(ROOT / "musicgen_cli", src / "musicgen_cli", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "manifest.json", "README.md"):
         shutil.copy(ROOT / name, src)
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", src)
     (wheel,) = (tmp_path / "dist").glob("mgen-*.whl")

@@ -54,3 +54,29 @@ def test_user_entries_survive_and_override(cache_dir):
     assert again.entries["mine"].source == "user"
     assert again.entries["mine"].capabilities.stereo
     assert (cache_dir / "manifest.user.json").exists()
+
+
+def test_the_shipped_manifest_is_the_top_level_file(cache_dir):
+    from musicgen_cli.store.manifest import SHIPPED_MANIFEST
+    from musicgen_cli.store.cache import PROJECT_ROOT
+
+    assert SHIPPED_MANIFEST == PROJECT_ROOT / "manifest.json"  # this checkout reads its source
+    shipped = json.loads(SHIPPED_MANIFEST.read_text())["models"]
+    assert {key for key, e in load_manifest().entries.items() if e.source == "shipped"} == set(shipped)
+
+
+def test_a_hand_written_manifest_in_the_config_folder_is_listed(cache_dir, tmp_path, monkeypatch, capsys):
+    from cli_run import run_main
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "manifest.json").write_text(json.dumps({"version": 1, "models": {
+        "my-finetune": {"folder": "my-finetune", "repo_id": "someone/musicgen-finetune", "shape": "small"},
+        "small": {"folder": "musicgen-small", "repo_id": "facebook/musicgen-small", "revision": "abc123", "shape": "small"},
+    }}))
+    monkeypatch.setenv("MGEN_CONFIG_DIR", str(config))
+    m = load_manifest()
+    assert m.entries["my-finetune"].source == "user" and m.entries["small"].revision == "abc123"
+    result = run_main(capsys, "models", "--json")
+    rows = {row["key"]: row for row in json.loads(result.stdout)}
+    assert rows["my-finetune"]["repo_id"] == "someone/musicgen-finetune" and "medium" in rows

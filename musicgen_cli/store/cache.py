@@ -70,6 +70,13 @@ def data_root() -> Path:
     return Path(config.data_dir() or user_data_dir("mgen", appauthor=False)).expanduser()
 
 
+def config_root() -> Path:
+    """The user's mgen settings folder (MGEN_CONFIG_DIR, else the platform's user config folder)."""
+    from platformdirs import user_config_dir
+
+    return Path(config.config_dir() or user_config_dir("mgen", appauthor=False)).expanduser()
+
+
 def studio_history_path() -> Path:
     """The studio's line history, kept across sessions."""
     return data_root() / "studio-history"

@@ -1,9 +1,11 @@
 """The model manifest: friendly keys -> Hugging Face repo ids and cache folders.
 
-`manifest.json` ships inside the package (package data, so installed wheels have it too);
-entries a user adds (downloads of unlisted repos, imports) go to `manifest.user.json` in the
-cache root, so an upgrade that replaces the shipped file never loses them. User entries
-override shipped ones.
+Three files, later ones overriding earlier keys:
+  manifest.json at the top of the source tree: the models mgen knows (the build copies it into
+      the package, so an installed wheel carries it);
+  <config folder>/manifest.json: entries the user writes by hand (`mgen models` lists them);
+  <cache root>/manifest.user.json: entries mgen registers (downloads of unlisted repos, imports),
+      beside the folders they name, so an upgrade never loses them.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ from musicgen_cli.arch import SHAPES
 from musicgen_cli.errors import MgenError, ModelNotFound
 from musicgen_cli.store.cache import (
     PACKAGE_DIR,
+    PROJECT_ROOT,
     atomic_write_text,
     cache_root,
+    config_root,
+    in_checkout,
     is_ready,
     safe_child,
 )
 
-SHIPPED_MANIFEST = PACKAGE_DIR / "manifest.json"
+# A checkout (run in place or installed editable) reads the source; an installed package the build's copy.
+SHIPPED_MANIFEST = (PROJECT_ROOT if in_checkout() else PACKAGE_DIR) / "manifest.json"
 USER_MANIFEST_NAME = "manifest.user.json"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _REPO_PART = re.compile(r"^[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9_])?$")
@@ -142,7 +148,7 @@ def _read_json(path: Path) -> dict:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise MgenError(f"cannot read manifest {path}: {exc.strerror}", "check the path and its permissions")
+        raise MgenError(f"cannot read manifest {path}: {exc.strerror}", "check the path and its permissions") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -150,14 +156,14 @@ def _read_json(path: Path) -> dict:
             f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})", "fix the file at that line and column"
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-        raise MgenError(f"{path}: expected an object with a \"models\" object", "see musicgen_cli/manifest.json for the format")
+        raise MgenError(f"{path}: expected an object with a \"models\" object", "see mgen's manifest.json for the format")
     return data
 
 
 def _parse_entry(path: Path, key: str, raw: object, source: str) -> ModelEntry:
     where = f"{path}: model {key!r}"
     if not isinstance(raw, dict):
-        raise MgenError(f"{where}: expected an object", "see musicgen_cli/manifest.json for the format")
+        raise MgenError(f"{where}: expected an object", "see mgen's manifest.json for the format")
     folder = raw.get("folder")
     if not isinstance(folder, str) or not folder:
         raise MgenError(f"{where}: \"folder\" must be a non-empty string", "name a folder under model-cache/")
@@ -185,8 +191,9 @@ def load_manifest(cache_dir: str | Path | None = None, path: str | Path | None =
     root = cache_root(cache_dir)
     shipped = Path(path or config.manifest_path() or SHIPPED_MANIFEST)
     entries: dict[str, ModelEntry] = {}
-    for source, file in (("shipped", shipped), ("user", root / USER_MANIFEST_NAME)):
-        if source == "user" and not file.exists():
+    files = (("shipped", shipped), ("user", config_root() / "manifest.json"), ("user", root / USER_MANIFEST_NAME))
+    for source, file in files:
+        if source == "user" and not file.is_file():
             continue
         for key, raw in _read_json(file)["models"].items():
             entries[key] = _parse_entry(file, key, raw, source)
