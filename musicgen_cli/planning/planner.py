@@ -34,6 +34,7 @@ from musicgen_cli.planning.placement import (
 from musicgen_cli.planning.sizing import (
     DECODER,
     DTYPE_BYTES,
+    JobBytes,
     ModelSizes,
     decode_steps,
     model_sizes,
@@ -256,21 +257,80 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
 
 
 def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, budgets, shared_warnings) -> Plan:
+    """The plan of one layout: its VRAM, its RAM (and disk), its time and its parts; _NoFit when it does not fit."""
     warnings = list(shared_warnings)
     codec_dtype = CODEC_DTYPE
     jb = job_bytes_for(sizes, job, lm_dtype, codec_dtype)
     if layout.codec_chunk_s:
         jb = job_bytes_for(sizes, job, lm_dtype, codec_dtype, codec_budget=0)
+    peak_vram = _vram(layout, sizes, jb, lm_dtype, quantize, codec_dtype, budgets)
+    memory = _ram_and_disk(layout, sizes, job, machine, jb, lm_dtype, quantize, codec_dtype)
+    jb = memory.jb
+    warnings += memory.warnings
+    step, steps, total = _time(layout, sizes, job, machine, jb, lm_dtype, quantize)
+    offloaded = [i for i, d in enumerate(layout.layer_device) if d == "cpu"]
+    warnings += _placement_warnings(layout, sizes, job, offloaded)
     main = layout.main
-    gpu_ids = sorted(budgets)
+    return Plan(
+        model_type=sizes.model_type,
+        job=job,
+        device_map=device_map_for(layout, sizes),
+        lm_dtype=lm_dtype,
+        quantize=quantize,
+        text_encoder_device="cpu",
+        text_encoder_dtype="float32",
+        codec_device=layout.codec_device,
+        codec_dtype=codec_dtype,
+        codec_chunk_s=layout.codec_chunk_s,
+        max_memory={**{i: budgets[i] for i in sorted(budgets)}, "cpu": max(0, int(memory.budget - memory.fixed))},
+        budgets=dict(budgets),
+        offload=Offload(
+            cpu_layers=[i for i in offloaded] if main != "cpu" else [],
+            disk_layers=memory.disk_layers,
+            mode=layout.mode if (offloaded and main != "cpu") else None,
+        ),
+        estimates=Estimates(
+            peak_vram_bytes=peak_vram,
+            peak_ram_bytes=int(memory.ram),
+            step_time_s=step,
+            decode_steps=steps,
+            total_time_s=total,
+            realtime_factor=job.duration_s * job.num_samples / total,
+        ),
+        components=_components(layout, sizes, lm_dtype, quantize, codec_dtype),
+        warnings=warnings,
+        machine=machine.summary(),
+    )
+
+
+def _vram(layout: Layout, sizes, jb: JobBytes, lm_dtype, quantize, codec_dtype, budgets) -> dict[int, int]:
+    """Peak VRAM per GPU: the LM's share, and EnCodec with its decode where it runs on that GPU."""
     peak_vram = {}
-    for index in gpu_ids:
-        use = gpu_use(layout, sizes, jb, lm_dtype, quantize, index) if main != "cpu" else 0
+    for index in sorted(budgets):
+        use = gpu_use(layout, sizes, jb, lm_dtype, quantize, index) if layout.main != "cpu" else 0
         if layout.codec_device == index:
             use += sizes.nbytes(["audio_encoder"], codec_dtype) + jb.codec_decode + jb.audio_out
         peak_vram[index] = use
+    for index, use in peak_vram.items():
+        if use > budgets[index]:
+            raise AssertionError(f"planner bug: GPU {index} planned {use} bytes over its budget {budgets[index]}")
+    return peak_vram
 
-    # RAM: the runtime, T5 (float32), CPU-resident LM parts, and the CPU's share of the job.
+
+@dataclass
+class _Memory:
+    ram: float  # the planned peak (anonymous memory)
+    fixed: float  # what does not scale with the layers kept in RAM
+    budget: float  # what the machine offers
+    disk_layers: list[int]
+    jb: JobBytes  # the job's bytes, with EnCodec chunked when that made it fit
+    warnings: list[str]
+
+
+def _ram_and_disk(layout: Layout, sizes, job, machine: Machine, jb: JobBytes, lm_dtype, quantize, codec_dtype) -> _Memory:
+    """RAM: the runtime, T5 (float32), CPU-resident LM parts, and the CPU's share of the job;
+    EnCodec chunked, then the last CPU layers on disk, when that is what makes it fit."""
+    main = layout.main
     w = sizes.layer_bytes(lm_dtype, quantize)
     cpu_layers = [i for i, d in enumerate(layout.layer_device) if d == "cpu"]
     # RAM counts anonymous memory (what must fit); the runtime is this process as probed when it
@@ -296,6 +356,7 @@ def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, 
             ram_fixed -= jb.codec_decode - chunked.codec_decode
             jb = chunked
     disk_layers: list[int] = []
+    warnings: list[str] = []
     if ram > ram_budget:
         # Push the last CPU layers to disk, one at a time, until the rest fits.
         per_layer = w + (jb.kv_per_layer if kv_in_ram else 0)
@@ -316,71 +377,50 @@ def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, 
             f"RAM IS SHORT: {len(disk_layers)} decoder layers ({_gib(disk_bytes)}) are offloaded to DISK "
             "and read back every step; expect generation to be very slow"
         )
+    return _Memory(ram, ram_fixed, ram_budget, disk_layers, jb, warnings)
 
-    for index, use in peak_vram.items():
-        if use > budgets[index]:
-            raise AssertionError(f"planner bug: GPU {index} planned {use} bytes over its budget {budgets[index]}")
 
+def _time(layout: Layout, sizes, job, machine: Machine, jb: JobBytes, lm_dtype, quantize) -> tuple[float, int, float]:
+    """(seconds a decode step takes, decode steps, seconds for the whole job)."""
     step = step_time(layout, sizes, jb, machine, lm_dtype, quantize)
     steps = decode_steps(job.duration_s, sizes)
     codec_rate = (
         K.CODEC_S_PER_AUDIO_S_GPU if isinstance(layout.codec_device, int) else K.CODEC_S_PER_AUDIO_S_CPU_CORE / machine.logical_cores
     )
     total = K.TEXT_ENCODER_S + steps * step + job.duration_s * job.num_samples * sizes.audio_channels * codec_rate
-    offloaded = [i for i, d in enumerate(layout.layer_device) if d == "cpu"]
-    if offloaded and main != "cpu":
+    return step, steps, total
+
+
+def _placement_warnings(layout: Layout, sizes, job, offloaded: list[int]) -> list[str]:
+    """What the user should know about where things run."""
+    warnings = []
+    if offloaded and layout.main != "cpu":
         how = "streamed to the GPU one layer ahead" if layout.mode == "stream" else "computed on the CPU"
         warnings.append(f"{len(offloaded)} of {sizes.num_layers} decoder layers do not fit in VRAM: they stay in RAM, {how}")
-    if main != "cpu" and layout.codec_device == "cpu":
+    if layout.main != "cpu" and layout.codec_device == "cpu":
         reason = "FORCE_CPU_COMP=1" if force_cpu_codec() else "it does not fit next to the LM"
         warnings.append(f"EnCodec decodes on the CPU ({reason})")
     if layout.codec_chunk_s:
         warnings.append(f"EnCodec decodes in {layout.codec_chunk_s:g} s chunks to stay within memory")
     if job.duration_s > job.window_s:
         warnings.append(f"{job.duration_s:g} s is longer than the {job.window_s:g} s window: generated in overlapping windows")
+    return warnings
 
-    text_bytes = sizes.nbytes(["text_encoder"], "float32")
-    codec_bytes = sizes.nbytes(["audio_encoder"], codec_dtype)
-    components = [Component("text encoder (T5)", text_bytes, "cpu", "float32")]
+
+def _components(layout: Layout, sizes, lm_dtype, quantize, codec_dtype) -> list[Component]:
+    """Each part of the model, its size, device and dtype (memory-plan's table)."""
+    w = sizes.layer_bytes(lm_dtype, quantize)
+    components = [Component("text encoder (T5)", sizes.nbytes(["text_encoder"], "float32"), "cpu", "float32")]
     components += [
-        Component(name, sizes.nbytes([key], lm_dtype), main, lm_dtype)
+        Component(name, sizes.nbytes([key], lm_dtype), layout.main, lm_dtype)
         for name, key in (("LM embeddings", f"{DECODER}.embed_tokens"), ("LM heads", "decoder.lm_heads"))
     ]
     components += [
         Component(f"decoder layer {i}", w, d, f"{quantize}/{lm_dtype}" if quantize else lm_dtype)
         for i, d in enumerate(layout.layer_device)
     ]
-    components.append(Component("EnCodec", codec_bytes, layout.codec_device, codec_dtype))
-    return Plan(
-        model_type=sizes.model_type,
-        job=job,
-        device_map=device_map_for(layout, sizes),
-        lm_dtype=lm_dtype,
-        quantize=quantize,
-        text_encoder_device="cpu",
-        text_encoder_dtype="float32",
-        codec_device=layout.codec_device,
-        codec_dtype=codec_dtype,
-        codec_chunk_s=layout.codec_chunk_s,
-        max_memory={**{i: budgets[i] for i in gpu_ids}, "cpu": max(0, int(ram_budget - ram_fixed))},
-        budgets=dict(budgets),
-        offload=Offload(
-            cpu_layers=[i for i in offloaded] if main != "cpu" else [],
-            disk_layers=disk_layers,
-            mode=layout.mode if (offloaded and main != "cpu") else None,
-        ),
-        estimates=Estimates(
-            peak_vram_bytes=peak_vram,
-            peak_ram_bytes=int(ram),
-            step_time_s=step,
-            decode_steps=steps,
-            total_time_s=total,
-            realtime_factor=job.duration_s * job.num_samples / total,
-        ),
-        components=components,
-        warnings=warnings,
-        machine=machine.summary(),
-    )
+    components.append(Component("EnCodec", sizes.nbytes(["audio_encoder"], codec_dtype), layout.codec_device, codec_dtype))
+    return components
 
 
 def _gib(n: float) -> str:
