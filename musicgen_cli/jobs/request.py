@@ -78,7 +78,8 @@ def validate(request: Request) -> Request:
         check_outputs(paths, overwrite=request.overwrite)
     else:
         hint = request.name_hint if request.name_hint is not None else request.prompts[0]
-        paths = output_paths(request.out, hint, request.clip_count, fmt, request.out_dir, overwrite=request.overwrite)
+        out = None if request.out is None else Path(request.out)
+        paths = output_paths(out, hint, request.clip_count, fmt, Path(request.out_dir), overwrite=request.overwrite)
     return replace(request, audio=audio, paths=tuple(paths))
 
 
