@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from cli_run import run_subprocess
+
 LFS_SUFFIXES = (".safetensors", ".bin", ".model")
 GOOD_TOKEN = "hf_fake_good_token_123"
 
@@ -196,3 +198,31 @@ class FakeHubServer:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# -- the repos and helpers the hub tests share (fixtures: conftest.py) ---------------------------
+
+SMALL = "facebook/musicgen-small"
+BIG = "acme/musicgen-big"
+TRANSFORMERS_FILES = {
+    "README.md",
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+}
+AUDIOCRAFT = {"state_dict.bin": b"\x80audiocraft-lm" * 300, "compression_state_dict.bin": b"\x80encodec" * 200}
+
+
+def mgen(cache_dir: Path, endpoint: str, *args: str, **env: str):
+    """A real `mgen` process: proves HF_ENDPOINT and friends reach the hub client from the environment."""
+    return run_subprocess(
+        *args, HF_ENDPOINT=endpoint, HF_HOME=str(cache_dir.parent / "hf-home"), MGEN_CACHE_DIR=str(cache_dir), **env
+    )
+
+
+def file_gets(hub: FakeHub, name: str) -> list:
+    return [r for r in hub.requests("GET", "/resolve/") if r[1].endswith("/" + name)]

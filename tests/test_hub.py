@@ -8,104 +8,15 @@ import json
 import shutil
 import socket
 import threading
-from pathlib import Path
-
-import numpy as np
 import pytest
-from cli_run import one_line_error, run_main, run_subprocess
-from fake_hub import GOOD_TOKEN, FakeHub, FakeHubServer, FakeRepo
+from cli_run import one_line_error, run_main
+from fake_hub import AUDIOCRAFT, BIG, GOOD_TOKEN, SMALL, TRANSFORMERS_FILES, file_gets, mgen
 
 from musicgen_cli.errors import DownloadError, Interrupted
 from musicgen_cli.events import Progress
 from musicgen_cli.store.cache import READY_MARKER, read_marker
 from musicgen_cli.store.hub import PARTIAL_SUFFIX, download_model
 from musicgen_cli.store.manifest import load_manifest
-
-SMALL = "facebook/musicgen-small"
-BIG = "acme/musicgen-big"
-TRANSFORMERS_FILES = {
-    "README.md",
-    "config.json",
-    "generation_config.json",
-    "model.safetensors",
-    "preprocessor_config.json",
-    "special_tokens_map.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-}
-AUDIOCRAFT = {"state_dict.bin": b"\x80audiocraft-lm" * 300, "compression_state_dict.bin": b"\x80encodec" * 200}
-
-
-@pytest.fixture(scope="module")
-def repo_folder(tiny_models, tmp_path_factory) -> Path:
-    """The tiny mono model laid out like facebook/musicgen-small, audiocraft checkpoints included."""
-    folder = tmp_path_factory.mktemp("repo") / "musicgen-small"
-    shutil.copytree(tiny_models["mono"], folder)
-    for name, data in AUDIOCRAFT.items():
-        (folder / name).write_bytes(data)
-    (folder / "pytorch_model.bin").write_bytes(b"not needed by mgen")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def big_repo_folder(repo_folder, tmp_path_factory) -> Path:
-    """The same repo with a 12 MiB weights file: the hub client writes in 10 MiB chunks, so a cut keeps one."""
-    from safetensors.numpy import save_file
-
-    folder = tmp_path_factory.mktemp("repo") / "musicgen-big"
-    shutil.copytree(repo_folder, folder)
-    save_file({"blob": np.random.default_rng(0).integers(0, 255, 12 * 2**20, dtype=np.uint8)}, str(folder / "model.safetensors"))
-    return folder
-
-
-@pytest.fixture()
-def hub(repo_folder, big_repo_folder):
-    fake = FakeHub()
-    fake.add(FakeRepo.from_folder(SMALL, repo_folder))
-    fake.add(FakeRepo.from_folder(BIG, big_repo_folder))
-    fake.add(FakeRepo.from_folder("acme/musicgen-tiny", repo_folder))
-    fake.add(FakeRepo.from_folder("acme/gated-musicgen", repo_folder, gated=True))
-    with FakeHubServer(fake) as running:
-        yield running
-
-
-def mgen(cache_dir: Path, endpoint: str, *args: str, **env: str):
-    """A real `mgen` process: proves HF_ENDPOINT and friends reach the hub client from the environment."""
-    return run_subprocess(
-        *args, HF_ENDPOINT=endpoint, HF_HOME=str(cache_dir.parent / "hf-home"), MGEN_CACHE_DIR=str(cache_dir), **env
-    )
-
-
-@pytest.fixture()
-def in_process_hub(hub, monkeypatch, tmp_path):
-    """Point the already-imported hub client at the fake hub (it reads HF_ENDPOINT at import)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-    # The Hugging Face cache a download may reuse: a fresh one per test, never the user's.
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
-    for name in ("HF_HUB_OFFLINE", "HF_TOKEN", "AUDIOCRAFT_CACHE_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    return hub
-
-
-@pytest.fixture()
-def run(in_process_hub, capsys, monkeypatch):
-    """`mgen ARGS` in this process against the fake hub, with extra environment for that run only."""
-
-    def invoke(*args: str, **env: str):
-        with monkeypatch.context() as scoped:
-            for name, value in env.items():
-                scoped.setenv(name, value)
-            return run_main(capsys, *args)
-
-    return invoke
-
-
-def file_gets(hub: FakeHub, name: str) -> list:
-    return [r for r in hub.requests("GET", "/resolve/") if r[1].endswith("/" + name)]
-
 
 def test_download_fetches_transformers_files_verifies_and_marks_ready(hub, cache_dir, repo_folder):
     result = mgen(cache_dir, hub.url, "download", "small")

@@ -11,18 +11,7 @@ from pathlib import Path
 
 import pytest
 from cli_run import one_line_error
-from fake_hub import FakeHub
-from test_hub import (  # noqa: F401  (fixtures)
-    SMALL,
-    TRANSFORMERS_FILES,
-    big_repo_folder,
-    file_gets,
-    hub,
-    in_process_hub,
-    mgen,
-    repo_folder,
-    run,
-)
+from fake_hub import SMALL, TRANSFORMERS_FILES, FakeHub, mgen
 
 from musicgen_cli.store.cache import READY_MARKER, read_marker
 from musicgen_cli.store.lease import hold_model
