@@ -36,7 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from musicgen_cli.serve.client import Client
+from musicgen_cli.serve.client import Client  # noqa: E402  (after the checkout joins sys.path)
 
 BARE = """
 import sys, psutil
