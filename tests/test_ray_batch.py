@@ -31,7 +31,7 @@ from musicgen_cli.jobs.ray_batch import Cluster, run_ray_batch, worker_shape
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("tiny-random", "tiny-random-stereo")
 # What differs between two runs of the same item anywhere: time, memory and the machine's free RAM and disk.
-VOLATILE = {"timings_s", "peak_ram_bytes", "peak_vram_bytes", "steps_per_s", "realtime_factor", "ray_worker"}
+VOLATILE = {"timings_s", "peak_ram_bytes", "peak_vram_bytes", "steps_per_s", "realtime_factor", "ray_worker", "speed_estimate"}  # speed_estimate: from steps_per_s
 VOLATILE_PLAN = {"machine", "max_memory", "estimates"}
 
 
