@@ -328,3 +328,25 @@ def test_layers_stay_pageable_where_the_os_refuses_to_pin(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "pin_memory", refuse)
     assert to_host(layer) == (8 * 4 + 4) * 4
     assert layer.weight.device.type == "cpu" and layer(torch.ones(1, 8)).shape == (1, 4)
+
+
+def test_a_continuation_is_planned_with_the_audio_it_continues(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from musicgen_cli.planning.placement import job_bytes_for
+
+    given = tmp_path / "intro.wav"
+    sf.write(given, np.zeros(22 * 32000, np.float32), 32000)
+    job = Job.from_settings(GenerateSettings(duration=8, continuation=given))
+    assert job.prompt_s == 22 and job.duration_s == 8
+    config = build_config("large", "mono")
+    sizes = model_sizes(config)
+    kv = {name: job_bytes_for(sizes, j, "bfloat16", "float32").kv_per_layer for name, j in
+          (("8 s", Job(8)), ("8 s after 22 s", job), ("30 s", Job(30)))}
+    assert kv["8 s after 22 s"] == kv["30 s"] > kv["8 s"]
+    # large on an 8 GiB card: the 8 s plan's placement does not hold 30 s of cache
+    machine = simulate(probe(), gpu_mem=[8 * GiB])
+    plain, continued = plan_memory(config, Job(8), machine), plan_memory(config, job, machine)
+    assert len(continued.offload.cpu_layers) > len(plain.offload.cpu_layers)
+    assert continued.estimates.peak_vram_bytes[0] <= continued.budgets[0]

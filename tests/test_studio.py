@@ -165,6 +165,27 @@ def studio(tiny_models, tmp_path_factory) -> Studio:
     return session
 
 
+def test_a_take_that_asks_for_more_than_the_plan_plans_again(tiny_models, tmp_path):
+    """/duration, /samples and /extend change what the plan assumed: the take is planned again
+    (the RAM it needs grows with them), and the model is loaded again only if placement moves."""
+    session = Studio(StudioOptions(model=str(tiny_models["mono"]), out_dir=tmp_path / "takes", machine=simulate(probe(), no_gpu=True)),
+                     GenerateSettings(duration=0.2, seed=1))
+    session.start()
+    first = session.mg.plan
+    assert (first.job.duration_s, first.job.num_samples, first.job.prompt_s) == (0.2, 1, 0.0)
+    assert session.handle("a").kind == "take" and session.mg.plan is first  # nothing new: no plan
+    session.handle("/duration 1")
+    session.handle("/samples 2")
+    assert session.handle("b").kind == "take"
+    planned = session.mg.plan
+    assert (planned.job.duration_s, planned.job.num_samples) == (1, 2)
+    assert planned.estimates.peak_ram_bytes > first.estimates.peak_ram_bytes
+    session.handle("/samples 1")
+    assert session.handle("/extend 0.5").kind == "take"
+    assert session.mg.plan.job.prompt_s == pytest.approx(1, abs=0.05)  # the 1 s take it continues
+    assert session.loads == 1  # a CPU placement does not move
+
+
 def test_out_of_memory_during_a_take_is_reported_and_the_model_stays_usable(studio, monkeypatch):
     import torch
 

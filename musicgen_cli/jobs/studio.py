@@ -120,17 +120,42 @@ class Studio:
             self._machine = probe(self.options.cache_dir)
         return self._machine
 
-    def _job(self):
+    def _job(self, settings: GenerateSettings | None = None):
         from musicgen_cli.planning.planner import Job
 
-        s = self.settings
-        return Job(duration_s=min(s.duration, s.window_s), num_samples=s.num_samples, guidance=s.guidance > 1, window_s=s.window_s)
+        s = settings or self.settings
+        return replace(Job.from_settings(s), duration_s=min(s.duration, s.window_s))
 
-    def _load(self, name: str) -> None:
+    def _fit(self, settings: GenerateSettings) -> None:
+        """Plan again when a take asks for more than the loaded plan assumed (a longer /duration,
+        more /samples, the audio an /extend continues); load again only if the placement moves."""
+        from musicgen_cli.planning.planner import Job, plan_memory, same_placement
+
+        mg, job = self._model(), self._job(settings)
+        planned = mg.plan.job
+        if (job.duration_s <= planned.duration_s and job.num_samples <= planned.num_samples and job.prompt_s <= planned.prompt_s
+                and job.guidance <= planned.guidance and job.window_s <= planned.window_s):
+            return
+        o = self.options
+        covering = Job.covering_jobs([job, planned])
+        plan = plan_memory(mg.loaded.config, covering, self._machine_now(), dtype=o.dtype, quantize=o.quantize,
+                           reserve_bytes=o.reserve_bytes, max_vram_bytes=o.max_vram_bytes)
+        if not plan.uses_gpu:
+            from musicgen_cli.engine.cpu_probe import plan_cpu_kernel
+
+            plan_cpu_kernel(plan, mg.loaded.config, o.cache_dir)
+        if same_placement(plan, mg.plan):
+            mg.plan = mg.loaded.plan = plan
+            return
+        self._free()
+        _release_memory()
+        self._load(self.model_key, covering)
+
+    def _load(self, name: str, job=None) -> None:
         o = self.options
         with self.working(f"mgen studio: loading {name}") as reporter:
             mg = load_model(
-                name, cache_dir=o.cache_dir, job=self._job(), machine=self._machine_now(), dtype=o.dtype,
+                name, cache_dir=o.cache_dir, job=job or self._job(), machine=self._machine_now(), dtype=o.dtype,
                 quantize=o.quantize, reserve_bytes=o.reserve_bytes, max_vram_bytes=o.max_vram_bytes,
                 download=o.download, reporter=reporter,
             )
@@ -249,6 +274,8 @@ class Studio:
         if extends is not None:
             settings = replace(settings, continuation=extends.files[0])
         settings.validate(mg.max_window_s)
+        self._fit(settings)
+        mg = self._model()
         number = self._next
         paths = take_paths(self.options.out_dir, number, prompt, self.fmt, settings.num_samples)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from musicgen_cli.arch import WINDOW_SECONDS
@@ -16,6 +17,7 @@ class SettingsLike(Protocol):
     num_samples: int
     guidance: float
     window_s: float
+    continuation: Path | None
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,9 @@ class Job:
     num_samples: int = 1
     guidance: bool = True
     window_s: float = WINDOW_SECONDS
+    # Seconds of given audio the clip continues: its frames fill the attention cache before the
+    # new ones, and EnCodec decodes them with the new part.
+    prompt_s: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: SettingsLike, *, max_window_s: float | None = None) -> Job:
@@ -38,12 +43,17 @@ class Job:
             num_samples=settings.num_samples,
             guidance=settings.guidance > 1,
             window_s=window,
+            prompt_s=audio_seconds(settings.continuation) if settings.continuation else 0.0,
         )
 
     @classmethod
     def covering(cls, settings: Iterable[SettingsLike], *, max_window_s: float | None = None) -> Job:
         """One job as large as the largest of several (a batch loads its model once for all)."""
-        jobs = [cls.from_settings(s, max_window_s=max_window_s) for s in settings]
+        return cls.covering_jobs([cls.from_settings(s, max_window_s=max_window_s) for s in settings])
+
+    @classmethod
+    def covering_jobs(cls, jobs: list[Job]) -> Job:
+        """One job as large as the largest of `jobs`."""
         if not jobs:
             raise ValueError("no settings to plan for")
         return cls(
@@ -51,4 +61,12 @@ class Job:
             num_samples=max(j.num_samples for j in jobs),
             guidance=any(j.guidance for j in jobs),
             window_s=max(j.window_s for j in jobs),
+            prompt_s=max(j.prompt_s for j in jobs),
         )
+
+
+def audio_seconds(path: Path) -> float:
+    """The length of an audio file from its header (the validator has checked it reads)."""
+    import soundfile
+
+    return float(soundfile.info(str(path)).duration)

@@ -45,6 +45,7 @@ def job_bytes_for(sizes: ModelSizes, job, dtype: str, codec_dtype: str, codec_bu
     return job_bytes(
         sizes,
         duration_s=job.duration_s,
+        prompt_s=job.prompt_s,
         num_samples=job.num_samples,
         guidance=job.guidance,
         window_s=job.window_s,

@@ -138,6 +138,16 @@ class Plan:
         )
 
 
+def same_placement(a: Plan, b: Plan) -> bool:
+    """Whether a model loaded by plan `b` is where plan `a` wants it (nothing to load again)."""
+
+    def where(p: Plan) -> tuple:
+        return (p.device_map, p.offload.cpu_layers, p.offload.disk_layers, p.offload.mode, p.lm_dtype, p.quantize,
+                p.codec_device, p.codec_dtype, p.text_encoder_device, p.cpu_kernel)
+
+    return where(a) == where(b)
+
+
 def plan_memory(
     config,
     job: Job,

@@ -286,10 +286,13 @@ def job_bytes(
     dtype: str,
     codec_dtype: str,
     codec_budget: int | None = None,
+    prompt_s: float = 0.0,
 ) -> JobBytes:
+    """`prompt_s`: seconds of given audio continued (in the cache and the decoded clip)."""
     width = DTYPE_BYTES[dtype]
     b = batch(num_samples, guidance)
-    ctx = context_frames(duration_s, window_s, sizes)
+    ctx = context_frames(prompt_s + duration_s, window_s, sizes)
+    duration_s += prompt_s  # EnCodec decodes and returns the given audio with the new part
     kv = 2 * b * ctx * sizes.hidden * width
     if sizes.cross_attention:
         kv += 2 * b * K.TEXT_TOKENS * sizes.hidden * width
