@@ -350,3 +350,31 @@ def test_a_continuation_is_planned_with_the_audio_it_continues(tmp_path):
     plain, continued = plan_memory(config, Job(8), machine), plan_memory(config, job, machine)
     assert len(continued.offload.cpu_layers) > len(plain.offload.cpu_layers)
     assert continued.estimates.peak_vram_bytes[0] <= continued.budgets[0]
+
+
+def test_the_live_monitor_reads_only_the_gpus_this_process_uses(monkeypatch):
+    from musicgen_cli.planning import monitor
+
+    read = []
+    # two GPUs; this process has memory on GPU 1 only (a plan that placed everything there)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda index: 2**30 if index == 1 else 0)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index: read.append(index) or (4 * GiB, 8 * GiB))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"GPU {index}")
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda index: 2**30)
+    assert [g.index for g in monitor.snapshot().gpus] == [1] and read == [1]
+    assert [g.index for g in monitor.snapshot(all_gpus=True).gpus] == [0, 1]  # mgen inspect-memory
+
+
+def test_cross_attention_is_planned_for_the_prompts_of_the_job():
+    from musicgen_cli.planning.placement import job_bytes_for
+
+    settings = GenerateSettings(duration=8)
+    short, long = Job.from_settings(settings, prompts=["lofi beat"]), Job.from_settings(settings, prompts=["x" * 3000, "y"])
+    assert (short.text_tokens, long.text_tokens) == (10, 512)  # characters + 1, at most T5's 512
+    assert Job.covering([settings]).text_tokens == 64 == Job(8).text_tokens  # prompts not known yet
+    sizes = model_sizes(build_config("large", "mono"))
+    kv = {n: job_bytes_for(sizes, j, "bfloat16", "float32").kv_per_layer for n, j in (("short", short), ("long", long))}
+    # large, CFG: 512 tokens of keys and values in 48 layers against 10
+    assert sizes.num_layers * (kv["long"] - kv["short"]) == 48 * 2 * 2 * (512 - 10) * 2048 * 2

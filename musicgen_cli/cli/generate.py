@@ -180,7 +180,7 @@ def generate_cmd(
     request = replace(request, extra={"torch_threads": machine.threads(), **request.extra})
     with reporter_for(quiet or as_json) as reporter:
         mg = load_model(request.model, cache_dir=cache_dir, settings=request.settings, machine=machine.machine(cache_dir),
-                        download=not offline, reporter=reporter, **plan_kwargs)
+                        download=not offline, reporter=reporter, prompts=request.prompts, **plan_kwargs)
         written = run(request, mg, reporter)
     _note_clipping(written)
     if not (quiet or as_json):

@@ -88,7 +88,7 @@ def inspect_memory_cmd(
     root = cache_root(cache_dir)
 
     def view():
-        return readout_view(snapshot(), gpu_processes(), folder_size(root), str(root))
+        return readout_view(snapshot(all_gpus=True), gpu_processes(), folder_size(root), str(root))
 
     snapshot()  # CPU percentages are measured between calls: start the clock
     time.sleep(0.2)

@@ -31,6 +31,7 @@ from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.engine.validate import MAX_SEED
 from musicgen_cli.errors import MgenError
 from musicgen_cli.events import NullReporter, Reporter
+from musicgen_cli.planning.estimates import MAX_TEXT_TOKENS
 from musicgen_cli.store.manifest import ModelEntry, load_manifest
 
 
@@ -61,7 +62,8 @@ class GenerationResult:
         return self.settings.duration / spent if spent else 0.0
 
 
-DEFAULT_TEXT_TOKENS = 512  # T5's trained context; its relative positions would accept more, uselessly
+# T5's trained context; its relative positions would accept more, uselessly. The planner budgets it.
+DEFAULT_TEXT_TOKENS = MAX_TEXT_TOKENS
 CHARS_PER_TOKEN = 32  # more than any T5 piece: text beyond limit x this cannot reach the first `limit` tokens
 
 
@@ -232,12 +234,13 @@ def load_model(
     max_vram_bytes: int | None = None,
     download: bool = True,
     reporter: Reporter | None = None,
+    prompts: tuple[str, ...] = (),
 ) -> MusicGen:
     """Resolve `name` (manifest key, repo id, model folder, or an already `ResolvedModel`),
     plan memory, and load by the plan.
 
-    The plan is made for `job`, else for `settings` (`Job.from_settings`), else for the default
-    settings; a `plan` made already (a batch sizing its passes) is used as it is.
+    The plan is made for `job`, else for `settings` and `prompts` (`Job.from_settings`), else
+    for the default settings; a `plan` made already (a batch sizing its passes) is used as it is.
     """
     from musicgen_cli.engine.loader import load_by_plan
     from musicgen_cli.planning.hardware import probe
@@ -249,7 +252,7 @@ def load_model(
     report.phase("plan", str(name.folder if isinstance(name, ResolvedModel) else name))
     model = name if isinstance(name, ResolvedModel) else resolve_model(name, cache_dir=cache_dir, download=download, reporter=report)
     if plan is None:
-        job = job or Job.from_settings(settings or GenerateSettings(), max_window_s=model.max_window_s)
+        job = job or Job.from_settings(settings or GenerateSettings(), max_window_s=model.max_window_s, prompts=prompts)
         plan = plan_memory(
             model.config,
             job,

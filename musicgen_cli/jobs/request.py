@@ -6,7 +6,7 @@ any model is planned or loaded, and settles what is left open (the output format
 file names). `jobs.run` then renders and writes it.
 
     request = validate(Request(prompts=("lofi beat",), settings=GenerateSettings(duration=8)))
-    written = run(request, load_model(request.model, settings=request.settings), NullReporter())
+    written = run(request, load_model(request.model, settings=request.settings, prompts=request.prompts), NullReporter())
 """
 
 from __future__ import annotations

@@ -120,21 +120,24 @@ class Studio:
             self._machine = probe(self.options.cache_dir)
         return self._machine
 
-    def _job(self, settings: GenerateSettings | None = None):
+    def _job(self, settings: GenerateSettings | None = None, prompt: str | None = None):
         from musicgen_cli.planning.planner import Job
 
         s = settings or self.settings
-        return replace(Job.from_settings(s), duration_s=min(s.duration, s.window_s))
+        job = Job.from_settings(s, prompts=() if prompt is None else (prompt,))
+        return replace(job, duration_s=min(s.duration, s.window_s))
 
-    def _fit(self, settings: GenerateSettings) -> None:
+    def _fit(self, settings: GenerateSettings, prompt: str) -> None:
         """Plan again when a take asks for more than the loaded plan assumed (a longer /duration,
-        more /samples, the audio an /extend continues); load again only if the placement moves."""
+        more /samples, the audio an /extend continues, a longer prompt); load again only if the
+        placement moves."""
         from musicgen_cli.planning.planner import Job, plan_memory, same_placement
 
-        mg, job = self._model(), self._job(settings)
+        mg, job = self._model(), self._job(settings, prompt)
         planned = mg.plan.job
         if (job.duration_s <= planned.duration_s and job.num_samples <= planned.num_samples and job.prompt_s <= planned.prompt_s
-                and job.guidance <= planned.guidance and job.window_s <= planned.window_s):
+                and job.guidance <= planned.guidance and job.window_s <= planned.window_s
+                and job.text_tokens <= planned.text_tokens):
             return
         o = self.options
         covering = Job.covering_jobs([job, planned])
@@ -274,7 +277,7 @@ class Studio:
         if extends is not None:
             settings = replace(settings, continuation=extends.files[0])
         settings.validate(mg.max_window_s)
-        self._fit(settings)
+        self._fit(settings, prompt)
         mg = self._model()
         number = self._next
         paths = take_paths(self.options.out_dir, number, prompt, self.fmt, settings.num_samples)

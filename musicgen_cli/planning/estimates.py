@@ -82,8 +82,11 @@ DISK_BANDWIDTH = 1.5e9
 RAM_RESERVE = 512 * MiB
 
 # --- job ---------------------------------------------------------------------------------
-# Text prompt length budgeted for cross-attention (T5 tokens; MusicGen prompts are short).
+# Text prompt length budgeted for cross-attention when the prompt is not known yet (T5 tokens;
+# MusicGen prompts are short). A job whose prompts are known is planned for them (Job.text_tokens).
 TEXT_TOKENS = 64
+# The longest prompt the text encoder is given (T5's trained context).
+MAX_TEXT_TOKENS = 512
 # Live activations of the EnCodec decoder, in tensors of num_filters channels at the full
 # sample rate: its last upsampling stage holds this many at once. Measured: peak RSS growth
 # of a 32 kHz decode on CPU is 40 MiB per second of audio (benchmarks, 5 s vs 20 s clips).

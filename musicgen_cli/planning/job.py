@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from musicgen_cli.arch import WINDOW_SECONDS
+from musicgen_cli.planning import estimates as K
 
 
 class SettingsLike(Protocol):
@@ -29,13 +30,17 @@ class Job:
     # Seconds of given audio the clip continues: its frames fill the attention cache before the
     # new ones, and EnCodec decodes them with the new part.
     prompt_s: float = 0.0
+    # T5 tokens of the longest prompt: cross-attention holds this many keys and values per row.
+    text_tokens: int = K.TEXT_TOKENS
 
     @classmethod
-    def from_settings(cls, settings: SettingsLike, *, max_window_s: float | None = None) -> Job:
+    def from_settings(cls, settings: SettingsLike, *, max_window_s: float | None = None, prompts: Iterable[str] = ()) -> Job:
         """The job for these settings, its window clamped to the longest the model can hold.
 
         The duration stays whole: the planner caps the attention cache at one window itself
-        and sizes EnCodec's decode and the returned audio for the whole clip.
+        and sizes EnCodec's decode and the returned audio for the whole clip. With `prompts`
+        known, cross-attention is planned for the longest (a T5 piece covers at least one
+        character, so characters + 1 bounds its tokens without the tokenizer).
         """
         window = settings.window_s if max_window_s is None else min(settings.window_s, max_window_s)
         return cls(
@@ -44,6 +49,7 @@ class Job:
             guidance=settings.guidance > 1,
             window_s=window,
             prompt_s=audio_seconds(settings.continuation) if settings.continuation else 0.0,
+            text_tokens=text_tokens(prompts),
         )
 
     @classmethod
@@ -62,7 +68,14 @@ class Job:
             guidance=any(j.guidance for j in jobs),
             window_s=max(j.window_s for j in jobs),
             prompt_s=max(j.prompt_s for j in jobs),
+            text_tokens=max(j.text_tokens for j in jobs),
         )
+
+
+def text_tokens(prompts: Iterable[str]) -> int:
+    """The T5 tokens to plan for the longest of `prompts` (the default budget when none is known)."""
+    longest = max((len(p) for p in prompts), default=None)
+    return K.TEXT_TOKENS if longest is None else min(K.MAX_TEXT_TOKENS, longest + 1)
 
 
 def audio_seconds(path: Path) -> float:

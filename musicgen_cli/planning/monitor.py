@@ -71,7 +71,9 @@ def anon_rss_bytes() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def snapshot() -> Readout:
+def snapshot(all_gpus: bool = False) -> Readout:
+    """Now. GPUs this process has not used are left out unless `all_gpus`: reading one creates a
+    CUDA context on it (a few hundred MiB that no plan counts), in every process that reads."""
     import psutil
     import torch
 
@@ -87,17 +89,19 @@ def snapshot() -> Readout:
         per_core_percent=list(per_core),
         torch_threads=torch.get_num_threads(),
         torch_interop_threads=torch.get_num_interop_threads(),
-        gpus=_gpus(),
+        gpus=_gpus(all_gpus),
     )
 
 
-def _gpus() -> list[GpuReadout]:
+def _gpus(all_gpus: bool) -> list[GpuReadout]:
     import torch
 
     if not torch.cuda.is_available():
         return []
     readouts = []
     for index in range(torch.cuda.device_count()):
+        if not all_gpus and torch.cuda.memory_reserved(index) == 0:
+            continue
         free, total = torch.cuda.mem_get_info(index)
         try:
             utilisation: float | None = float(torch.cuda.utilization(index))

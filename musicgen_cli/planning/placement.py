@@ -46,6 +46,7 @@ def job_bytes_for(sizes: ModelSizes, job, dtype: str, codec_dtype: str, codec_bu
         sizes,
         duration_s=job.duration_s,
         prompt_s=job.prompt_s,
+        text_tokens=job.text_tokens,
         num_samples=job.num_samples,
         guidance=job.guidance,
         window_s=job.window_s,

@@ -252,10 +252,10 @@ def decode_steps(duration_s: float, sizes: ModelSizes) -> int:
     return arch.decode_steps(math.ceil(duration_s * sizes.frame_rate), sizes.num_codebooks, sizes.audio_channels)
 
 
-def context_frames(duration_s: float, window_s: float, sizes: ModelSizes) -> int:
+def context_frames(duration_s: float, window_s: float, sizes: ModelSizes, text_tokens: int = K.TEXT_TOKENS) -> int:
     """Longest sequence the self-attention cache ever holds (windows cap it for long clips)."""
     frames = decode_steps(min(duration_s, window_s), sizes)
-    prefix = sizes.prefix_frames + (K.TEXT_TOKENS if not sizes.cross_attention else 0)
+    prefix = sizes.prefix_frames + (text_tokens if not sizes.cross_attention else 0)
     return min(frames + prefix, sizes.max_positions + prefix)
 
 
@@ -287,17 +287,19 @@ def job_bytes(
     codec_dtype: str,
     codec_budget: int | None = None,
     prompt_s: float = 0.0,
+    text_tokens: int = K.TEXT_TOKENS,
 ) -> JobBytes:
-    """`prompt_s`: seconds of given audio continued (in the cache and the decoded clip)."""
+    """`prompt_s`: seconds of given audio continued (in the cache and the decoded clip);
+    `text_tokens`: T5 tokens of the longest prompt."""
     width = DTYPE_BYTES[dtype]
     b = batch(num_samples, guidance)
-    ctx = context_frames(prompt_s + duration_s, window_s, sizes)
+    ctx = context_frames(prompt_s + duration_s, window_s, sizes, text_tokens)
     duration_s += prompt_s  # EnCodec decodes and returns the given audio with the new part
     kv = 2 * b * ctx * sizes.hidden * width
     if sizes.cross_attention:
-        kv += 2 * b * K.TEXT_TOKENS * sizes.hidden * width
+        kv += 2 * b * text_tokens * sizes.hidden * width
     # The first step of a melody model runs the whole prefix at once; later steps one frame.
-    query = 1 + sizes.prefix_frames + (K.TEXT_TOKENS if not sizes.cross_attention else 0) if sizes.prefix_frames else 1
+    query = 1 + sizes.prefix_frames + (text_tokens if not sizes.cross_attention else 0) if sizes.prefix_frames else 1
     logits = b * sizes.num_codebooks * (sizes.vocab + 1) * 4 * 3  # fp32 logits, softmax, top-k copy
     activations = b * query * (sizes.ffn + 6 * sizes.hidden) * width
     scores = b * sizes.heads * query * ctx * 4
@@ -311,7 +313,7 @@ def job_bytes(
     if codec_budget is not None and per_second * duration_s > codec_budget and duration_s > K.CODEC_CHUNK_S:
         chunk_s = K.CODEC_CHUNK_S
         seconds = chunk_s
-    t5_run = b * K.TEXT_TOKENS * 3072 * 4 * 2  # T5-base FFN activations in fp32
+    t5_run = b * text_tokens * 3072 * 4 * 2  # T5-base FFN activations in fp32
     return JobBytes(
         kv_per_layer=kv,
         step_transient=transient,
