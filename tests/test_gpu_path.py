@@ -378,3 +378,46 @@ def test_cross_attention_is_planned_for_the_prompts_of_the_job():
     kv = {n: job_bytes_for(sizes, j, "bfloat16", "float32").kv_per_layer for n, j in (("short", short), ("long", long))}
     # large, CFG: 512 tokens of keys and values in 48 layers against 10
     assert sizes.num_layers * (kv["long"] - kv["short"]) == 48 * 2 * 2 * (512 - 10) * 2048 * 2
+
+
+def test_computing_ram_layers_on_the_cpu_is_priced_from_a_half_precision_projection(monkeypatch):
+    import torch.nn.functional as F
+
+    from musicgen_cli.planning import linkprobe
+
+    projected = []
+    real = F.linear
+
+    def watched(x, weight, *args):
+        projected.append((tuple(x.shape), weight.dtype, weight.numel() * weight.element_size()))
+        return real(x, weight, *args)
+
+    monkeypatch.setattr(F, "linear", watched)
+    link, cpu_rate = linkprobe.measure(CPU)
+    # a decode step's shape: two rows (a sample and its CFG twin) through bfloat16 weights
+    assert {p[:2] for p in projected} == {((2, linkprobe.PROBE_BYTES // 2 // linkprobe.PROBE_PROJECTION_OUT), torch.bfloat16)}
+    assert projected[0][2] == linkprobe.PROBE_BYTES and len(projected) == 3 and link > 0 and cpu_rate > 0
+
+
+
+def test_layers_that_compute_on_the_cpu_keep_the_cache_the_cpu_attends_fastest_in(monkeypatch):
+    from musicgen_cli.decode import fastloop
+    from musicgen_cli.decode.fastloop import Decoder, condition
+    from musicgen_cli.decode.offload import Placement
+    from musicgen_cli.decode.types import Request, Sampling
+    from musicgen_cli.testing import ModelSpec, build_model
+
+    model = build_model(ModelSpec(layers=4), dtype=torch.bfloat16)
+    ids = torch.ones(1, 3, dtype=torch.long)
+    with torch.inference_mode():
+        conditioning = condition(model, Request(ids, None, 4, Sampling(), None, None), CPU)
+    # a GPU plan (the meta device stands for the GPU: shapes only): layers 2 and 3 in RAM,
+    # computed on the CPU, where attention in float32 is faster (a CPU without AMX)
+    stack = model.decoder.model.decoder
+    for part in (stack.embed_tokens, stack.layers[0], stack.layers[1], stack.layer_norm, model.decoder.lm_heads):
+        part.to("meta")
+    model.mgen_placement = Placement(main=torch.device("meta"), ram_layers=[2, 3], mode="cpu")
+    monkeypatch.setitem(fastloop._ATTENTION_DTYPES, ("cpu", torch.bfloat16), torch.float32)
+    with torch.inference_mode():
+        decoder = Decoder(model, 2, 8, conditioning)
+    assert [k.dtype for k, _ in decoder.cache] == [torch.bfloat16, torch.bfloat16, torch.float32, torch.float32]

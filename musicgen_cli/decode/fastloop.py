@@ -138,9 +138,11 @@ class Decoder:
                       else placement.device_of(i, layer.final_layer_norm.weight.device)
                       for i, layer in enumerate(self.stack.layers)]
         shape = (rows, lm.config.num_attention_heads, length, self.head_dim)
-        self.kv_dtype = attention_dtype(self.device, self.dtype, reduced_precision(self.stack.layers[0]))
-        self.cache = [(torch.zeros(shape, dtype=self.kv_dtype, device=d),
-                       torch.zeros(shape, dtype=self.kv_dtype, device=d)) for d in self.where]
+        # Per layer: a GPU plan's layers that compute on the CPU attend in whatever dtype the CPU
+        # attends fastest in, not in the GPU's.
+        kv_dtypes = [attention_dtype(d, self.dtype, reduced_precision(layer)) for d, layer in zip(self.where, self.stack.layers)]
+        self.cache = [(torch.zeros(shape, dtype=kind, device=d), torch.zeros(shape, dtype=kind, device=d))
+                      for d, kind in zip(self.where, kv_dtypes)]
         # Layers that compute on the CPU call their projections through `cpu_linear` (float32 as the
         # exact blocked GEMM, dynamic int8 without the module's Python); streamed layers swap their
         # weights' storage under the modules, so they keep calling the modules.

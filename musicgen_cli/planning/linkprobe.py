@@ -1,7 +1,10 @@
 """The host-to-device link of each GPU, measured once per machine and cached.
 
 Whether RAM layers are streamed to the GPU or computed on the CPU depends on pinned
-host-to-device bandwidth against how fast the CPU reads its own memory. Both are measured
+host-to-device bandwidth against how fast the CPU runs a RAM layer's projections: a decode step
+multiplies two rows (a sample and its CFG twin) by half-precision weights, which a CPU runs far
+below its memory bandwidth (0.5-0.8 GB/s of weights measured, against 5-20 GB/s for a float32
+`sum()`). GPU plans keep RAM layers in bfloat16, so that is the rate measured. Both are measured
 here, at probe time, before free VRAM is read: the probe's 64 MiB buffers are freed and the
 allocator's cache emptied first, so the plan's free-memory figure already leaves them out, and
 the plan (not the decode loop) makes the choice. Results go to `link-bandwidth.json` under the
@@ -17,6 +20,7 @@ from pathlib import Path
 from musicgen_cli.store.cache import atomic_write_text, cache_root
 
 PROBE_BYTES = 64 * 2**20
+PROBE_PROJECTION_OUT = 4096  # output channels of the probe's projection (large's feed-forward width is 8192)
 CACHE_FILE = "link-bandwidth.json"
 
 
@@ -25,7 +29,7 @@ def link_bandwidths(index: int, name: str, cache_dir: str | Path | None = None) 
     import torch
 
     path = cache_root(cache_dir) / CACHE_FILE
-    key = f"{index}|{name}|torch {torch.__version__}"
+    key = f"{index}|{name}|torch {torch.__version__}|projection"
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -42,8 +46,10 @@ def link_bandwidths(index: int, name: str, cache_dir: str | Path | None = None) 
 
 
 def measure(device) -> tuple[float, float]:
-    """Best of three 64 MiB copies (pinned -> device) and host reads; memory freed afterwards."""
+    """Best of three 64 MiB copies (pinned -> device), and of three two-row projections through
+    64 MiB of bfloat16 weights (bytes of weights per second); memory freed afterwards."""
     import torch
+    import torch.nn.functional as F
 
     host = torch.arange(PROBE_BYTES // 4, dtype=torch.float32)  # distinct pages: a VM host may merge identical ones
     host = host.pin_memory() if device.type == "cuda" else host
@@ -59,8 +65,14 @@ def measure(device) -> tuple[float, float]:
             times.append(time.perf_counter() - start)
         return PROBE_BYTES / max(min(times), 1e-9)
 
-    found = best(lambda: target.copy_(host, non_blocking=True)), best(lambda: host.sum())
-    host = target = None
+    link = best(lambda: target.copy_(host, non_blocking=True))
+    target = None
+    # a local generator: the process-wide one carries the user's seed
+    weight = torch.randn(PROBE_PROJECTION_OUT, PROBE_BYTES // 2 // PROBE_PROJECTION_OUT,
+                         generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    rows = torch.ones(2, weight.shape[1], dtype=torch.bfloat16)
+    found = link, best(lambda: F.linear(rows, weight))
+    host = weight = None
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return found
