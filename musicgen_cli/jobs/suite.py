@@ -134,7 +134,7 @@ def run_job(
         settings = replace(settings, duration=job.duration)
         mg = load_model(
             job.model_key, cache_dir=cache_dir, settings=settings, machine=machine, download=download, reporter=reporter,
-            **(plan_kwargs or {}),
+            prompts=(job.prompt,), **(plan_kwargs or {}),
         )
         target = out_dir / job.output
         request = Request(prompts=(job.prompt,), settings=settings, model=job.model_key, paths=(target,), overwrite=overwrite,
