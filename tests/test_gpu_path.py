@@ -404,13 +404,13 @@ def test_layers_that_compute_on_the_cpu_keep_the_cache_the_cpu_attends_fastest_i
     from musicgen_cli.decode import fastloop
     from musicgen_cli.decode.fastloop import Decoder, condition
     from musicgen_cli.decode.offload import Placement
-    from musicgen_cli.decode.types import Request, Sampling
+    from musicgen_cli.decode.types import Sampling, WindowRequest
     from musicgen_cli.testing import ModelSpec, build_model
 
     model = build_model(ModelSpec(layers=4), dtype=torch.bfloat16)
     ids = torch.ones(1, 3, dtype=torch.long)
     with torch.inference_mode():
-        conditioning = condition(model, Request(ids, None, 4, Sampling(), None, None), CPU)
+        conditioning = condition(model, WindowRequest(ids, None, 4, Sampling(), None, None), CPU)
     # a GPU plan (the meta device stands for the GPU: shapes only): layers 2 and 3 in RAM,
     # computed on the CPU, where attention in float32 is faster (a CPU without AMX)
     stack = model.decoder.model.decoder
