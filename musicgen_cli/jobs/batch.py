@@ -32,9 +32,9 @@ from musicgen_cli.events import Progress
 from musicgen_cli.jobs import batchlog
 from musicgen_cli.jobs.batchfile import BatchItem, by_group, make_batches
 from musicgen_cli.jobs.lock import FolderLock
+from musicgen_cli.jobs.pairs import recover_leftovers
 from musicgen_cli.jobs.request import Request
 from musicgen_cli.jobs.run import rendered_clips, write
-from musicgen_cli.jobs.pairs import recover_leftovers
 
 STATUS_EVERY_S = 1.0
 
@@ -318,12 +318,7 @@ class _Worker:
                 continue
             t0 = time.perf_counter()
             try:
-                request = Request(
-                    prompts=(item.prompt,), settings=made.result.settings, audio=self.options.audio, model=item.model,
-                    paths=tuple(item.audio_paths(self.out_dir)),
-                    overwrite=True,  # plan_work let through only this item's own leftovers, or --overwrite
-                    extra=item_extra(item, made.batch),
-                )
+                request = item_request(item, self.out_dir, self.options, item_extra(item, made.batch))
                 write(rendered_clips(made.result, mg, request), request, self.reporter)
             except Exception as exc:  # a full disk or bad path fails this item only
                 self._record(item, "failed", error=describe_error(exc), seed=made.seed, batch=made.batch)
@@ -383,6 +378,15 @@ def render_batch(mg: MusicGen, batch: list[BatchItem]) -> list[Made]:
 def item_extra(item: BatchItem, batch: dict) -> dict:
     """What a batch item's sidecar adds to a clip's: the item, its own seed, its pass and its line."""
     return {"batch_item": item.id, "item_seed": item.seed, "batch": batch, "batch_line": item.line}
+
+
+def item_request(item: BatchItem, out_dir: Path, options: BatchOptions, extra: dict | None = None) -> Request:
+    """How an item's clips are written: to its own files, which plan_work let through only when
+    they hold this item's leftovers or with --overwrite, at the batch's levels and format."""
+    return Request(
+        prompts=(item.prompt,), settings=item.settings, audio=options.audio, model=item.model,
+        paths=tuple(item.audio_paths(out_dir)), overwrite=True, extra=extra or {},
+    )
 
 
 def describe_error(exc: BaseException) -> str:

@@ -47,6 +47,7 @@ from musicgen_cli.jobs.batch import (
     RankReporter,
     describe_error,
     item_extra,
+    item_request,
     load_for,
     log_recovered,
     open_folder,
@@ -358,13 +359,8 @@ class _Driver:
             self._record(slot, item, "failed", error=shipped.error, seed=shipped.seed, batch=shipped.batch)
             return
         t0 = time.perf_counter()
-        # plan_work let through only this item's own leftovers, or --overwrite
-        request = Request(
-            prompts=(item.prompt,), settings=item.settings, audio=self.options.audio, model=item.model,
-            paths=tuple(item.audio_paths(self.out_dir)), overwrite=True,
-        )
         try:
-            write(shipped.rendered, request)
+            write(shipped.rendered, item_request(item, self.out_dir, self.options))
         except Exception as exc:  # a full disk or bad path fails this item only
             self._record(slot, item, "failed", error=describe_error(exc), seed=shipped.seed, batch=shipped.batch)
             return
