@@ -19,7 +19,7 @@ import typer
 
 from musicgen_cli.engine.audio import AudioOptions
 from musicgen_cli.engine.settings import GenerateSettings
-from musicgen_cli.engine.validate import ENGINES, check_threads
+from musicgen_cli.engine.validate import DECODERS, ENGINES, check_threads
 from musicgen_cli.errors import MgenError
 from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.ui.console import console, err_console  # noqa: F401  (the commands print through these)
@@ -129,7 +129,7 @@ class MachineOptions:
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How codes are drawn: the sampling fields of `GenerateSettings`, with its defaults."""
+    """How codes are drawn and turned into sound: those fields of `GenerateSettings`, with its defaults."""
 
     seed: Optional[int] = _flag(
         typer.Option(DEFAULTS.seed, "--seed", help="Random seed; the same seed and settings give the same audio.", rich_help_panel="Sampling")
@@ -148,6 +148,11 @@ class SamplingOptions:
     engine: str = _flag(
         typer.Option(DEFAULTS.engine, "--engine", help=f"{' or '.join(ENGINES)}: mgen's static-cache loop or transformers' generate.", rich_help_panel="Sampling")
     )
+    decoder: str = _flag(typer.Option(
+        DEFAULTS.decoder, "--decoder", rich_help_panel="Output",
+        help=f"{' or '.join(DECODERS)}: EnCodec's decoder, or MultiBand Diffusion (80 U-Net passes a channel; "
+        "fewer metallic artefacts; `mgen download mbd` first, built locally for tiny-random models).",
+    ))
 
     def settings(self, **more: Any) -> GenerateSettings:
         """GenerateSettings with these sampling fields and `more` (duration, window, ...)."""

@@ -112,6 +112,12 @@ def compose(mg, prompts: list[str], settings, seed: int, prompt_audio=None, melo
             codes, wave = _reroll_dead_tails(mg, settings, seed, body, pieces[-1], codes, wave, run, progress, record)
         except KeyboardInterrupt:
             raise Interrupted("stopped while re-rolling a silent ending; nothing was written", "run again, or use --max-rerolls 0") from None
+    t0 = time.perf_counter()
+    try:
+        wave, decoder = mg.decode(codes, settings, seed, wave)  # the kept codes, by the asked decoder
+    except KeyboardInterrupt:
+        raise Interrupted("stopped while decoding audio; nothing was written", "run again") from None
+    timings["decode"] += time.perf_counter() - t0
 
     clips = [_finish(clip, mg.sample_rate, settings) for clip in mg.trim_clips(wave, prompt_frames, settings, crossfade)]
     windows = [w for section in record.sections for w in section["windows"]]
@@ -126,7 +132,7 @@ def compose(mg, prompts: list[str], settings, seed: int, prompt_audio=None, melo
         clips=clips, sample_rate=mg.sample_rate, prompts=texts(sections[0][1]), seed=seed, settings=settings, timings=timings,
         steps=progress.steps, peaks=progress.finish(), composition=composition if settings.composed else None, codes=codes,
         windows=[{"start_s": w["start_s"], "prompt_frames": w["context_frames"], "new_frames": w["new_frames"]} for w in windows],
-        engine=engine_for(mg.model, settings.engine),
+        engine=engine_for(mg.model, settings.engine), decoder=decoder,
     )
 
 

@@ -25,13 +25,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from musicgen_cli import config
 from musicgen_cli.engine.diffusion_unet import (
     DiffusionUNet,
     bottleneck_sizes,
     from_checkpoint_keys,
     to_checkpoint_keys,
 )
-from musicgen_cli.errors import MgenError
+from musicgen_cli.errors import MgenError, ModelNotFound
+from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.store.cache import atomic_path, file_digest
 from musicgen_cli.store.safeload import load_torch_file, plain_config
 
@@ -354,3 +356,45 @@ def decode_mono(checkpoint: Checkpoint, codec, codes: torch.Tensor, reference: t
     reference = reference.to(device, dtype)
     wav = diffuse(checkpoint, condition, reference.shape, draw, on_step)
     return equalise(wav, reference, checkpoint.sample_rate)
+
+
+# -- where the checkpoint lives --------------------------------------------------------------
+
+MANIFEST_KEY = "mbd"  # `mgen download mbd`: the released checkpoint, through the manifest
+RANDOM_FOLDER = "tiny-random-mbd"  # built on first use for random-weight models, as tiny-random is
+
+
+def checkpoint_path(entry, folder: Path, *, download: bool = True, reporter: Reporter | None = None) -> Path:
+    """The checkpoint for the model in `folder` (`entry`: its manifest entry, None for a plain
+    folder): the random-weight one, built now if missing, for random-weight models (they say so
+    in their ready marker too); else the released one, downloaded when allowed, else a
+    ModelNotFound naming the command."""
+    from musicgen_cli.store.cache import (
+        hash_files,
+        is_ready,
+        mark_ready,
+        read_marker,
+        safe_child,
+    )
+    from musicgen_cli.store.manifest import load_manifest
+    from musicgen_cli.store.models import model_folder
+
+    reporter = reporter or NullReporter()
+    random_weights = bool(entry and entry.random_weights) or bool(read_marker(folder).get("random_weights"))
+    # built and cached models sit in the cache root; a plain folder uses the default cache
+    manifest = load_manifest(folder.parent if entry is not None or random_weights else None)
+    if random_weights:
+        folder = safe_child(manifest.root, RANDOM_FOLDER)
+        if not is_ready(folder):
+            reporter.message("building a random-weight MultiBand Diffusion checkpoint (makes noise)")
+            write_checkpoint(folder / CHECKPOINT_NAME, band_configs(unet=TINY_UNET))
+            mark_ready(folder, {"key": RANDOM_FOLDER, "random_weights": True, "files": hash_files(folder)})
+        return folder / CHECKPOINT_NAME
+    entry = manifest.get(MANIFEST_KEY)
+    if not manifest.is_cached(entry) and (not download or config.offline()):
+        raise ModelNotFound("MultiBand Diffusion's weights (--decoder mbd) are not downloaded", f"run: mgen download {MANIFEST_KEY}")
+    folder = model_folder(manifest, entry, download=download, reporter=reporter)
+    path = folder / CHECKPOINT_NAME
+    if not path.is_file():
+        raise ModelNotFound(f"{folder} has no {CHECKPOINT_NAME}", f"run: mgen download {MANIFEST_KEY}")
+    return path

@@ -49,6 +49,7 @@ class GenerationResult:
     windows: list[dict] = field(default_factory=list)  # start_s, prompt_frames, new_frames
     composition: dict | None = None  # sections, windows, re-rolls, ending and loop of a composed piece
     engine: str = ""  # the engine that ran ("reference" when the fast loop cannot run the model)
+    decoder: dict | None = None  # MultiBand Diffusion's weights and schedule when it made the audio
 
     @property
     def steps_per_s(self) -> float:
@@ -90,6 +91,54 @@ class MusicGen:
         self.frame_rate = codec.frame_rate(self.model)
         self.is_melody = is_melody(self.model.config)
         self.max_window_s = max_window_seconds(self.model.config)
+        self.diffusion = None  # engine.mbd.Checkpoint, loaded for the first --decoder mbd
+
+    def load_diffusion(self, download: bool = True):
+        """MultiBand Diffusion for this model's codec (the random-weight one for random models),
+        on the codec's device; loaded once."""
+        from musicgen_cli.engine import mbd
+
+        if self.diffusion is None:
+            path = mbd.checkpoint_path(self.entry, self.folder, download=download, reporter=self.reporter)
+            self.reporter.phase("load", f"MultiBand Diffusion {path.parent.name}")
+            checkpoint = mbd.load_checkpoint(path)
+            mbd.check_codec(checkpoint, self.model.audio_encoder)
+            self.diffusion = checkpoint.to(next(self.model.audio_encoder.parameters()).device)
+        return self.diffusion
+
+    def decode(self, codes: torch.Tensor, settings: GenerateSettings, seed: int,
+               wave: torch.Tensor | None = None) -> tuple[torch.Tensor, dict | None]:
+        """Audio [batch, channels, samples] of `codes` by `settings.decoder`, and what the sidecar
+        records of MultiBand Diffusion (None for EnCodec). `wave` is EnCodec's decoding when it
+        was made already. Diffusion decodes each channel of each clip on its own, equalised to
+        EnCodec's decoding of it, with noise drawn from `seed`."""
+        if wave is None:
+            wave = codec.decode(self.model, codes, self.plan.codec_chunk_s)
+        if settings.decoder != "mbd":
+            return wave, None
+        from musicgen_cli.engine import mbd
+        from musicgen_cli.events import Progress
+
+        checkpoint = self.load_diffusion()
+        channel_codes = [codes] if self.channels == 1 else [codes[:, ::2], codes[:, 1::2]]
+        total = mbd.passes(checkpoint) * len(channel_codes) * codes.shape[0]
+        self.reporter.phase("diffusion decode", f"{len(checkpoint.bands)} bands x {len(checkpoint.bands[0].schedule.steps) - 1} "
+                            f"steps, {len(channel_codes)} channel(s) x {codes.shape[0]} clip(s)")
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            self.reporter.progress(Progress("diffusion", done, total, "U-Net passes"))
+
+        draw = mbd.noise_source(torch.Generator().manual_seed(seed))
+        clips = []
+        for row in range(codes.shape[0]):
+            channels = [mbd.decode_mono(checkpoint, self.model.audio_encoder, part[row : row + 1], wave[row : row + 1, c : c + 1], draw, step)
+                        for c, part in enumerate(channel_codes)]
+            clips.append(torch.cat(channels, dim=1))
+        return torch.cat(clips).float().cpu(), mbd.describe(checkpoint)
+
 
     @functools.cached_property
     def weights_fingerprint(self) -> dict:
@@ -102,7 +151,7 @@ class MusicGen:
         """Free the model's memory (RAM and VRAM) now; the object cannot generate afterwards."""
         from musicgen_cli.engine.loader import release
 
-        model, self.model, self.loaded = self.model, None, None
+        model, self.model, self.loaded, self.diffusion = self.model, None, None, None
         self.lease = None  # `mgen models rm` may take it now
         release(model)
 
@@ -216,6 +265,9 @@ def resolve_model(
     else:
         manifest = load_manifest(cache_dir)
         entry = manifest.get(str(name))
+        if entry.files:
+            raise MgenError(f"{entry.key!r} is not a MusicGen model ({entry.description})",
+                            f"pick a MusicGen model, and decode with it by --decoder {entry.key}")
         folder = model_folder(manifest, entry, download=download, reporter=reporter or NullReporter())
     return ResolvedModel(entry, folder, AutoConfig.from_pretrained(folder))
 
@@ -249,8 +301,8 @@ def load_model(
     from musicgen_cli.store.lease import hold_model
 
     report = reporter or NullReporter()
-    report.phase("plan", str(name.folder if isinstance(name, ResolvedModel) else name))
     model = name if isinstance(name, ResolvedModel) else resolve_model(name, cache_dir=cache_dir, download=download, reporter=report)
+    report.phase("plan", str(name.folder if isinstance(name, ResolvedModel) else name))
     if plan is None:
         job = job or Job.from_settings(settings or GenerateSettings(), max_window_s=model.max_window_s, prompts=prompts)
         plan = plan_memory(
@@ -269,9 +321,16 @@ def load_model(
         plan_cpu_kernel(plan, model.config, cache_dir)
     for warning in plan.warnings:
         report.message(warning, "warning")
+    diffusion = settings is not None and settings.decoder == "mbd"
+    if diffusion:  # a missing checkpoint is found (or fetched) before the model loads
+        from musicgen_cli.engine.mbd import checkpoint_path
+
+        checkpoint_path(model.entry, model.folder, download=download, reporter=report)
     # `mgen models rm` refuses a cached model while this MusicGen holds it.
     lease = hold_model(model.folder) if model.entry is not None else None
     loaded = load_by_plan(model.folder, plan, reporter=report)
     mg = MusicGen(loaded, model.entry, model.folder, report)
     mg.lease = lease
+    if diffusion:
+        mg.load_diffusion(download=download)
     return mg

@@ -25,6 +25,7 @@ class GenerateSettings:
     guidance: float = 3.0
     greedy: bool = False
     engine: str = "fast"  # "fast" (our static-cache loop) or "reference" (transformers' generate)
+    decoder: str = "encodec"  # "encodec" (the model's codec) or "mbd" (MultiBand Diffusion, engine/mbd.py)
     window_s: float = WINDOW_SECONDS
     context_s: float = CONTEXT_SECONDS
     continuation: Path | None = None

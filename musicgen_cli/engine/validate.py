@@ -17,6 +17,7 @@ from musicgen_cli.errors import AudioInputError, ValidationError
 MAX_SEED = 2**31 - 1
 MAX_DURATION_S = 3600.0
 ENGINES = ("fast", "reference")
+DECODERS = ("encodec", "mbd")  # codes to sound: EnCodec's decoder, or MultiBand Diffusion (engine/mbd.py)
 MIN_AUDIO_RATE = 8000
 
 
@@ -67,6 +68,8 @@ def check_settings(s, max_window_s: float = math.inf) -> None:
         raise ValidationError("context_s", f"{context:g} s must be at least 0 and shorter than the {window:g} s window", "lower the context or raise the window")
     if s.engine not in ENGINES:
         raise ValidationError("engine", f"{s.engine!r} is not an engine", f"use one of {', '.join(ENGINES)}")
+    if s.decoder not in DECODERS:
+        raise ValidationError("decoder", f"{s.decoder!r} is not a decoder", f"use one of {', '.join(DECODERS)}")
     for setting in ("continuation", "melody"):
         path = getattr(s, setting)
         if path is not None:

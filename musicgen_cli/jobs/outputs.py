@@ -120,6 +120,7 @@ def sidecar(result: "GenerationResult", mg: "MusicGen", index: int, extra: dict 
         "dtype": mg.plan.lm_dtype,
         "device": f"cuda:{mg.plan.lm_device}" if isinstance(mg.plan.lm_device, int) else str(mg.plan.lm_device),
         "engine": result.settings.engine,
+        "decoder": result.decoder or {"name": result.settings.decoder},
         "quantize": mg.plan.quantize,
         "windows": result.windows,
         "plan": mg.plan.to_json(),

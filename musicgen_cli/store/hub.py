@@ -55,13 +55,15 @@ _OFFLINE = (
 )
 
 
-def select_files(siblings: list, include_audiocraft: bool = False) -> list[RemoteFile]:
-    """The repo files mgen needs, from `model_info(..., files_metadata=True).siblings`."""
+def select_files(siblings: list, include_audiocraft: bool = False, only: tuple[str, ...] | None = None) -> list[RemoteFile]:
+    """The repo files mgen needs, from `model_info(..., files_metadata=True).siblings`
+    (exactly the files `only` names, when given)."""
     chosen = []
     for sib in siblings:
         name = sib.rfilename
         audiocraft = name in AUDIOCRAFT_FILES
-        if not (wanted_by_transformers(name) or (include_audiocraft and audiocraft)):
+        wanted = name in only if only else wanted_by_transformers(name) or (include_audiocraft and audiocraft)
+        if not wanted:
             continue
         lfs = sib.lfs
         size = lfs["size"] if lfs else sib.size
@@ -178,6 +180,8 @@ def settle_entry(
     """Record what the fetched config.json really is: an unlisted repo gets a user-manifest entry
     (keyed so it never shadows another model); a listed one whose config is not the shape the
     manifest declares is reported in one line and its entry records the real shape."""
+    if entry.files:  # listed weights that are no MusicGen: there is no config to read
+        return entry
     config = json.loads((folder / "config.json").read_text())
     shape, caps = traits_from_config(config)
     if manifest.entries.get(entry.key) is entry:
@@ -231,7 +235,7 @@ def refresh_metadata(manifest: Manifest, entry: ModelEntry, token: str | None = 
     revision = entry.revision or "main"
     with _hub_errors(entry.repo_id, constants.ENDPOINT, revision):
         info = _model_info(constants.ENDPOINT, entry.repo_id, revision, token or get_token())
-        files = select_files(info.siblings or [], include_audiocraft=True)
+        files = select_files(info.siblings or [], include_audiocraft=True, only=entry.files)
     _remember(manifest, entry.repo_id, revision, info.sha or revision, files)
     return download_bytes(manifest, entry) or 0
 
@@ -269,10 +273,17 @@ def _model_info(endpoint: str, repo_id: str, revision: str, token: str | None):
         ) from None
 
 
-def _usable_files(info, token: str | None, include_audiocraft: bool, reporter: Reporter) -> list[RemoteFile]:
-    """The files to fetch, after checking the repo is a transformers MusicGen we may download."""
-    files = select_files(info.siblings or [], include_audiocraft)
+def _usable_files(info, token: str | None, include_audiocraft: bool, reporter: Reporter,
+                  only: tuple[str, ...] | None = None) -> list[RemoteFile]:
+    """The files to fetch, after checking the repo is a transformers MusicGen we may download
+    (or holds every file `only` lists)."""
+    files = select_files(info.siblings or [], include_audiocraft, only)
     names = {f.name for f in files}
+    if only:
+        missing = sorted(set(only) - names)
+        if missing:
+            raise DownloadError(f"{info.id} has no {', '.join(missing)}", "check the manifest entry's repo_id and files")
+        return files
     if "config.json" not in names or not any(is_weight_file(n) for n in names):
         raise DownloadError(
             f"{info.id} has no config.json and model*.safetensors",
@@ -319,7 +330,7 @@ def download_model(
         reporter.phase("resolve", f"{repo_id}@{revision}")
         info = _model_info(endpoint, repo_id, revision, token)
         commit = info.sha or revision
-        files = _usable_files(info, token, include_audiocraft, reporter)
+        files = _usable_files(info, token, include_audiocraft, reporter, entry.files)
         _remember(manifest, repo_id, revision, commit, files)
         folder.parent.mkdir(parents=True, exist_ok=True)
         # A second mgen fetching the same model waits here, then finds it ready below.

@@ -68,6 +68,7 @@ class ModelEntry:
     revision: str | None = "main"
     shape: str | None = None
     builder: str | None = None  # set for locally built random-weight models
+    files: tuple[str, ...] | None = None  # only these repo files: weights that are no MusicGen (MultiBand Diffusion)
     description: str = ""
     capabilities: Capabilities = field(default_factory=Capabilities)
     source: str = "shipped"  # "shipped" or "user"
@@ -177,11 +178,15 @@ def _parse_entry(path: Path, key: str, raw: object, source: str) -> ModelEntry:
     caps = raw.get("capabilities") or {}
     if not isinstance(caps, dict) or set(caps) - {"text", "melody", "stereo", "channels"}:
         raise MgenError(f"{where}: \"capabilities\" takes text, melody, stereo, channels", "fix the capabilities")
+    files = raw.get("files")
+    if files is not None and (not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files)):
+        raise MgenError(f"{where}: \"files\" must be a list of file names", "list the repo files to fetch")
     known = {"folder", "repo_id", "revision", "shape", "builder", "description"}
     return ModelEntry(
         key=key,
         capabilities=Capabilities(**caps),
         source=source,
+        files=tuple(files) if files else None,
         **{k: v for k, v in raw.items() if k in known},
     )
 
