@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from musicgen_cli.arch import WINDOW_SECONDS
+from musicgen_cli.compat.audiocraft_mbd import MultiBandDiffusion
 from musicgen_cli.engine import audio
 from musicgen_cli.engine.musicgen import MAX_SEED, GenerateSettings, load_model
 from musicgen_cli.errors import MgenError
@@ -201,8 +202,8 @@ class MusicGen:
         waves = np.stack([self._convert(wav, prompt_sample_rate) for wav in prompt])
         if descriptions is None:
             descriptions = [None] * len(waves)
-        if len(descriptions) != len(waves):
-            raise ValueError("Prompt and nb. descriptions doesn't match")
+        if len(descriptions) != len(waves):  # audiocraft asserts this, and its tests expect AssertionError
+            raise AssertionError("Prompt and nb. descriptions doesn't match")
         return self._generate(list(descriptions), progress, return_tokens, prompt=waves)
 
     def _convert(self, wav: torch.Tensor, rate: int) -> np.ndarray:
@@ -243,22 +244,6 @@ class MusicGen:
         if gen_tokens.dim() != 3:
             raise ValueError("tokens should be [B, K, frames]")
         return codec.decode(self.engine.model, gen_tokens, self.engine.plan.codec_chunk_s)
-
-
-class MultiBandDiffusion:
-    """audiocraft's diffusion decoder: not in mgen yet; every way in says so."""
-
-    @staticmethod
-    def _refusal() -> MgenError:
-        return MgenError("MultiBand Diffusion is not supported by mgen yet",
-                         "decode with EnCodec: use the wav that generate() returns (USE_DIFFUSION_DECODER = False)")
-
-    def __init__(self, *args, **kwargs):
-        raise self._refusal()
-
-    @staticmethod
-    def get_mbd_musicgen(device=None):
-        raise MultiBandDiffusion._refusal()
 
 
 def audio_write(stem_name: tp.Union[str, Path], wav: torch.Tensor, sample_rate: int,

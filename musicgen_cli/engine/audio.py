@@ -301,6 +301,10 @@ def write_audio(path: Path | str, wave: np.ndarray, rate: int, subtype: str | No
         raise AudioError(f"subtype {options.subtype} is not offered for {options.format}",
                          f"use {' or '.join(spec.subtypes)}")
     data = wave if options.subtype == "FLOAT" else np.clip(wave, -1.0, 1.0)
+    if options.subtype == "PCM_16":
+        # to the nearest step of 1/32768 (audiocraft's writer, torchaudio's conversion); libsndfile
+        # scales by 32767, which reads back up to one step low
+        data = np.clip(np.round(data * 32768.0), -32768, 32767).astype(np.int16)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), np.ascontiguousarray(data.T), rate, format=spec.sf_format, subtype=options.subtype,
                  **_encoder_args(options.format, options))
