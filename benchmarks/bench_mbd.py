@@ -1,0 +1,122 @@
+"""MultiBand Diffusion against EnCodec's decoder, side by side in one run.
+
+    python benchmarks/bench_mbd.py --layout released --seconds 1 --passes 2 --threads 2
+    python benchmarks/bench_mbd.py --layout tiny --seconds 4
+
+Random weights in the released layout (4 bands, 48 -> 3072 channels, 20 steps a band) or the
+set-up check's tiny one; EnCodec is musicgen-small's 32 kHz codec shape, also random. Timings
+are the best of `--repeat` calls: one whole EnCodec decode, one U-Net pass of every band
+(`--passes` passes each, scaled to the chain's 20), and the 32-band equalisation. MBD per
+second of audio = (U-Net passes + equalisation) / seconds. Memory: the anonymous RSS peak over
+one pass against the weights' bytes and the largest activation the U-Net keeps (skips + the
+level being computed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _measure import PeakSampler
+
+from musicgen_cli.engine import mbd
+from musicgen_cli.planning.monitor import anon_rss_bytes
+
+
+def best(fn, repeat: int) -> tuple[float, float]:
+    """(wall, process CPU) seconds of the fastest of `repeat` calls: on a shared machine the CPU
+    time is the stable figure, the wall time what a user waits."""
+    times = []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
+    return min(times)
+
+
+def skip_bytes(unet_cfg: dict, samples: int) -> int:
+    """float32 bytes of the encoder outputs a pass keeps for its skips."""
+    total, hidden, length = 0, unet_cfg["hidden"], samples
+    for _ in range(unet_cfg["depth"]):
+        length = -(-length // unet_cfg["stride"])
+        total += hidden * length * 4
+        hidden = min(int(hidden * unet_cfg["growth"]), unet_cfg["max_channels"])
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layout", choices=("released", "tiny"), default="released")
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--passes", type=int, default=1, help="U-Net passes timed per band (the chain has 20)")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    from transformers import EncodecModel
+
+    from musicgen_cli.arch import build_config
+
+    codec_cfg = build_config("small" if args.layout == "released" else "tiny", "mono").audio_encoder
+    codec = EncodecModel(codec_cfg).eval()
+    frames = round(args.seconds * 50)
+    samples = frames * 640
+    codes = torch.randint(0, codec_cfg.codebook_size, (1, 4, frames))
+
+    unet = None if args.layout == "released" else mbd.TINY_UNET
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mbd.write_checkpoint(Path(tmp) / mbd.CHECKPOINT_NAME, mbd.band_configs(unet=unet))
+        size = path.stat().st_size
+        before = anon_rss_bytes()
+        checkpoint = mbd.load_checkpoint(path)
+        weights = anon_rss_bytes() - before
+    params = sum(p.numel() for b in checkpoint.bands for p in b.unet.parameters())
+
+    with torch.inference_mode():
+        reference = codec.decode(codes[None], [None]).audio_values
+        encodec_s = best(lambda: codec.decode(codes[None], [None]).audio_values, args.repeat)
+        condition = mbd.latent(codec, codes)
+        x = torch.randn(1, 1, samples)
+
+        def passes() -> None:
+            for band in checkpoint.bands:
+                for step in band.schedule.steps[: args.passes]:
+                    band.unet(x, step, condition=condition)
+
+        base = anon_rss_bytes()
+        with PeakSampler() as peak:
+            unet_s = [t / args.passes for t in best(passes, args.repeat)]
+        eq_s = best(lambda: mbd.equalise(x, reference, 32000), args.repeat)
+    chain = len(checkpoint.bands[0].schedule.steps) - 1
+    report = {"layout": args.layout, "seconds": args.seconds, "threads": args.threads, "params": params,
+              "checkpoint_bytes": size, "weights_rss_bytes": weights}
+    for index, clock in enumerate(("wall", "cpu")):
+        mbd_s = unet_s[index] * chain + eq_s[index]
+        report.update({
+            f"encodec_decode_{clock}_s_per_audio_s": encodec_s[index] / args.seconds,
+            f"unet_pass_all_bands_{clock}_s_per_audio_s": unet_s[index] / args.seconds,
+            f"equalise_{clock}_s_per_audio_s": eq_s[index] / args.seconds,
+            f"mbd_{clock}_s_per_audio_s": mbd_s / args.seconds,
+            f"mbd_over_encodec_{clock}": mbd_s / encodec_s[index],
+        })
+    report.update({
+        "pass_peak_rss_over_weights_bytes": max(0, peak.peak - base),
+        "skip_bytes_estimate": skip_bytes(checkpoint.bands[0].cfg["diffusion_unet"], samples),
+        "load_average": os.getloadavg(),
+    })
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
