@@ -172,7 +172,7 @@ def test_streamer_hands_layers_back_their_host_weights(tiny_models):
     assert layers[1].fc1.weight.data.data_ptr() == host.data_ptr() and streamer.slots == []
 
 
-def test_simulated_gpus_claim_bf16_only_from_ampere(capsys):
+def test_simulated_gpus_claim_bf16_only_from_ampere(capsys, cache_dir):
     config = build_config("small", "mono")
     modern = simulate(probe(), gpu_mem=[8 * GiB])
     assert modern.gpus[0].capability == (8, 6) and plan_memory(config, Job(10), modern).lm_dtype == "bfloat16"
@@ -306,7 +306,7 @@ print("imported")
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr[-2000:]
 
 
-def test_encodec_decodes_in_float32_beside_a_bfloat16_lm_on_the_gpu(tiny_models):
+def test_encodec_decodes_in_float32_beside_a_bfloat16_lm_on_the_gpu(tiny_models, cache_dir):
     folder = tiny_models["mono"]
     plan = plan_memory(AutoConfig.from_pretrained(folder), Job(1), simulate(probe(), gpu_mem=[8 * GiB]))
     assert plan.lm_dtype == "bfloat16" and plan.codec_device == 0 and plan.codec_dtype == "float32"
@@ -330,7 +330,7 @@ def test_layers_stay_pageable_where_the_os_refuses_to_pin(monkeypatch):
     assert layer.weight.device.type == "cpu" and layer(torch.ones(1, 8)).shape == (1, 4)
 
 
-def test_a_continuation_is_planned_with_the_audio_it_continues(tmp_path):
+def test_a_continuation_is_planned_with_the_audio_it_continues(tmp_path, cache_dir):
     import numpy as np
     import soundfile as sf
 
@@ -367,7 +367,7 @@ def test_the_live_monitor_reads_only_the_gpus_this_process_uses(monkeypatch):
     assert [g.index for g in monitor.snapshot(all_gpus=True).gpus] == [0, 1]  # mgen inspect-memory
 
 
-def test_cross_attention_is_planned_for_the_prompts_of_the_job():
+def test_cross_attention_is_planned_for_the_prompts_of_the_job(cache_dir):
     from musicgen_cli.planning.placement import job_bytes_for
 
     settings = GenerateSettings(duration=8)

@@ -165,7 +165,7 @@ def studio(tiny_models, tmp_path_factory) -> Studio:
     return session
 
 
-def test_a_take_that_asks_for_more_than_the_plan_plans_again(tiny_models, tmp_path):
+def test_a_take_that_asks_for_more_than_the_plan_plans_again(tiny_models, tmp_path, cache_dir):
     """/duration, /samples and /extend change what the plan assumed: the take is planned again
     (the RAM it needs grows with them), and the model is loaded again only if placement moves."""
     session = Studio(StudioOptions(model=str(tiny_models["mono"]), out_dir=tmp_path / "takes", machine=simulate(probe(), no_gpu=True)),
