@@ -77,9 +77,30 @@ def debug() -> bool:
     return _flag("MGEN_DEBUG")
 
 
+# What a distributed launcher (torchrun, `accelerate launch`) sets for each process it starts.
+_RANK_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE")
+
+
+def _launched() -> bool:
+    """A launcher started this process: it always sets the rendezvous address beside the ranks
+    (torchrun also its run id); rank variables alone are leftovers of some other job."""
+    return bool(os.environ.get("TORCHELASTIC_RUN_ID")) or bool(os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT"))
+
+
+def drop_stray_rank_vars() -> list[str]:
+    """Remove rank variables no launcher set (a shell left over from a distributed job), so
+    neither mgen nor accelerate takes this process for one rank of several; returns their names."""
+    if _launched():
+        return []
+    stray = [name for name in _RANK_VARS if name in os.environ]
+    for name in stray:
+        del os.environ[name]
+    return stray
+
+
 def under_launcher() -> bool:
     """Started by `accelerate launch` (or torchrun): one process of several."""
-    return "LOCAL_RANK" in os.environ or "WORLD_SIZE" in os.environ
+    return _launched() and ("LOCAL_RANK" in os.environ or "WORLD_SIZE" in os.environ)
 
 
 def rank() -> int:

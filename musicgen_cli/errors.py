@@ -105,3 +105,13 @@ class Interrupted(MgenError):
     """The user pressed Ctrl-C; nothing half-written is left behind."""
 
     exit_code = 130
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP. Every write unwinds as for Ctrl-C (cleanup is in `finally` and
+    `except BaseException`), but it is no KeyboardInterrupt: it ends the command even where
+    Ctrl-C only stops the work in progress (a studio take), and no framework swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -16,16 +16,21 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 GiB = 2**30
 
 
-def parse_size(text: str | int | float) -> int:
-    """'8GiB', '8 GB', '512MiB', '1.5g' or a plain byte count -> bytes."""
+def parse_size(text: str | int | float, what: str = "size") -> int:
+    """'8GiB', '8 GB', '512MiB', '1.5g' -> bytes; a number (not text) is a byte count.
+
+    Text needs its unit: a bare `8` from a user means 8 GiB far more often than 8 bytes.
+    """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         if text < 0:
-            raise MgenError(f"size {text!r} is negative", "give a size like 8GiB or 512MiB")
+            raise MgenError(f"{what} {text!r} is negative", "give a size like 8GiB or 512MiB")
         return int(text)
     match = _SIZE.match(str(text))
     unit = match.group(2).lower() if match else None
+    if match and not unit:
+        raise MgenError(f"{what} {text!r} has no unit", f"give a unit, like {match.group(1)}GiB, {match.group(1)}GB or 512MiB")
     if not match or unit not in _UNITS:
-        raise MgenError(f"cannot read size {text!r}", "give a number with a unit, like 8GiB, 12GB or 512MiB")
+        raise MgenError(f"cannot read {what} {text!r}", "give a number with a unit, like 8GiB, 12GB or 512MiB")
     return int(float(match.group(1)) * _UNITS[unit])
 
 

@@ -30,7 +30,7 @@ def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
 def run_subprocess(*args: str, **env: str) -> subprocess.CompletedProcess:
     """`mgen ARGS` as a user runs it; the hub client then reads HF_* only from `env`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "AUDIOCRAFT_"))}
-    base.update(PYTHONPATH=str(ROOT), HF_HUB_DISABLE_TELEMETRY="1", COLUMNS="200", **env)
+    base.update({"PYTHONPATH": str(ROOT), "HF_HUB_DISABLE_TELEMETRY": "1", "COLUMNS": "200", **env})
     return subprocess.run([sys.executable, "-m", "musicgen_cli", *args], env=base, capture_output=True, text=True, timeout=120)
 
 

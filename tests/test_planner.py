@@ -186,12 +186,12 @@ def test_component_sizes_match_the_released_models():
     assert sizes.layer_bytes("float16", "int8") < 0.6 * sizes.layer_bytes("float16")
 
 
-@pytest.mark.parametrize("text,expected", [("8GiB", 8 * GiB), ("8 GB", 8 * 10**9), ("512MiB", 512 * 2**20), ("1.5g", 1_500_000_000), ("1024", 1024)])
+@pytest.mark.parametrize("text,expected", [("8GiB", 8 * GiB), ("8 GB", 8 * 10**9), ("512MiB", 512 * 2**20), ("1.5g", 1_500_000_000), ("1024B", 1024), (1024, 1024)])
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("garbage", ["", "eight", "8 XB", "-1GiB", "GiB"])
+@pytest.mark.parametrize("garbage", ["", "eight", "8 XB", "-1GiB", "GiB", "8", "1024"])  # text without a unit is ambiguous
 def test_parse_size_rejects_garbage(garbage):
     with pytest.raises(MgenError):
         parse_size(garbage)

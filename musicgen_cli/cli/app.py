@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
 
-from musicgen_cli import config
+from musicgen_cli import config, text
 from musicgen_cli.cli import generate, jobs, memory, models, serve, studio
 from musicgen_cli.cli.options import console
 from musicgen_cli.cli.wording import word
-from musicgen_cli.errors import Interrupted
+from musicgen_cli.errors import Interrupted, Terminated
 from musicgen_cli.ui.console import print_error
 
 INTERRUPTED = Interrupted.exit_code
@@ -68,7 +69,11 @@ def main() -> None:
     """
     # transformers' config notes (e.g. MusicGen's pad id = vocab size) are noise to a CLI user.
     config.quiet_transformers_env()
+    config.drop_stray_rank_vars()
+    _terminate_like_ctrl_c()
     try:
+        for number, arg in enumerate(sys.argv[1:], start=1):
+            text.argument(arg, f"command-line argument {number}")
         code = app(standalone_mode=False, prog_name="mgen")
     except SystemExit:
         raise
@@ -82,6 +87,17 @@ def main() -> None:
     if code == INTERRUPTED:  # Typer turns Ctrl-C into a silent exit 130; say what happened
         code = _say(*word(KeyboardInterrupt()))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM and SIGHUP unwind as Ctrl-C does, so every temporary file is cleaned up."""
+
+    def stop(signum: int, frame) -> None:
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
 
 
 def _say(line: str, code: int) -> int:

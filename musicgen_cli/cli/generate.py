@@ -36,10 +36,11 @@ def _resolve_prompt(prompt: Optional[str], prompt_file: Optional[Path], lyrics: 
         read_lyrics,
         read_text_file,
     )
+    from musicgen_cli.text import clean
 
     if prompt and prompt_file:
         raise MgenError("give the prompt as an argument or with --prompt-file, not both", "drop one of them")
-    text = read_text_file(prompt_file, "prompt") if prompt_file else (prompt or "")
+    text = read_text_file(prompt_file, "prompt") if prompt_file else clean(prompt or "").strip()
     hint = text
     if lyrics:
         song = read_lyrics(lyrics)
@@ -68,11 +69,14 @@ def _report(written: list, as_json: bool, quiet: bool) -> None:
 
 
 def _note_clipping(written: list) -> None:
-    """--normalize none/rms/loudness can clip: say so rather than hide it."""
+    """--normalize none/rms/loudness can clip: say so rather than hide it, with the fix that works."""
     for w in written:
         if w.clipped_samples:
+            # rms and loudness clip at full scale after scaling (as audiocraft's do), whatever the
+            # file stores; only `none` hands the samples past full scale to the file.
+            keep = "; --subtype FLOAT keeps them" if w.sidecar["audio"].get("normalize") == "none" else ""
             err_console.print(f"[yellow]note:[/] {w.clipped_samples} samples of {w.path.name} were clipped at full scale "
-                              "(--normalize peak avoids it; --subtype FLOAT keeps them)", highlight=False)
+                              f"(--normalize peak avoids it{keep})", highlight=False)
 
 
 def _note_speed(written: list) -> None:
@@ -86,7 +90,8 @@ def _note_speed(written: list) -> None:
                           "`mgen probe` measures this machine again", highlight=False)
 
 
-def _replayed(from_sidecar: Path, out: Optional[Path], fmt: Optional[str], overwrite: bool, machine: MachineOptions):
+def _replayed(from_sidecar: Path, out: Optional[Path], fmt: Optional[str], overwrite: bool, machine: MachineOptions,
+              cache_dir: Optional[Path]):
     """What `--from-sidecar` re-runs: the recorded prompt, model, settings and levels (the
     format may change with --format or an --out suffix), and the machine flags it was made with."""
     from dataclasses import replace
@@ -94,8 +99,16 @@ def _replayed(from_sidecar: Path, out: Optional[Path], fmt: Optional[str], overw
     from musicgen_cli.engine.audio import FORMATS, choose_format
     from musicgen_cli.jobs.replay import read_replay
     from musicgen_cli.jobs.request import Request
+    from musicgen_cli.store.manifest import load_manifest
 
-    replay = read_replay(from_sidecar)
+    manifest = load_manifest(cache_dir)
+
+    def known(name: str) -> bool:  # listed in this install's manifest (an unlisted repo id would mean a download)
+        return name in manifest.entries or any((e.repo_id or "").lower() == name.lower() for e in manifest.entries.values())
+
+    replay = read_replay(from_sidecar, known)
+    if replay.note:
+        err_console.print(f"note: {replay.note}", markup=False, highlight=False, soft_wrap=True)
     recorded = replay.options
     named = out is not None and out.suffix.lstrip(".").lower() in FORMATS  # else keep the recorded format
     chosen = choose_format(out, fmt) if fmt or named else recorded.format
@@ -148,7 +161,7 @@ EXAMPLES = """Examples:
       output=OutputOptions)
 def generate_cmd(
     prompt: Optional[str] = typer.Argument(None, help="What to play, e.g. \"a 30-second grand piano jazz trio with bass and drums\"."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file; its suffix picks the format (default: output/<slug of the prompt>.<format>)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output file; its suffix picks the format (default: output/<slug of the prompt>.<format>); a name ending in / is a folder, made if missing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files (and their sidecars)."),
     from_sidecar: Optional[Path] = typer.Option(None, "--from-sidecar", help="Re-run the clip a sidecar .json describes (same model, prompt, seed, settings, levels)."),
     offline: bool = OfflineOpt,
@@ -163,12 +176,14 @@ def generate_cmd(
     """Generate music from a text prompt and write audio files with a JSON sidecar each."""
     from dataclasses import replace
 
+    from musicgen_cli.jobs.outputs import out_target
     from musicgen_cli.jobs.request import validate
     from musicgen_cli.jobs.run import run
 
     model.name()  # --size and --model-key together are refused first
+    out = out_target(out)
     if from_sidecar:
-        request, plan_kwargs, machine = _replayed(from_sidecar, out, output.fmt, overwrite, machine)
+        request, plan_kwargs, machine = _replayed(from_sidecar, out, output.fmt, overwrite, machine, cache_dir)
     else:
         plan_kwargs = machine.plan_kwargs()
         request = _request(prompt, out, overwrite, model=model, clip=clip, sampling=sampling, long_form=long_form, output=output)

@@ -82,6 +82,16 @@ class MachineOptions:
 
         check_dtype(self.dtype)
         check_threads(self.num_threads, self.cpu_util_target)
+        self.sizes()
+
+    def sizes(self) -> dict[str, Any]:
+        """Every size flag in bytes (None when not given); each needs its unit."""
+        from musicgen_cli.units import parse_size
+
+        one = {"ram": self.ram, "reserve": self.reserve, "max_vram": self.max_vram}
+        sizes: dict[str, Any] = {k: parse_size(v, f"--{k.replace('_', '-')}") if v else None for k, v in one.items()}
+        sizes["gpu_mem"] = [parse_size(s, "--gpu-mem") for s in self.gpu_mem or []]
+        return sizes
 
     @property
     def cpu_only(self) -> bool:
@@ -90,9 +100,9 @@ class MachineOptions:
     def machine(self, cache_dir: Path | None):
         """The probed machine with the simulated parts (--gpu-mem, --ram, --cores, --no-gpu, --device)."""
         from musicgen_cli.planning.hardware import parse_capability, probe, simulate
-        from musicgen_cli.units import parse_size
 
         self.check()
+        sizes = self.sizes()
         capability = parse_capability(self.gpu_capability)
         if self.gpu_capability is not None and not self.gpu_mem:
             raise MgenError("--gpu-capability describes simulated GPUs", "add --gpu-mem, e.g. --gpu-mem 8GiB")
@@ -101,8 +111,8 @@ class MachineOptions:
             raise MgenError("--device cuda but torch sees no CUDA GPU", "install a CUDA build of torch, or use --device cpu")
         return simulate(
             machine,
-            gpu_mem=[parse_size(s) for s in self.gpu_mem or []],
-            ram=parse_size(self.ram) if self.ram else None,
+            gpu_mem=sizes["gpu_mem"],
+            ram=sizes["ram"],
             cores=self.cores,
             no_gpu=self.cpu_only,
             capability=capability,
@@ -110,14 +120,13 @@ class MachineOptions:
 
     def plan_kwargs(self) -> dict[str, Any]:
         """What the planner takes besides the config, the job and the machine."""
-        from musicgen_cli.units import parse_size
-
         self.check()
+        sizes = self.sizes()
         return {
             "dtype": self.dtype,
             "quantize": None if self.quantize in (None, "none") else self.quantize,
-            "reserve_bytes": parse_size(self.reserve) if self.reserve else None,
-            "max_vram_bytes": parse_size(self.max_vram) if self.max_vram else None,
+            "reserve_bytes": sizes["reserve"],
+            "max_vram_bytes": sizes["max_vram"],
         }
 
     def threads(self) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import signal
 import sys
 from typing import Callable
 
@@ -17,6 +18,7 @@ from musicgen_cli.errors import (
     MgenError,
     NonFiniteLogits,
     OutputExists,
+    Terminated,
     ValidationError,
 )
 
@@ -119,6 +121,10 @@ def _interrupted(exc: BaseException) -> tuple[str, str | None, int]:
     return "interrupted", "run the same command again; finished files are kept", Interrupted.exit_code
 
 
+def _terminated(exc: Terminated) -> tuple[str, str | None, int]:
+    return f"stopped by {signal.Signals(exc.signum).name}", "run the same command again; finished files are kept", 128 + exc.signum
+
+
 def _usage(exc: Exception) -> tuple[str, str | None, int] | None:
     if not hasattr(exc, "format_message"):
         return None
@@ -150,6 +156,7 @@ def _table() -> list[tuple[type, Callable]]:
     table += [
         (json.JSONDecodeError, _json),
         (OSError, _os),
+        (Terminated, _terminated),
         (KeyboardInterrupt, _interrupted),
         (typer.Abort, _interrupted),  # the CLI framework's name for Ctrl-C at a prompt
         (typer.TyperException, _usage),

@@ -27,7 +27,7 @@ from musicgen_cli.arch import WINDOW_SECONDS
 from musicgen_cli.compat.audiocraft_mbd import MultiBandDiffusion
 from musicgen_cli.engine import audio
 from musicgen_cli.engine.musicgen import MAX_SEED, GenerateSettings, load_model
-from musicgen_cli.errors import MgenError
+from musicgen_cli.errors import MgenError, ValidationError
 from musicgen_cli.events import NullReporter, Progress
 from musicgen_cli.jobs.request import Request
 from musicgen_cli.jobs.run import render
@@ -46,6 +46,60 @@ _DEBUG_MODEL = "tiny-random"  # audiocraft's 'debug' model is its unit-test mode
 MelodyList = tp.List[tp.Optional[torch.Tensor]]
 MelodyType = tp.Union[torch.Tensor, MelodyList]
 Output = tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]
+
+
+# Argument errors come as the exception types audiocraft raises (its asserts, ValueError,
+# RuntimeError; TypeError where it documents a type but never checks it), in its words, and
+# are MgenErrors too, so mgen's own callers word them like any other.
+class AudiocraftAssertion(MgenError, AssertionError):
+    """What audiocraft checks with `assert`."""
+
+
+class AudiocraftValueError(MgenError, ValueError):
+    """A value audiocraft documents and mgen refuses before any work."""
+
+
+class AudiocraftTypeError(MgenError, TypeError):
+    """An argument of a type audiocraft does not document (a string where a list belongs)."""
+
+
+class AudiocraftRuntimeError(MgenError, RuntimeError):
+    """audiocraft's RuntimeError (a melody for a model without melody conditioning)."""
+
+
+# GenerateSettings' names -> the parameter an audiocraft caller passed.
+_PARAMETERS = {"guidance": "cfg_coef", "greedy": "use_sampling", "window_s": "max_duration", "context_s": "extend_stride"}
+
+
+def _descriptions(descriptions, *, none_ok: bool = False) -> list:
+    """A list of text descriptions (None allowed where audiocraft allows it), checked."""
+    if isinstance(descriptions, (str, bytes)):
+        raise AudiocraftTypeError(f"descriptions must be a list of strings, not a {type(descriptions).__name__}",
+                                  f"wrap it in a list: [{descriptions!r}]")
+    if not isinstance(descriptions, (list, tuple)):
+        raise AudiocraftTypeError(f"descriptions must be a list of strings, not {type(descriptions).__name__}", "pass a list")
+    if not descriptions:
+        raise AudiocraftValueError("descriptions is empty", "give at least one description")
+    for index, text in enumerate(descriptions):
+        if not (isinstance(text, str) or (none_ok and text is None)):
+            raise AudiocraftTypeError(f"descriptions[{index}] must be a string, not {type(text).__name__}", "pass text")
+    return list(descriptions)
+
+
+def _rate(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise AudiocraftValueError(f"{name} must be a positive integer (Hz), not {value!r}", "pass the audio's sample rate, e.g. 32000")
+    return int(value)
+
+
+def _waveform(wav, name: str) -> torch.Tensor:
+    if not isinstance(wav, torch.Tensor):
+        raise AudiocraftTypeError(f"{name} must be a torch.Tensor, not {type(wav).__name__}", "pass torch.from_numpy(array)")
+    if wav.shape[-1] == 0:
+        raise AudiocraftValueError(f"{name} has no samples", "pass at least a fraction of a second of audio")
+    if not bool(torch.isfinite(wav).all()):
+        raise AudiocraftValueError(f"{name} holds samples that are not finite numbers (NaN or infinity)", "pass ordinary samples")
+    return wav
 
 
 class _CallbackReporter(NullReporter):
@@ -116,9 +170,18 @@ class MusicGen:
                               cfg_coef_beta: tp.Optional[float] = None,
                               two_step_cfg: bool = False, extend_stride: float = 18) -> None:
         """audiocraft's parameters and defaults; those mgen cannot honour are refused, not ignored."""
+        for name, value in (("duration", duration), ("extend_stride", extend_stride)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise AudiocraftValueError(f"{name} must be a positive number of seconds, not {value!r}",
+                                           "e.g. duration=30, extend_stride=18")
         if extend_stride >= self.max_duration:
-            raise MgenError("Cannot stride by more than max generation duration.",
-                            f"use an extend_stride below max_duration ({self.max_duration:g} s)")
+            raise AudiocraftAssertion("Cannot stride by more than max generation duration.",
+                                      f"use an extend_stride below max_duration ({self.max_duration:g} s)")
+        try:
+            GenerateSettings(duration=duration, temperature=temperature, top_k=top_k, top_p=top_p, guidance=cfg_coef,
+                             greedy=not use_sampling).validate()
+        except ValidationError as exc:
+            raise AudiocraftValueError(f"{_PARAMETERS.get(exc.setting, exc.setting)} {exc.problem}", exc.fix) from None
         if two_step_cfg:
             raise MgenError("two_step_cfg=True is not supported by mgen (it batches both CFG halves in one pass)",
                             "leave two_step_cfg=False, audiocraft's default")
@@ -164,16 +227,23 @@ class MusicGen:
     # -- generation -------------------------------------------------------------------------
     def generate_unconditional(self, num_samples: int, progress: bool = False, return_tokens: bool = False) -> Output:
         """Samples without a text condition (mgen conditions them on the empty text)."""
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise AudiocraftValueError(f"num_samples must be a positive integer, not {num_samples!r}", "e.g. num_samples=2")
         return self._generate([None] * num_samples, progress, return_tokens)
 
     def generate(self, descriptions: tp.List[str], progress: bool = False, return_tokens: bool = False) -> Output:
         """Samples conditioned on text."""
-        return self._generate(list(descriptions), progress, return_tokens)
+        return self._generate(_descriptions(descriptions), progress, return_tokens)
 
     def generate_with_chroma(self, descriptions: tp.List[str], melody_wavs: MelodyType, melody_sample_rate: int,
                              progress: bool = False, return_tokens: bool = False) -> Output:
         """Samples conditioned on text and melody: [B, C, T], [C, T] (one description) or a list
         of [C, T] tensors and Nones, at `melody_sample_rate`."""
+        descriptions = _descriptions(descriptions)
+        melody_sample_rate = _rate(melody_sample_rate, "melody_sample_rate")
+        if not self.engine.is_melody:
+            raise AudiocraftRuntimeError("This model doesn't support melody conditioning. Use the `melody` model.",
+                                         "load a melody model, e.g. facebook/musicgen-melody")
         if isinstance(melody_wavs, torch.Tensor):
             if melody_wavs.dim() == 2:
                 melody_wavs = melody_wavs[None]
@@ -182,11 +252,15 @@ class MusicGen:
             melody_wavs = list(melody_wavs)
         else:
             for melody in melody_wavs:
-                if melody is not None and melody.dim() != 2:
-                    raise ValueError("One melody in the list has the wrong number of dims.")
+                if melody is not None and _waveform(melody, "melody").dim() != 2:
+                    raise AudiocraftAssertion("One melody in the list has the wrong number of dims.", "pass [C, T] tensors")
         if len(melody_wavs) != len(descriptions):
-            raise ValueError("number of melody wavs must match number of descriptions! "
-                             f"got melody len={len(melody_wavs)}, and descriptions len={len(descriptions)}")
+            raise AudiocraftAssertion("number of melody wavs must match number of descriptions! "
+                                      f"got melody len={len(melody_wavs)}, and descriptions len={len(descriptions)}",
+                                      "give one melody (or None) per description")
+        for wav in melody_wavs:
+            if wav is not None:
+                _waveform(wav, "melody")
         melodies = [None if wav is None else self._convert(wav, melody_sample_rate) for wav in melody_wavs]
         return self._generate(list(descriptions), progress, return_tokens, melodies=melodies)
 
@@ -195,6 +269,8 @@ class MusicGen:
                               progress: bool = False, return_tokens: bool = False) -> Output:
         """Continue `prompt` ([B, C, T] or [C, T]); the result holds the prompt and the
         continuation, `duration` seconds in all (audiocraft's rule)."""
+        prompt = _waveform(prompt, "prompt")
+        prompt_sample_rate = _rate(prompt_sample_rate, "prompt_sample_rate")
         if prompt.dim() == 2:
             prompt = prompt[None]
         if prompt.dim() != 3:
@@ -202,8 +278,9 @@ class MusicGen:
         waves = np.stack([self._convert(wav, prompt_sample_rate) for wav in prompt])
         if descriptions is None:
             descriptions = [None] * len(waves)
-        if len(descriptions) != len(waves):  # audiocraft asserts this, and its tests expect AssertionError
-            raise AssertionError("Prompt and nb. descriptions doesn't match")
+        descriptions = _descriptions(descriptions, none_ok=True)
+        if len(descriptions) != len(waves):
+            raise AudiocraftAssertion("Prompt and nb. descriptions doesn't match", "give one description (or None) per prompt")
         return self._generate(list(descriptions), progress, return_tokens, prompt=waves)
 
     def _convert(self, wav: torch.Tensor, rate: int) -> np.ndarray:
@@ -216,7 +293,7 @@ class MusicGen:
         total = int(self.duration * self.frame_rate)
         prompt_frames = 0 if prompt is None else math.ceil(prompt.shape[-1] * self.frame_rate / self.sample_rate)
         if prompt_frames and prompt_frames >= total:
-            raise MgenError("Prompt is longer than audio to generate",
+            raise AudiocraftAssertion("Prompt is longer than audio to generate",
                             "raise the duration with set_generation_params(duration=...) or trim the prompt")
         settings = GenerateSettings(
             duration=(total - prompt_frames) / self.frame_rate,
@@ -257,14 +334,19 @@ def audio_write(stem_name: tp.Union[str, Path], wav: torch.Tensor, sample_rate: 
 
     Formats as audiocraft writes them: wav and flac 16-bit, ogg Vorbis, mp3 at `mp3_rate` kb/s.
     """
+    if not isinstance(wav, torch.Tensor):
+        raise AudiocraftTypeError(f"wav must be a torch.Tensor, not {type(wav).__name__}", "pass torch.from_numpy(array)")
     if not wav.dtype.is_floating_point:
-        raise ValueError("wav is not floating point")
+        raise AudiocraftAssertion("wav is not floating point", "pass a float tensor (wav.float())")
     if wav.dim() == 1:
         wav = wav[None]
     elif wav.dim() > 2:
-        raise ValueError("Input wav should be at most 2 dimension.")
+        raise AudiocraftValueError("Input wav should be at most 2 dimension.", "pass [C, T] (one clip of a batch: wav[0])")
+    if wav.shape[-1] == 0:
+        raise AudiocraftValueError("wav has no samples", "pass at least one sample")
     if not bool(torch.isfinite(wav).all()):
-        raise ValueError("wav has non-finite values")
+        raise AudiocraftAssertion("wav has non-finite values", "pass ordinary samples")
+    sample_rate = _rate(sample_rate, "sample_rate")
     audio.format_spec(format)
     path = Path(str(stem_name) + (f".{format}" if add_suffix else ""))
     if not make_parent_dir and not path.parent.is_dir():

@@ -125,15 +125,19 @@ def mp3_available() -> None:
 
 
 # -- input ------------------------------------------------------------------------------
-def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
-    """Read any format libsndfile knows; unusable files raise AudioError with the reason."""
+def read_audio(path: Path | str, seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Read any format libsndfile knows (only its first `seconds` when given: the rest is never
+    decoded); unusable files raise AudioError with the reason."""
     import soundfile as sf
 
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"audio file {path} does not exist", "check the path")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as handle:
+            rate = handle.samplerate
+            frames = -1 if seconds is None else math.ceil(seconds * rate)
+            data = handle.read(frames, dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile reports every decode failure as a RuntimeError subclass
         raise AudioError(f"cannot read audio file {path}: {exc}", "use a WAV, FLAC, OGG or MP3 file") from None
     if data.size == 0:
@@ -167,9 +171,9 @@ def match_channels(wave: np.ndarray, channels: int) -> np.ndarray:
     raise AudioError(f"audio has {have} channels, the model wants {channels}", "give mono or stereo audio")
 
 
-def load_for_model(path: Path | str, rate: int, channels: int) -> np.ndarray:
-    """Read a file and bring it to the model's sample rate and channel count."""
-    wave, file_rate = read_audio(path)
+def load_for_model(path: Path | str, rate: int, channels: int, seconds: float | None = None) -> np.ndarray:
+    """Read a file (its first `seconds` when given) and bring it to the model's sample rate and channel count."""
+    wave, file_rate = read_audio(path, seconds)
     return match_channels(resample(wave, file_rate, rate), channels)
 
 

@@ -28,8 +28,8 @@ import torch
 from musicgen_cli.arch import is_melody, max_window_seconds
 from musicgen_cli.engine import audio, codec
 from musicgen_cli.engine.settings import GenerateSettings
-from musicgen_cli.engine.validate import MAX_SEED
-from musicgen_cli.errors import MgenError
+from musicgen_cli.engine.validate import MAX_SEED, check_finite
+from musicgen_cli.errors import MgenError, ModelNotFound
 from musicgen_cli.events import NullReporter, Reporter
 from musicgen_cli.planning.estimates import MAX_TEXT_TOKENS
 from musicgen_cli.store.manifest import ModelEntry, load_manifest
@@ -198,7 +198,8 @@ class MusicGen:
             raise MgenError(f"model {key!r} takes no melody", "use a melody model: --size melody or --model-key stereo-melody")
         if given is not None:
             return list(given)
-        return [audio.load_for_model(settings.melody, self.sample_rate, 1)] * n
+        # Each window reads the melody from its own start (looping), so no more than the clip's length is used.
+        return [audio.load_for_model(settings.melody, self.sample_rate, 1, settings.duration)] * n
 
     # -- generation -----------------------------------------------------------------------
     @staticmethod
@@ -227,6 +228,9 @@ class MusicGen:
         if self.model is None:
             raise MgenError("this model was closed", "load it again (mgen.load_model)")
         settings.validate(self.max_window_s)
+        for setting, wave in (("continuation", prompt_audio), *(("melody", m) for m in melody_audio or ())):
+            if wave is not None:
+                check_finite(wave, setting)
         if settings.melody is None and self.is_melody:
             self.reporter.message("melody model without --melody: generating from text alone")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -243,6 +247,7 @@ class ResolvedModel:
     entry: ModelEntry | None
     folder: Path
     config: Any
+    lease: Any = None  # a cached model's shared lease, taken as it resolved (store.lease.Lease)
 
     @property
     def max_window_s(self) -> float:
@@ -255,10 +260,12 @@ def resolve_model(
     """The folder and config of a manifest key, repo id or model folder (downloaded or built when missing)."""
     from transformers import AutoConfig
 
+    from musicgen_cli.store.cache import is_ready
     from musicgen_cli.store.integrity import check_model_folder
+    from musicgen_cli.store.lease import hold_model
     from musicgen_cli.store.models import model_folder
 
-    entry = None
+    entry, lease = None, None
     if Path(name).is_dir():
         folder = Path(name)
         check_model_folder(folder, f"replace the damaged files in {folder}", managed=False)
@@ -268,8 +275,17 @@ def resolve_model(
         if entry.files:
             raise MgenError(f"{entry.key!r} is not a MusicGen model ({entry.description})",
                             f"pick a MusicGen model, and decode with it by --decoder {entry.key}")
-        folder = model_folder(manifest, entry, download=download, reporter=reporter or NullReporter())
-    return ResolvedModel(entry, folder, AutoConfig.from_pretrained(folder))
+        for _ in range(2):
+            folder = model_folder(manifest, entry, download=download, reporter=reporter or NullReporter())
+            # Held from here on, `mgen models rm` waits for this run; one that removed the folder
+            # between finding it and holding it is seen now, and the folder is made again once.
+            lease = hold_model(folder)
+            if is_ready(folder):
+                break
+            lease.release()
+        else:
+            raise ModelNotFound(f"model {entry.key!r} was removed while this run started (mgen models rm)", "run the command again")
+    return ResolvedModel(entry, folder, AutoConfig.from_pretrained(folder), lease)
 
 
 def load_model(
@@ -298,7 +314,6 @@ def load_model(
     from musicgen_cli.planning.hardware import probe
     from musicgen_cli.planning.job import Job
     from musicgen_cli.planning.planner import plan_memory
-    from musicgen_cli.store.lease import hold_model
 
     report = reporter or NullReporter()
     model = name if isinstance(name, ResolvedModel) else resolve_model(name, cache_dir=cache_dir, download=download, reporter=report)
@@ -326,11 +341,9 @@ def load_model(
         from musicgen_cli.engine.mbd import checkpoint_path
 
         checkpoint_path(model.entry, model.folder, download=download, reporter=report)
-    # `mgen models rm` refuses a cached model while this MusicGen holds it.
-    lease = hold_model(model.folder) if model.entry is not None else None
     loaded = load_by_plan(model.folder, plan, reporter=report)
     mg = MusicGen(loaded, model.entry, model.folder, report)
-    mg.lease = lease
+    mg.lease = model.lease  # taken when the name resolved: `mgen models rm` refuses the model while it is held
     if diffusion:
         mg.load_diffusion(download=download)
     return mg

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from musicgen_cli.errors import MgenError
+from musicgen_cli.text import clean, read_text
 
 LYRICS_NOTICE = "MusicGen cannot sing words: the lyrics' title and themes steer the style, no words will be sung."
 _STOPWORDS = set(
@@ -36,11 +37,8 @@ class Lyrics:
 
 
 def read_text_file(path: Path | str, what: str) -> str:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MgenError(f"cannot read {what} file {path}: {getattr(exc, 'strerror', None) or exc}", "check the path") from None
+    """A prompt or lyrics file as clean text (see musicgen_cli.text), never empty."""
+    text = clean(read_text(path, what)).strip()
     if not text:
         raise MgenError(f"{what} file {path} is empty", f"write the {what} into it")
     return text

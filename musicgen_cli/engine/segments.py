@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from musicgen_cli.errors import MgenError
+from musicgen_cli.text import clean_line, printable, read_text
 
 END_WORD = "end"
 ENDINGS = ("cut", "fade", "outro")
+MIN_SECTION_S = 0.5  # a section is at least a few codec frames (every model's codebook delay is 4 frames, 0.08 s); this bounds their count too
 LOOP_CROSSFADE_S = 1.0  # --loop: the end is crossfaded into the opening over this long
 _TIME = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d+)?)$")
 _FIX = "write one section a line as `M:SS prompt`, in increasing time from 0:00, and optionally a last `M:SS end`"
@@ -64,12 +66,12 @@ def parse_segments(lines: list[str] | str, source: str = "sections") -> Segments
         where = f"{source} line {number}"
         if end is not None:
             raise MgenError(f"{where} comes after the `end` line", "put `M:SS end` last")
-        stamp, _, prompt = line.partition(" ")
+        stamp, prompt = (line.split(None, 1) + [""])[:2]  # a space or a tab (spreadsheets export tabs)
         try:
             start = parse_time(stamp)
         except ValueError:
-            raise MgenError(f"{where}: {stamp!r} is not a time", _FIX) from None
-        prompt = prompt.strip()
+            raise MgenError(f"{where}: {printable(stamp)!r} is not a time", _FIX) from None
+        prompt = clean_line(prompt)
         if not prompt:
             raise MgenError(f"{where}: the section at {stamp} has no prompt", _FIX)
         if not sections and start != 0:
@@ -88,20 +90,19 @@ def parse_segments(lines: list[str] | str, source: str = "sections") -> Segments
 
 
 def read_segments(path: Path | str) -> Segments:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MgenError(f"cannot read sections file {path}: {getattr(exc, 'strerror', None) or exc}",
-                        "give a UTF-8 text file of `M:SS prompt` lines") from None
-    return parse_segments(text, source=str(path))
+    return parse_segments(read_text(path, "sections"), source=str(path))
 
 
 def check_fits(sections: tuple[tuple[float, str], ...], duration: float, source: str = "sections") -> None:
-    """Every section must start inside the piece."""
-    for start, prompt in sections:
+    """Every section must start inside the piece and last at least MIN_SECTION_S."""
+    for (start, prompt), end in zip(sections, [s for s, _ in sections[1:]] + [duration]):
         if start >= duration:
             raise MgenError(
                 f"{source}: the section {prompt!r} at {format_time(start)} starts at or after the end ({format_time(duration)})",
                 "lengthen --duration, add a later `M:SS end` line, or drop the section",
+            )
+        if end - start < MIN_SECTION_S:
+            raise MgenError(
+                f"{source}: the section {prompt!r} at {format_time(start)} lasts {end - start:.2f} s, less than {MIN_SECTION_S:g} s",
+                f"give every section at least {MIN_SECTION_S:g} s, or merge it with its neighbour",
             )

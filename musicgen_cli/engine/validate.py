@@ -19,6 +19,9 @@ MAX_DURATION_S = 3600.0
 ENGINES = ("fast", "reference")
 DECODERS = ("encodec", "mbd")  # codes to sound: EnCodec's decoder, or MultiBand Diffusion (engine/mbd.py)
 MIN_AUDIO_RATE = 8000
+MAX_NUM_SAMPLES = 256  # clips in one batched pass; each costs its own KV cache and audio, and batch makes more
+MAX_INPUT_AUDIO_S = MAX_DURATION_S  # a continuation is encoded and written whole: no longer than a clip may be
+_SCAN_BLOCK = 1 << 16  # frames per block when scanning input audio for NaN and infinity
 
 
 def _number(setting: str, value, *, integer: bool = False) -> float:
@@ -46,6 +49,9 @@ def check_settings(s, max_window_s: float = math.inf) -> None:
         raise ValidationError("duration", f"{duration:g} s is out of range", f"give more than 0 and at most {MAX_DURATION_S:.0f} seconds")
     if _number("num_samples", s.num_samples, integer=True) < 1:
         raise ValidationError("num_samples", f"{s.num_samples} is not a sample count", "give 1 or more")
+    if s.num_samples > MAX_NUM_SAMPLES:
+        raise ValidationError("num_samples", f"{s.num_samples} is more than the {MAX_NUM_SAMPLES} clips one pass makes",
+                              f"give at most {MAX_NUM_SAMPLES}, or use mgen batch for more")
     check_seed(s.seed)
     temperature = _number("temperature", s.temperature)
     if temperature <= 0 and not s.greedy:
@@ -70,14 +76,15 @@ def check_settings(s, max_window_s: float = math.inf) -> None:
         raise ValidationError("engine", f"{s.engine!r} is not an engine", f"use one of {', '.join(ENGINES)}")
     if s.decoder not in DECODERS:
         raise ValidationError("decoder", f"{s.decoder!r} is not a decoder", f"use one of {', '.join(DECODERS)}")
-    for setting in ("continuation", "melody"):
-        path = getattr(s, setting)
-        if path is not None:
-            check_audio_input(path, setting)
+    if s.continuation is not None:
+        check_audio_input(s.continuation, "continuation", max_seconds=MAX_INPUT_AUDIO_S)
+    if s.melody is not None:
+        check_audio_input(s.melody, "melody", span_s=duration)
 
 
-def check_audio_input(path: Path | str, setting: str) -> None:
-    """The file exists, can be opened, and decodes as audio of a usable rate and length."""
+def check_audio_input(path: Path | str, setting: str, *, max_seconds: float | None = None, span_s: float | None = None) -> None:
+    """The file exists, can be opened, and decodes as audio of a usable rate and length, no
+    longer than `max_seconds`, with finite samples in the `span_s` seconds that will be read."""
     import soundfile as sf
 
     path = Path(path)
@@ -96,6 +103,39 @@ def check_audio_input(path: Path | str, setting: str) -> None:
         raise AudioInputError(setting, f"file {path} is empty", "give a file with at least a fraction of a second of sound")
     if info.samplerate < MIN_AUDIO_RATE:
         raise AudioInputError(setting, f"file {path} has a sample rate of {info.samplerate} Hz", "use audio at 8 kHz or more")
+    if max_seconds is not None and info.frames > max_seconds * info.samplerate:
+        raise AudioInputError(setting, f"file {path} is {info.frames / info.samplerate:.0f} s long, more than the {max_seconds:.0f} s mgen reads",
+                              f"cut it to at most {max_seconds:.0f} s")
+    if info.subtype in ("FLOAT", "DOUBLE"):  # only floating-point files can hold NaN or infinity
+        frames = info.frames if span_s is None else min(info.frames, math.ceil(span_s * info.samplerate))
+        check_finite_file(path, setting, frames)
+
+
+def check_finite_file(path: Path, setting: str, frames: int) -> None:
+    """The first `frames` frames of `path` are finite, read block by block (never the whole file at once)."""
+    import numpy as np
+    import soundfile as sf
+
+    done = 0
+    with sf.SoundFile(str(path)) as handle:
+        while done < frames:
+            block = handle.read(min(_SCAN_BLOCK, frames - done), dtype="float32", always_2d=True)
+            if not len(block):
+                return
+            bad = ~np.isfinite(block).all(axis=1)
+            if bad.any():
+                at = (done + int(np.argmax(bad))) / handle.samplerate
+                raise AudioInputError(setting, f"file {path} holds a sample that is not a finite number (NaN or infinity) at {at:.3f} s",
+                                      "give audio of ordinary samples (re-export it)")
+            done += len(block)
+
+
+def check_finite(wave, setting: str) -> None:
+    """Audio handed over as an array has finite samples."""
+    import numpy as np
+
+    if not np.isfinite(np.asarray(wave, dtype=np.float32)).all():
+        raise AudioInputError(setting, "audio holds samples that are not finite numbers (NaN or infinity)", "pass ordinary samples")
 
 
 def check_threads(num_threads: int | None, cpu_util_target: float | None = None) -> None:

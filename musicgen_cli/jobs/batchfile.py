@@ -19,6 +19,7 @@ from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.engine.validate import MAX_SEED, check_seed, name_max
 from musicgen_cli.errors import MgenError
 from musicgen_cli.store.cache import safe_child
+from musicgen_cli.text import check_name, clean_line, read_text
 
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 _ITEM_KEYS = {"prompt", "duration", "seed", "model", "output"}
@@ -71,10 +72,7 @@ def read_items(path: Path | str, defaults: Defaults, out_dir: Path, known_model=
     per distinct model so typos are caught before the first model loads.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MgenError(f"cannot read batch file {path}: {getattr(exc, 'strerror', None) or exc}", "check the path") from None
+    text = read_text(path, "batch")
     jsonl = path.suffix.lower() in JSONL_SUFFIXES
     items: list[BatchItem] = []
     errors: list[str] = []
@@ -159,7 +157,7 @@ def _read_item_segments(data: dict, base: Path) -> None:
 _KIND_NAMES = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
 
 
-def _typed(key: str, value, kind):
+def typed_value(key: str, value, kind):
     """`value` checked against the settings field type (bools are not numbers here)."""
     ok = {
         float: isinstance(value, (int, float)) and not isinstance(value, bool),
@@ -173,13 +171,13 @@ def _typed(key: str, value, kind):
 
 
 # engine.py postpones annotations, so field types are the strings written there.
-_FIELD_TYPES = {f.name: {"float": float, "int": int, "bool": bool, "str": str}.get(f.type, object) for f in fields(GenerateSettings)}
-_FIELD_TYPES.update({"duration": float, "seed": int, "model": str, "output": str, "prompt": str})
+FIELD_TYPES = {f.name: {"float": float, "int": int, "bool": bool, "str": str}.get(f.type, object) for f in fields(GenerateSettings)}
+FIELD_TYPES.update({"duration": float, "seed": int, "model": str, "output": str, "prompt": str})
 
 
 def _make_item(index: int, line: int, data: dict, defaults: Defaults, out_dir: Path) -> BatchItem:
-    data = {k: _typed(k, v, _FIELD_TYPES.get(k, object)) for k, v in data.items()}
-    prompt = str(data.get("prompt", "")).strip()
+    data = {k: typed_value(k, v, FIELD_TYPES.get(k, object)) for k, v in data.items()}
+    prompt = clean_line(str(data.get("prompt", "")))
     if not prompt:
         raise MgenError("no prompt")
     changes = {k: v for k, v in data.items() if k in _SETTING_KEYS}
@@ -189,6 +187,7 @@ def _make_item(index: int, line: int, data: dict, defaults: Defaults, out_dir: P
     # Model-dependent limits (the window) are checked when the model is loaded.
     settings.validate(max_window_s=float("inf"))
     name = str(data.get("output") or f"{index + 1:04d}-{slugify(prompt, 40)}")
+    check_name(name, "output")
     if name.lower().endswith((".wav", f".{defaults.fmt}")):
         name = name.rsplit(".", 1)[0]
     safe_child(out_dir, f"{name}.wav")

@@ -20,7 +20,6 @@ from typing import Any, Callable
 import numpy as np
 
 from musicgen_cli.arch import WINDOW_SECONDS
-from musicgen_cli.engine import audio
 from musicgen_cli.engine.audio import AudioOptions
 from musicgen_cli.engine.musicgen import (
     MAX_SEED,
@@ -51,6 +50,7 @@ from musicgen_cli.jobs.takes import (
     splice,
     take_paths,
 )
+from musicgen_cli.text import clean_line
 
 Working = Callable[[str], AbstractContextManager[Reporter]]
 
@@ -178,7 +178,7 @@ class Studio:
     # -- lines --------------------------------------------------------------------------------
     def handle(self, line: str) -> Reply:
         """Run one line: a prompt makes a take, `/command args` runs a command. Never raises for user errors."""
-        line = line.strip()
+        line = clean_line(line)
         if not line:
             return Reply("none")
         try:
@@ -188,6 +188,8 @@ class Studio:
             return self._command(name.lower(), arg.strip())
         except MgenError as exc:
             return Reply("error", str(exc))
+        except OSError as exc:  # a folder that went away or filled up: this line fails, the session goes on
+            return Reply("error", f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
         except KeyboardInterrupt:
             return Reply("stopped", "stopped")
 
@@ -347,9 +349,7 @@ class Studio:
             return self._set("melody", melody=None)
         if self.mg is not None and not self.mg.is_melody:
             raise MgenError(f"model {self.model_key!r} takes no melody", "load a melody model first, e.g. /model melody")
-        path = Path(arg).expanduser()
-        audio.read_audio(path)  # unreadable files are refused now, not at the next take
-        return self._set("melody", melody=path)
+        return self._set("melody", melody=Path(arg).expanduser())  # the settings' check refuses unusable files now
 
     def _segments(self, arg: str) -> Reply:
         if arg.lower() in ("", "off", "none"):

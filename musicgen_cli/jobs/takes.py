@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import dataclass, replace
@@ -12,9 +13,15 @@ import numpy as np
 from musicgen_cli.engine import audio
 from musicgen_cli.engine.musicgen import GenerationResult
 from musicgen_cli.engine.prompts import slugify
-from musicgen_cli.errors import MgenError
-from musicgen_cli.jobs.outputs import output_paths, sidecar_path
+from musicgen_cli.errors import MgenError, ValidationError
+from musicgen_cli.jobs.outputs import (
+    check_outputs,
+    check_target,
+    output_paths,
+    sidecar_path,
+)
 from musicgen_cli.store.cache import atomic_path
+from musicgen_cli.text import check_name
 
 _TAKE_FILE = re.compile(r"take-(\d+)-")
 
@@ -63,11 +70,15 @@ def keep_take(take: Take, name: str, out_dir: Path) -> list[Path]:
 
     Each file is written atomically and a pair is both files or neither; nothing is overwritten.
     """
+    check_name(name, "keep")
     base = Path(name).expanduser()
     if base.suffix.lstrip(".").lower() in audio.FORMATS:
         base = base.with_suffix("")
     if len(base.parts) == 1 and not base.is_absolute():
         base = Path(out_dir) / base
+    if not base.name or base.name in (".", "..") or name.endswith(("/", os.sep)):
+        raise ValidationError("keep", f"{name} names a folder, not a take", "give a name, e.g. /keep 3 intro")
+    check_target(base, "keep")  # /keep 1 /dev/null must not become /dev/null.wav
     pairs: list[tuple[Path, Path]] = []
     for i, src in enumerate(take.files):
         stem = base.name if len(take.files) == 1 else f"{base.name}-{i + 1}"
@@ -76,8 +87,10 @@ def keep_take(take: Take, name: str, out_dir: Path) -> list[Path]:
     for _, dst in pairs:
         if dst.exists():
             raise MgenError(f"{dst} already exists", "choose another name")
+    check_outputs([dst for _, dst in pairs[::2]], overwrite=False, setting="keep")
     done: list[Path] = []
     try:
+        base.parent.mkdir(parents=True, exist_ok=True)
         for src, dst in pairs:
             with atomic_path(dst) as tmp:
                 shutil.copyfile(src, tmp)

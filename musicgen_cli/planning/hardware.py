@@ -174,7 +174,7 @@ def simulate(
     parts = list(machine.simulated)
     if no_gpu:
         changes["gpus"] = ()
-        parts.append("gpus")
+        parts.append("no GPU")  # the plan's heading reads "simulated: no GPU", not as if GPUs were simulated
     elif gpu_mem:
         changes["gpus"] = tuple(simulated_gpu(i, int(size), capability) for i, size in enumerate(gpu_mem))
         parts.append("gpus")

@@ -103,22 +103,56 @@ def _preprocessor_config(spec: ModelSpec) -> dict:
     }
 
 
-def build_model(spec: ModelSpec, dtype=None):
-    """A randomly initialised model in memory (no files)."""
+def _uniform(rng, shape: tuple[int, ...], bound: float):
+    """Values uniform in [-bound, bound) from PCG64's raw 64-bit words: integer shifts and exact
+    float32 arithmetic only, so every numpy, torch and CPU gives the same numbers for a seed."""
+    import numpy as np
+
+    count = int(np.prod(shape, dtype=np.int64))
+    words = rng.bit_generator.random_raw(count)
+    unit = (words >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)  # 24 random bits: exact in float32
+    return ((unit * np.float32(2.0) - np.float32(1.0)) * np.float32(bound)).reshape(shape)
+
+
+def _seeded_weights(model, seed: int) -> None:
+    """Every learnt tensor drawn again from numpy's PCG64 at `seed`, in name order.
+
+    torch's own initialisers change between torch versions (and draw from its global
+    generator), so a `tiny-random` built by another install would be another model. Constant
+    tensors (norm scales, zero biases) keep their values; rows that start all zero (padding
+    embeddings) stay zero. Weights are scaled by 1/sqrt(fan-in), as torch's default init is.
+    """
+    import numpy as np
     import torch
 
+    rng = np.random.Generator(np.random.PCG64(seed))
+    with torch.no_grad():
+        for name, tensor in sorted(model.named_parameters()):
+            flat = tensor.detach().reshape(tensor.shape[0], -1) if tensor.dim() > 1 else tensor.detach()[None]
+            first = float(flat.reshape(-1)[0])
+            if first in (0.0, 1.0) and bool((flat == first).all()):
+                continue  # a constant: ones or zeros by design
+            fan_in = flat.shape[1] if tensor.dim() > 1 else 50
+            values = torch.from_numpy(_uniform(rng, tuple(tensor.shape), 3.0**0.5 / fan_in**0.5))
+            if tensor.dim() > 1:
+                values[(flat == 0).all(dim=1).cpu()] = 0.0
+            tensor.copy_(values.to(tensor.dtype))
+        # transformers starts EnCodec's codebooks at zero (k-means learns them), which would make
+        # every code decode to the same sound: give them unit-variance vectors like a trained codec.
+        for layer in model.audio_encoder.quantizer.layers:
+            embed = layer.codebook.embed
+            embed.copy_(torch.from_numpy(_uniform(rng, tuple(embed.shape), 3.0**0.5)))
+            layer.codebook.embed_avg.copy_(embed)
+            layer.codebook.cluster_size.fill_(1.0)
+
+
+def build_model(spec: ModelSpec, dtype=None):
+    """A randomly initialised model in memory (no files): the same numbers everywhere for a seed."""
     config = build_config(spec.shape, spec.variant)
     if spec.layers:
         config.decoder.num_hidden_layers = spec.layers
-    torch.manual_seed(spec.seed)
     model = model_class(config)(config)
-    # transformers starts EnCodec's codebooks at zero (they are learnt by k-means), which would
-    # make every code decode to the same sound: give them random vectors like a trained codec.
-    with torch.no_grad():
-        for layer in model.audio_encoder.quantizer.layers:
-            layer.codebook.embed.normal_()
-            layer.codebook.embed_avg.copy_(layer.codebook.embed)
-            layer.codebook.cluster_size.fill_(1.0)
+    _seeded_weights(model, spec.seed)
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()

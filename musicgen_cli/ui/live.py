@@ -14,6 +14,8 @@ import time
 from rich.console import Console, RenderableType
 from rich.live import Live
 
+from musicgen_cli.ui.console import sane_width
+
 REFRESH_PER_S = 4  # terminal redraws: smooth enough, and a fast decode loop never waits on drawing
 PLAIN_EVERY_S = 2.0  # plain progress lines: readable in a CI log, not a flood
 
@@ -22,7 +24,7 @@ class LiveDisplay:
     """Base of the live views. Use as a context manager around the work it shows."""
 
     def __init__(self, console: Console | None = None, *, interval: float = PLAIN_EVERY_S) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or sane_width(Console(stderr=True))
         self.live_mode = self.console.is_terminal
         self.interval = interval
         self._live: Live | None = None

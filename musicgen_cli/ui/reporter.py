@@ -14,6 +14,7 @@ from rich.progress import Progress as RichProgress
 from rich.text import Text
 
 from musicgen_cli.events import Progress
+from musicgen_cli.ui.console import sane_width
 from musicgen_cli.ui.live import PLAIN_EVERY_S, LiveDisplay
 from musicgen_cli.units import human_bytes
 
@@ -51,7 +52,7 @@ class RichReporter(LiveDisplay):
     """
 
     def __init__(self, console: Console | None = None, *, interval: float = PLAIN_EVERY_S):
-        super().__init__(console or Console(), interval=interval)
+        super().__init__(console or sane_width(Console()), interval=interval)
         self._bars = RichProgress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -19,6 +19,7 @@ from rich.table import Table
 from musicgen_cli.events import Reporter
 from musicgen_cli.jobs.studio import Reply, Studio
 from musicgen_cli.jobs.studio_lines import COMMANDS
+from musicgen_cli.text import TextError, decode, printable
 from musicgen_cli.ui.panel import GenerationPanel, result_summary
 
 PROMPT = "studio> "
@@ -41,10 +42,16 @@ class StudioScreen:
         if sys.stdin.isatty() and sys.stdout.isatty():
             yield from self._prompted(history)
             return
-        for line in sys.stdin:
-            line = line.rstrip("\n")
+        raw_lines = getattr(sys.stdin, "buffer", sys.stdin)  # bytes, so one decoder words what is not UTF-8
+        for number, raw in enumerate(raw_lines, start=1):
+            try:
+                line = raw if isinstance(raw, str) else decode(raw.rstrip(b"\r\n"), f"input line {number}", "type or pipe UTF-8 text")
+            except TextError as exc:
+                self.show(Reply("error", str(exc)))
+                continue
+            line = line.rstrip("\r\n")
             if not sys.stdin.isatty():
-                self.console.print(f"{PROMPT}{line}", markup=False, highlight=False, soft_wrap=True)
+                self.console.print(f"{PROMPT}{printable(line)}", markup=False, highlight=False, soft_wrap=True)
             yield line
 
     def _prompted(self, path: Path) -> Iterator[str]:
