@@ -22,6 +22,7 @@ from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.errors import MgenError, ValidationError
 from musicgen_cli.jobs.outputs import check_outputs, output_paths
 from musicgen_cli.jobs.replay import check_weights
+from musicgen_cli.text import clean
 
 DEFAULT_MODEL = "small"
 
@@ -62,6 +63,7 @@ def validate(request: Request) -> Request:
     window, whether it takes a melody, its weights) is left for later."""
     if isinstance(request.prompts, str) or not request.prompts or not all(isinstance(p, str) for p in request.prompts):
         raise ValidationError("prompts", "needs one or more prompts", "give the prompt as text")
+    request = replace(request, prompts=tuple(clean(p) for p in request.prompts))  # no escape sequence reaches a name or a screen
     fmt = request.audio.format if request.paths else choose_format(request.out, request.audio.format)
     audio = replace(request.audio, format=fmt).validate()
     settings = request.settings
