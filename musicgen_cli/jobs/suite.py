@@ -44,7 +44,7 @@ REFERENCE_JOBS = (
         "large",
         "a late-night jazz ballad with grand piano, upright bass, brushed drums and soulful vocals",
         45.0,
-        "output/out_large_with_lyrics.wav",
+        "output/out_large.wav",  # with lyrics: output/<slug of their title>.wav
     ),
 )
 
