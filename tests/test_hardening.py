@@ -757,6 +757,8 @@ CASES += [
     Case("loudness that clips gives advice that works", gen("--normalize", "loudness", "--loudness-headroom-db", "0", "--subtype", "FLOAT"),
          kind="ok", model=True, says=("clipped at full scale", "--normalize peak avoids it"), never_says=("FLOAT keeps them",),
          after=lambda c: assert_(sidecar_says(c)["audio"]["clipped_samples"] > 0), examples=("--normalize loudness suggests FLOAT",)),
+    Case("models list --refresh offline", ["models", "list", "--refresh"], ("HF_HUB_OFFLINE",), before_load=False,
+         examples=("offline --refresh: eight warnings, exit 0",)),
     Case("a --no-gpu plan says so", ["memory-plan", "--size", "small", "--no-gpu"], kind="ok", says=("simulated: no GPU",),
          never_says=("simulated: gpus",), examples=("--no-gpu headed simulated: gpus",)),
 ]

@@ -52,12 +52,17 @@ def list_cmd(
 
     manifest = load_manifest(cache_dir)
     if refresh:
-        for entry in manifest.entries.values():
-            if entry.repo_id:
-                try:
-                    refresh_metadata(manifest, entry)
-                except MgenError as exc:
-                    err_console.print(f"[yellow]warning:[/] {entry.key}: {exc}", highlight=False)
+        failed: dict[str, list[str]] = {}  # one line per reason (offline is one reason, not eight)
+        tried = [entry for entry in manifest.entries.values() if entry.repo_id]
+        for entry in tried:
+            try:
+                refresh_metadata(manifest, entry)
+            except MgenError as exc:
+                failed.setdefault(str(exc), []).append(entry.key)
+                if len(failed[str(exc)]) == len(tried):  # nothing could be refreshed: an error, not a table
+                    raise
+        for reason, keys in failed.items():
+            err_console.print(f"warning: not refreshed ({', '.join(keys)}): {reason}", markup=False, highlight=False, soft_wrap=True)
     rows = model_rows(manifest)
     if as_json:
         _emit(rows)
