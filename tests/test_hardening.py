@@ -754,12 +754,12 @@ CASES += [
          setup=files(**{"output__a-calm-lofi-beat.wav": b"first", "output__a-calm-lofi-beat.json": "{}"}),
          after=lambda c: (kept("output/a-calm-lofi-beat.wav", b"first")(c), assert_(sf.info(c.tmp / "output/a-calm-lofi-beat-2.wav").frames > 0)),
          says=("a-calm-lofi-beat-2.wav",), examples=("rerunning the first command fails",)),
-    Case("loudness that clips gives advice that works", gen("--normalize", "loudness", "--loudness-headroom-db", "0", "--subtype", "FLOAT"),
+    Case("loudness that clips gives advice that works", gen("--normalize", "loudness", "--loudness-headroom-db", "1", "--subtype", "FLOAT"),
          kind="ok", model=True, says=("clipped at full scale", "--normalize peak avoids it"), never_says=("FLOAT keeps them",),
          after=lambda c: assert_(sidecar_says(c)["audio"]["clipped_samples"] > 0), examples=("--normalize loudness suggests FLOAT",)),
     Case("models list --refresh offline", ["models", "list", "--refresh"], ("HF_HUB_OFFLINE",), before_load=False,
          examples=("offline --refresh: eight warnings, exit 0",)),
-    Case("a --no-gpu plan says so", ["memory-plan", "--size", "small", "--no-gpu"], kind="ok", says=("simulated: no GPU",),
+    Case("a --no-gpu plan says so", ["memory-plan", "--size", "small", "--no-gpu"], kind="ok", says=("simulated: no GPU",), before_load=False,
          never_says=("simulated: gpus",), examples=("--no-gpu headed simulated: gpus",)),
 ]
 

@@ -97,7 +97,7 @@ def _replayed(from_sidecar: Path, out: Optional[Path], fmt: Optional[str], overw
     from dataclasses import replace
 
     from musicgen_cli.engine.audio import FORMATS, choose_format
-    from musicgen_cli.jobs.replay import read_replay
+    from musicgen_cli.jobs.replay import check_weights, read_replay
     from musicgen_cli.jobs.request import Request
     from musicgen_cli.store.manifest import load_manifest
 
@@ -109,6 +109,8 @@ def _replayed(from_sidecar: Path, out: Optional[Path], fmt: Optional[str], overw
     replay = read_replay(from_sidecar, known)
     if replay.note:
         err_console.print(f"note: {replay.note}", markup=False, highlight=False, soft_wrap=True)
+    elif manifest.is_cached(entry := manifest.get(replay.model)):  # other weights are refused before loading
+        check_weights(replay.fingerprint, replay.model, manifest.folder(entry))
     recorded = replay.options
     named = out is not None and out.suffix.lstrip(".").lower() in FORMATS  # else keep the recorded format
     chosen = choose_format(out, fmt) if fmt or named else recorded.format

@@ -85,6 +85,7 @@ def keep_take(take: Take, name: str, out_dir: Path) -> list[Path]:
         dst = base.with_name(stem + src.suffix)
         pairs += [(src, dst), (sidecar_path(src), sidecar_path(dst))]
     for _, dst in pairs:
+        check_target(dst, "keep")  # a device or a FIFO is named as one, not as a name already taken
         if dst.exists():
             raise MgenError(f"{dst} already exists", "choose another name")
     check_outputs([dst for _, dst in pairs[::2]], overwrite=False, setting="keep")
