@@ -1136,7 +1136,7 @@ STUDIO_LINES = [
     ("keep with an escape", b"/keep 1 a\x1b[2Jb", None),  # the line is cleaned: kept as "ab"
     ("keep under a file", b"/keep 1 {tmp}/afile/x", "afile/x: Not a directory"),
     ("keep a second time", b"/keep 1 ab", "already exists"),
-    ("melody of NaN", b"/melody {tmp}/nan.wav", "not a finite number"),
+    ("melody on a text model", b"/melody {tmp}/nan.wav", "takes no melody"),
     ("segments not UTF-8", b"/segments {tmp}/s.txt", "not UTF-8"),
     ("samples a billion", b"/samples 1000000000", "at most 256"),
 ]

@@ -76,7 +76,7 @@ def _note_clipping(written: list) -> None:
             # file stores; only `none` hands the samples past full scale to the file.
             keep = "; --subtype FLOAT keeps them" if w.sidecar["audio"].get("normalize") == "none" else ""
             err_console.print(f"[yellow]note:[/] {w.clipped_samples} samples of {w.path.name} were clipped at full scale "
-                              f"(--normalize peak avoids it{keep})", highlight=False)
+                              f"(--normalize peak avoids it{keep})", highlight=False, soft_wrap=True)
 
 
 def _note_speed(written: list) -> None:
