@@ -25,6 +25,7 @@ from musicgen_cli.cli.options import (
     uses,
 )
 from musicgen_cli.errors import MgenError
+from musicgen_cli.jobs.outputs import out_target
 from musicgen_cli.ui.panel import result_summary
 
 
@@ -178,17 +179,15 @@ def generate_cmd(
     """Generate music from a text prompt and write audio files with a JSON sidecar each."""
     from dataclasses import replace
 
-    from musicgen_cli.jobs.outputs import out_target
     from musicgen_cli.jobs.request import validate
     from musicgen_cli.jobs.run import run
 
     model.name()  # --size and --model-key together are refused first
-    out = out_target(out)
     if from_sidecar:
-        request, plan_kwargs, machine = _replayed(from_sidecar, out, output.fmt, overwrite, machine, cache_dir)
+        request, plan_kwargs, machine = _replayed(from_sidecar, out_target(out), output.fmt, overwrite, machine, cache_dir)
     else:
         plan_kwargs = machine.plan_kwargs()
-        request = _request(prompt, out, overwrite, model=model, clip=clip, sampling=sampling, long_form=long_form, output=output)
+        request = _request(prompt, out_target(out), overwrite, model=model, clip=clip, sampling=sampling, long_form=long_form, output=output)
     request = validate(request)
     if url := server or config.server():
         return _on_server(url, request, model, replay=bool(from_sidecar), quiet=quiet, as_json=as_json)
