@@ -127,7 +127,7 @@ def _seeded_weights(model, seed: int) -> None:
 
     rng = np.random.Generator(np.random.PCG64(seed))
     with torch.no_grad():
-        for name, tensor in sorted(model.named_parameters()):
+        for _name, tensor in sorted(model.named_parameters()):  # by name: an order that never changes
             flat = tensor.detach().reshape(tensor.shape[0], -1) if tensor.dim() > 1 else tensor.detach()[None]
             first = float(flat.reshape(-1)[0])
             if first in (0.0, 1.0) and bool((flat == first).all()):
