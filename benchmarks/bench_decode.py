@@ -442,9 +442,9 @@ def step_at(model, text, position: int, device: torch.device, steps: int = 9) ->
             head(x)
 
     def attention():
-        q = decoder._split(x).to(decoder.kv_dtype)
+        q = decoder._split(x)
         for i, (keys, values) in enumerate(decoder.cache):
-            torch.nn.functional.scaled_dot_product_attention(q, keys[:, :, : position + 1], values[:, :, : position + 1],
+            torch.nn.functional.scaled_dot_product_attention(q.to(keys.dtype), keys[:, :, : position + 1], values[:, :, : position + 1],
                                                             scale=decoder.scaling).to(x.dtype)
             if decoder.cross:
                 k, v, mask = decoder.cross[i]

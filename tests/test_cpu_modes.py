@@ -317,3 +317,41 @@ def test_the_speed_check_is_the_estimates_error_against_the_run(small):
     check = plan.speed_check(expected / 2)
     assert check["error_pct"] == pytest.approx(100.0, abs=0.2)  # twice as fast as it ran
     assert plan.speed_check(expected)["error_pct"] == 0.0
+
+
+def test_a_quiet_whole_run_corrects_the_next_estimate_and_a_busy_or_short_one_does_not(small, tmp_path):
+    key = cpu_modes.machine_key(1, "test")
+    cpu_modes.store_probe(cpu_modes.KernelProbe(key, 1, 20e9, dict(RATES), cores=2), tmp_path)
+
+    def planned():
+        plan = plan_memory(small, Job(duration_s=30), CPU)
+        cpu_modes.annotate(plan, cpu_modes.cached_probe(key, tmp_path), small)
+        return plan
+
+    plan = planned()
+    expected = 1 / plan.estimates.step_time_s
+    steps = cpu_modes.LEARN_MIN_STEPS
+    # runs that teach nothing: contended, too short, or measuring something else entirely
+    assert cpu_modes.learn_from_run(plan, expected / 2, steps, load_avg=3.1, cores=2, cache_dir=tmp_path) is None
+    assert cpu_modes.learn_from_run(plan, expected / 2, steps - 1, load_avg=0.1, cores=2, cache_dir=tmp_path) is None
+    assert cpu_modes.learn_from_run(plan, expected / 50, steps, load_avg=0.1, cores=2, cache_dir=tmp_path) is None
+    assert cpu_modes.cached_probe(key, tmp_path).calibration == {}
+    assert cpu_modes.learn_from_run(plan, expected / 2, steps, load_avg=0.1, cores=2, cache_dir=tmp_path) == 0.5
+    again = planned()
+    assert 1 / again.estimates.step_time_s == pytest.approx(expected / 2, rel=1e-3)  # the next plan expects the run
+    assert again.speed_check(expected / 2)["error_pct"] == pytest.approx(0.0, abs=0.2)
+    # a second run on the corrected plan corrects the correction, not the raw figure
+    assert cpu_modes.learn_from_run(again, expected / 2 * 0.9, steps, 0.1, 2, tmp_path) == pytest.approx(0.45, abs=1e-3)
+    # the other modes keep their own figures; a probe measured anew drops what runs taught the old one
+    assert {row["mode"]: row["calibration"] for row in planned().cpu_modes}["bfloat16"] is None
+    stored = cpu_modes.cached_probe(key, tmp_path)
+    assert stored.merged(stored).calibration == stored.calibration
+    faster = cpu_modes.KernelProbe(key, 1, 20e9, {**RATES, "float32": 2e9}, cores=2)
+    assert stored.merged(faster).calibration == {}
+
+
+def test_a_gpu_plan_or_a_plan_without_a_probe_teaches_nothing(small, tmp_path):
+    plan = plan_memory(small, Job(duration_s=30), CPU)  # no probe: a model too small to be weight-bound
+    assert plan.cpu_probe_key is None
+    assert cpu_modes.learn_from_run(plan, 1.0, 1000, 0.1, 2, tmp_path) is None
+    assert not (tmp_path / cpu_modes.PROBE_FILE).exists()

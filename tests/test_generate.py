@@ -118,6 +118,20 @@ def test_cli_writes_wav_and_sidecar(cache_dir, tmp_path, capsys):
     assert meta["plan"]["job"] == {"duration_s": 0.5, "num_samples": 1, "guidance": True, "window_s": 30.0, "prompt_s": 0.0,
                                    "text_tokens": len("cool jazz") + 1}
     assert json.loads(proc.stdout)["files"] == [str(out)]
+    assert set(meta["speed_estimate"]) == {"expected_steps_per_s", "measured_steps_per_s", "error_pct"}
+
+
+def test_the_speed_note_speaks_only_for_estimates_from_a_probe_or_a_gpu_plan(capsys):
+    from types import SimpleNamespace
+
+    from musicgen_cli.cli import generate as cli_generate
+
+    # tiny-random on a CPU: no probe (too small to be weight-bound), its figure a bound ~3x off
+    check = {"expected_steps_per_s": 30.0, "measured_steps_per_s": 10.0, "error_pct": 200.0}
+    for plan, device, shown in (({"cpu_modes": []}, "cpu", False), ({"cpu_modes": [{"mode": "float32"}]}, "cpu", True),
+                                ({"cpu_modes": []}, "cuda:0", True)):
+        cli_generate._note_speed([SimpleNamespace(sidecar={"speed_estimate": check, "plan": plan, "device": device})])
+        assert ("expected 30.0 decode steps/s" in capsys.readouterr().err) is shown
 
 
 def test_cli_lyrics_name_the_output_and_steer_the_prompt(cache_dir, tmp_path, capsys, monkeypatch):

@@ -17,6 +17,7 @@ inside its duration (the compat layer converts).
 from __future__ import annotations
 
 import functools
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,7 @@ class MusicGen:
         self.is_melody = is_melody(self.model.config)
         self.max_window_s = max_window_seconds(self.model.config)
         self.diffusion = None  # engine.mbd.Checkpoint, loaded for the first --decoder mbd
+        self.cache_dir: str | Path | None = None  # where the CPU probe a run corrects is stored
 
     def load_diffusion(self, download: bool = True):
         """MultiBand Diffusion for this model's codec (the random-weight one for random models),
@@ -237,7 +239,15 @@ class MusicGen:
         if settings.composed and len(prompts) != 1:
             raise MgenError("a composed piece takes one prompt (or a sections file)", "generate the prompts one at a time")
         seed = settings.seed if settings.seed is not None else random.randint(0, MAX_SEED)
-        return GenerationResult(**compose(self, prompts, settings, seed, prompt_audio, melody_audio))
+        result = GenerationResult(**compose(self, prompts, settings, seed, prompt_audio, melody_audio))
+        if self.plan.cpu_modes:
+            import psutil
+
+            from musicgen_cli.planning.cpu_modes import learn_from_run
+
+            learn_from_run(self.plan, result.steps_per_s, result.steps, psutil.getloadavg()[0], os.cpu_count() or 1,
+                           self.cache_dir)
+        return result
 
 
 @dataclass(frozen=True)
@@ -343,6 +353,7 @@ def load_model(
         checkpoint_path(model.entry, model.folder, download=download, reporter=report)
     loaded = load_by_plan(model.folder, plan, reporter=report)
     mg = MusicGen(loaded, model.entry, model.folder, report)
+    mg.cache_dir = cache_dir
     mg.lease = model.lease  # taken when the name resolved: `mgen models rm` refuses the model while it is held
     if diffusion:
         mg.load_diffusion(download=download)

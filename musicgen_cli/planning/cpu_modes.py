@@ -61,13 +61,14 @@ class CpuMode:
         return f"{self.tokens_equal:.1f}% same tokens, {self.lsd_db:.2f} dB"
 
 
-# Quality figures: small-shaped model, a 30 s clip (1500 frames), bench_decode.py, BENCHMARKS.md "CPU decode modes".
+# Quality figures: small-shaped model, a 30 s clip (1500 frames) at 2 threads on a 2-core AMX Xeon,
+# each reduced mode with the KV cache it keeps there (bf16), bench_decode.py, BENCHMARKS.md "CPU decode modes".
 CPU_MODES: dict[str, CpuMode] = {m.name: m for m in (
     CpuMode("float32", "fp32", "", None, "float32", None, None),
-    CpuMode("bfloat16", "bf16", "--dtype bfloat16", None, "bfloat16", 96.6, 1.47),
-    CpuMode("int8-weight-only", "int8 w-only", "--quantize int8", "int8", "float32", 96.6, 1.45),
-    CpuMode("int8-dynamic", "int8 dynamic", "--quantize int8", "int8", "float32", 91.5, 2.60),
-    CpuMode("int4-weight-only", "int4 w-only", "--quantize int4", "int4", "float32", 75.8, 4.06),
+    CpuMode("bfloat16", "bf16", "--dtype bfloat16", None, "bfloat16", 97.5, 1.24),
+    CpuMode("int8-weight-only", "int8 w-only", "--quantize int8", "int8", "float32", 97.9, 1.10),
+    CpuMode("int8-dynamic", "int8 dynamic", "--quantize int8", "int8", "float32", 94.3, 2.23),
+    CpuMode("int4-weight-only", "int4 w-only", "--quantize int4", "int4", "float32", 71.8, 4.42),
 )}
 
 
@@ -126,6 +127,11 @@ class KernelProbe:
     attention_bytes_s: float = 0.0  # 0: not measured (an older probe): the read bandwidth stands in
     layer_glue_s: float = 0.0
     attention_bf16_bytes_s: float = 0.0  # the same over a bf16 cache; 0: not measured
+    # Per mode, measured steps/s of the last quiet whole run over what the parts above predict.
+    # The parts are timed alone, each at its best, on working sets a large L3 may hold, so they
+    # add up to a step faster than a real one (2x on a 2-core AMX Xeon, BENCHMARKS.md): a real
+    # run is the only measurement of the whole, and it corrects the next plan.
+    calibration: dict[str, float] = field(default_factory=dict)
 
     def kv_dtype(self, mode: str) -> str:
         """The KV cache's format in `mode`, as the loop picks it (`fastloop.attention_dtype`):
@@ -143,10 +149,13 @@ class KernelProbe:
         """Contention only slows a kernel down: the faster figure of two probes is the truer one."""
         rates = {m: max(r, self.params_per_s.get(m, 0.0)) for m, r in newer.params_per_s.items()}
         glue = min((g for g in (newer.layer_glue_s, self.layer_glue_s) if g > 0), default=0.0)  # 0: unmeasured
+        # The runs calibrated the older figures: kept only while those figures stand.
+        same = rates == self.params_per_s and glue == self.layer_glue_s
         return KernelProbe(newer.machine_key, newer.threads, max(newer.bandwidth_bytes_s, self.bandwidth_bytes_s),
                            rates, newer.measured_at, min(newer.load_avg, self.load_avg), newer.cores,
                            max(newer.attention_bytes_s, self.attention_bytes_s), glue,
-                           max(newer.attention_bf16_bytes_s, self.attention_bf16_bytes_s))
+                           max(newer.attention_bf16_bytes_s, self.attention_bf16_bytes_s),
+                           dict(self.calibration) if same else {})
 
     def steps_per_s(self, config, mode: str, positions: float, rows: int = 2) -> float:
         """Expected decode steps/s: the weights at the probed rate, the KV cache in its format
@@ -156,7 +165,7 @@ class KernelProbe:
         kv = d.num_hidden_layers * 2 * rows * positions * d.hidden_size * (2 if bf16 else 4)
         rate = self.attention_bf16_bytes_s if bf16 else (self.attention_bytes_s or self.bandwidth_bytes_s)
         step = linear_params(config) / self.params_per_s[mode] + kv / rate + d.num_hidden_layers * self.layer_glue_s
-        return 1.0 / step
+        return self.calibration.get(mode, 1.0) / step
 
 
 def probe_path(cache_dir: str | Path | None = None) -> Path:
@@ -182,6 +191,33 @@ def store_probe(probe: KernelProbe, cache_dir: str | Path | None = None) -> None
     atomic_write_text(path, json.dumps(known, indent=2, sort_keys=True))
 
 
+# A run teaches the estimate only when it is long enough for its steady state to dominate and
+# nothing else held the cores (contention only slows a run: it would teach a slower machine).
+LEARN_MIN_STEPS = 100
+CALIBRATION_RANGE = (0.2, 5.0)  # beyond this the run measured something else than the plan assumed
+
+
+def learn_from_run(plan, measured_steps_per_s: float, steps: int, load_avg: float, cores: int,
+                   cache_dir: str | Path | None = None) -> float | None:
+    """Correct the stored probe's estimate for the plan's CPU mode by a whole run's measured
+    speed (a CPU plan made from a probe, a quiet run of `LEARN_MIN_STEPS` or more). Returns the
+    calibration stored, or None when the run teaches nothing."""
+    row = next((r for r in plan.cpu_modes if r["mode"] == plan.cpu_kernel), None)
+    if row is None or plan.uses_gpu or steps < LEARN_MIN_STEPS or load_avg > cores or measured_steps_per_s <= 0:
+        return None
+    probe = cached_probe(plan.cpu_probe_key, cache_dir) if plan.cpu_probe_key else None
+    if probe is None:
+        return None
+    low, high = CALIBRATION_RANGE
+    # The row's speed was calibrated already: the new factor corrects that one.
+    factor = probe.calibration.get(plan.cpu_kernel, 1.0) * measured_steps_per_s / row["steps_per_s"]
+    if not low <= factor <= high:
+        return None
+    probe.calibration[plan.cpu_kernel] = round(factor, 3)
+    store_probe(probe, cache_dir)
+    return probe.calibration[plan.cpu_kernel]
+
+
 def kernel_for(probe: KernelProbe | None, quantize: str | None, dtype: str) -> str:
     """The kernel behind the user's options: int8 takes the fastest gated int8 scheme the
     probe measured (weight-only, the closest to float32, when none is gated or no probe)."""
@@ -203,7 +239,8 @@ def mode_table(probe: KernelProbe, config, positions: float, rows: int) -> list[
             continue
         table.append({"mode": mode.name, "flags": mode.flags, "gated": mode.gated, "quality": mode.quality,
                       "kv_cache": probe.kv_dtype(mode.name),
-                      "steps_per_s": round(probe.steps_per_s(config, mode.name, positions, rows), 2)})
+                      "steps_per_s": round(probe.steps_per_s(config, mode.name, positions, rows), 2),
+                      "calibration": probe.calibration.get(mode.name)})
     return table
 
 
@@ -235,6 +272,7 @@ def annotate(plan, probe: KernelProbe | None, config) -> None:
     frames = min(job.duration_s, job.window_s) * frame_rate(config)
     rows = job.num_samples * (2 if job.guidance else 1)
     plan.cpu_modes = mode_table(probe, config, frames / 2, rows)
+    plan.cpu_probe_key = probe.machine_key
     est = plan.estimates
     if probe.kv_dtype(plan.cpu_kernel) == "bfloat16" and plan.lm_dtype == "float32":
         # the planner counted the cache at the activations' width; the loop keeps it in half that

@@ -95,6 +95,7 @@ class Plan:
     cpu_kernel: str | None = None
     cpu_modes: list[dict] = field(default_factory=list)
     cpu_kv_dtype: str | None = None  # the self-attention cache's format the probe expects the loop to pick
+    cpu_probe_key: str | None = None  # the stored probe the speeds came from (a run corrects it)
 
     def speed_check(self, measured_steps_per_s: float) -> dict:
         """The plan's expected decode speed against a run's: the error, in % of the measured."""
