@@ -1,11 +1,13 @@
 """Load a model folder exactly as a Plan says: placement, dtypes, offload, int8.
 
-The model is read on the CPU (weights memory-mapped from the safetensors file) and placed by
-the loader itself: embeddings, heads and resident decoder layers on their GPU, the plan's RAM
-layers as real pinned host tensors (no meta weights, no accelerate hooks), so the fast loop
-runs every plan the way the plan chose (`decode.offload.Placement`). T5 stays on the CPU in
-float32 read from the file; its output is cast to the LM's dtype at the projections.
-Only disk offload and int8 on a GPU (bitsandbytes) go through accelerate's dispatch.
+A GPU plan is read from the file tensor by tensor straight where the plan puts each one
+(`engine.streaming`): embeddings, heads and resident decoder layers onto their GPU, the plan's
+RAM layers into page-locked host blocks of exactly their size, T5 on the CPU in float32 as
+stored; the host never holds more of the model than the plan counts there. No meta weights and
+no accelerate hooks remain, so the fast loop runs every plan the way the plan chose
+(`decode.offload.Placement`). T5's output is cast to the LM's dtype at the projections.
+A CPU plan holds the whole model on the host anyway and loads with `from_pretrained`; only
+disk offload and int8 on a GPU (bitsandbytes) go through accelerate's dispatch.
 """
 
 from __future__ import annotations
@@ -49,8 +51,6 @@ def load_by_plan(folder: Path, plan: Plan, *, reporter: Reporter | None = None,
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
-    from musicgen_cli.arch import model_class, quiet_transformers
-
     reporter = reporter or NullReporter()
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -65,10 +65,34 @@ def load_by_plan(folder: Path, plan: Plan, *, reporter: Reporter | None = None,
     config = AutoConfig.from_pretrained(folder)
     if config.model_type != plan.model_type:
         raise MgenError(f"the plan is for a {plan.model_type} model, {folder.name} is {config.model_type}", "plan again for this model")
-    dtype = getattr(torch, plan.lm_dtype)
-    kwargs: dict[str, Any] = {"dtype": dtype}
     disk = "disk" in plan.device_map.values()
     bnb = plan.quantize == "int8" and plan.uses_gpu
+    if plan.uses_gpu and not (disk or bnb):
+        model, pageable = _stream_by_plan(folder, config, plan, device_of)
+        if pageable:
+            reporter.message(f"the OS refused to pin {pageable / 2**20:.0f} MiB of decoder layers kept in RAM: they copy "
+                             "to the GPU from pageable memory, more slowly than planned", "warning")
+    else:
+        model = _from_pretrained(folder, config, plan, device_of, disk, bnb, reporter)
+    if plan.quantize and not plan.uses_gpu:
+        from musicgen_cli.engine.quantize import apply_kernel
+        from musicgen_cli.planning.cpu_modes import kernel_for
+
+        apply_kernel(model, plan.cpu_kernel or kernel_for(None, plan.quantize, plan.lm_dtype))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    seconds = time.perf_counter() - start
+    reporter.message(f"loaded {folder.name} in {seconds:.1f} s")
+    return LoadedModel(model=model, tokenizer=tokenizer, config=config, plan=plan, load_seconds=seconds)
+
+
+def _from_pretrained(folder: Path, config, plan: Plan, device_of: Callable[[int], Any], disk: bool, bnb: bool, reporter: Reporter):
+    """A CPU plan (the whole model belongs on the host), or a plan only accelerate's dispatch
+    loads (layers on disk, int8 on a GPU)."""
+    import torch
+
+    from musicgen_cli.arch import model_class, quiet_transformers
+
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, plan.lm_dtype)}
     if disk or bnb:
         kwargs["device_map"] = {k: (device_of(v) if isinstance(v, int) else v) for k, v in plan.device_map.items()}
         kwargs["max_memory"] = {k: v for k, v in plan.max_memory.items() if k in set(plan.device_map.values())}
@@ -92,19 +116,73 @@ def load_by_plan(folder: Path, plan: Plan, *, reporter: Reporter | None = None,
             model.audio_encoder.to(getattr(torch, plan.codec_dtype))
     else:
         place_by_plan(model, plan, device_of)
-        pageable = getattr(getattr(model, "mgen_placement", None), "pageable_bytes", 0)
-        if pageable:
-            reporter.message(f"the OS refused to pin {pageable / 2**20:.0f} MiB of decoder layers kept in RAM: they copy "
-                             "to the GPU from pageable memory, more slowly than planned", "warning")
-    if plan.quantize and not plan.uses_gpu:
-        from musicgen_cli.engine.quantize import apply_kernel
-        from musicgen_cli.planning.cpu_modes import kernel_for
+    return model
 
-        apply_kernel(model, plan.cpu_kernel or kernel_for(None, plan.quantize, plan.lm_dtype))
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    seconds = time.perf_counter() - start
-    reporter.message(f"loaded {folder.name} in {seconds:.1f} s")
-    return LoadedModel(model=model, tokenizer=tokenizer, config=config, plan=plan, load_seconds=seconds)
+
+def _stream_by_plan(folder: Path, config, plan: Plan, device_of: Callable[[int], Any]):
+    """A GPU plan's model read from the file tensor by tensor straight where the plan puts it
+    (engine.streaming): (the model, bytes of RAM layers left pageable because locking was refused)."""
+    import torch
+    from transformers import GenerationConfig
+
+    from musicgen_cli.decode.offload import host_views
+    from musicgen_cli.engine.streaming import Target, empty_model, stream_weights
+
+    model = empty_model(config)
+    keys = sorted(plan.device_map, key=len, reverse=True)  # the most specific entry names a tensor's place
+    ram = {f"decoder.model.decoder.layers.{i}" for i in plan.offload.cpu_layers}
+    blocks: dict[str, dict[str, torch.Tensor]] = {}
+    pageable = 0
+
+    def device(value):
+        return device_of(value) if isinstance(value, int) else torch.device("cpu")
+
+    def target_of(name: str, skeleton: torch.Tensor) -> Target:
+        nonlocal pageable
+        key = next(k for k in keys if name.startswith(f"{k}."))
+        if key == "text_encoder":
+            place, dtype = torch.device(plan.text_encoder_device), plan.text_encoder_dtype
+        elif key == "audio_encoder":
+            place, dtype = device(plan.codec_device), plan.codec_dtype
+        else:
+            place, dtype = device(plan.device_map[key]), plan.lm_dtype
+        dtype = getattr(torch, dtype) if skeleton.is_floating_point() else skeleton.dtype
+        if key not in ram:
+            return Target(place, dtype)
+        if key not in blocks:
+            # One block per RAM layer, allocated when its first tensor arrives: exactly the
+            # layer's bytes in the plan's dtype, which is what the plan counts in RAM.
+            layer = model.get_submodule(key)
+            named = [*layer.named_parameters(), *layer.named_buffers()]
+            views, locked = host_views([(tuple(t.shape), dtype if t.is_floating_point() else t.dtype) for _, t in named])
+            blocks[key] = {f"{key}.{n}": v for (n, _), v in zip(named, views)}
+            pageable += 0 if locked or not torch.cuda.is_available() else sum(v.numel() * v.element_size() for v in views)
+        return Target(place, dtype, blocks[key][name])
+
+    read = stream_weights(model, folder, target_of)
+    loaded = {id(p) for n, p in model.named_parameters() if n in read}
+    missing = {n for n, _ in model.named_parameters(remove_duplicate=False) if n not in read}
+    # As from_pretrained does: the tied copy (T5's encoder token table) becomes the one read.
+    model.tie_weights(missing_keys=missing, recompute_mapping=False)
+    absent = sorted(n for n, p in model.named_parameters(remove_duplicate=False) if id(p) not in loaded)
+    if absent:
+        raise MgenError(f"{folder.name}'s weights lack {', '.join(absent[:3])}{' …' if len(absent) > 3 else ''}",
+                        "download or import the model again (mgen models)")
+    for name, buffer in list(model.named_buffers()):
+        if name not in read:  # computed at init (sinusoidal positions), not stored
+            module_name, _, leaf = name.rpartition(".")
+            target = target_of(name, buffer)
+            module = model.get_submodule(module_name)
+            module._buffers[leaf] = target.view.copy_(buffer) if target.view is not None else buffer.to(target.device, target.dtype)
+    model.eval()
+    try:
+        model.generation_config = GenerationConfig.from_pretrained(folder)
+    except OSError:
+        pass  # no generation_config.json: the one derived from config.json, as from_pretrained keeps
+    _cast_at_projections(model)
+    if plan.uses_gpu:
+        model.mgen_placement = _placement(plan, device, pageable)
+    return model, pageable
 
 
 def place_by_plan(model, plan: Plan, device_of: Callable[[int], Any] = cuda_device) -> None:
@@ -124,7 +202,7 @@ def _place(model, plan: Plan, device_of: Callable[[int], Any]) -> None:
     """Every device-map entry where the plan put it; RAM layers of a GPU plan pinned."""
     import torch
 
-    from musicgen_cli.decode.offload import Placement, to_host
+    from musicgen_cli.decode.offload import to_host
 
     def device(value):
         return device_of(value) if isinstance(value, int) else torch.device("cpu")
@@ -143,26 +221,27 @@ def _place(model, plan: Plan, device_of: Callable[[int], Any]) -> None:
     if isinstance(plan.codec_device, int):
         model.audio_encoder.to(device=device(plan.codec_device), dtype=getattr(torch, plan.codec_dtype))
     if plan.uses_gpu:
-        model.mgen_placement = Placement(main=device(plan.lm_device), ram_layers=sorted(ram),
-                                         mode=plan.offload.mode if ram else None, pageable_bytes=pageable)
+        model.mgen_placement = _placement(plan, device, pageable)
+
+
+def _placement(plan: Plan, device: Callable[[int | str], Any], pageable: int):
+    from musicgen_cli.decode.offload import Placement
+
+    ram = sorted(plan.offload.cpu_layers)
+    return Placement(main=device(plan.lm_device), ram_layers=ram, mode=plan.offload.mode if ram else None,
+                     pageable_bytes=pageable)
 
 
 def _text_encoder_from_file(model, folder: Path, dtype) -> None:
     """T5 in `dtype` (float32) with its weights read from the file at that precision, not
-    rounded through the LM's half precision on the way."""
-    from safetensors import safe_open
+    rounded through the LM's half precision on the way: read again in place, tensor by tensor."""
+    import torch
 
-    encoder = model.text_encoder
-    encoder.to(dtype)
-    prefix = "text_encoder."
-    state = {}
-    for path in sorted(folder.glob("model*.safetensors")):
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                if key.startswith(prefix):
-                    state[key[len(prefix):]] = f.get_tensor(key).to(dtype)
-    if state:
-        encoder.load_state_dict(state, strict=False)
+    from musicgen_cli.engine.streaming import Target, stream_weights
+
+    model.text_encoder.to(dtype)
+    cpu = torch.device("cpu")
+    stream_weights(model, folder, lambda name, tensor: Target(cpu, dtype, tensor.data) if name.startswith("text_encoder.") else None)
 
 
 def _cast_at_projections(model) -> None:

@@ -109,6 +109,12 @@ class Plan:
         return self.device_map[f"{DECODER}.embed_tokens"]
 
     @property
+    def host_weight_bytes(self) -> int:
+        """Weights a load puts in host memory: T5 (float32), EnCodec on the CPU, decoder layers
+        kept in RAM (page-locked behind a GPU at exactly this size)."""
+        return sum(c.bytes for c in self.components if c.device == "cpu")
+
+    @property
     def uses_gpu(self) -> bool:
         return any(isinstance(v, int) for v in self.device_map.values())
 
