@@ -79,6 +79,11 @@ def test_a_gpu_plan_loads_from_the_file_what_from_pretrained_loads(tiny_models, 
     assert got.keys() == want.keys()
     for name, tensor in want.items():
         assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
+    # and the buffers no file holds (sinusoidal positions, EnCodec's conv geometry), computed in place
+    got, want = dict(loaded.model.named_buffers()), dict(reference.named_buffers())
+    assert got.keys() == want.keys()
+    for name, tensor in want.items():
+        assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
     assert loaded.model.text_encoder.encoder.embed_tokens.weight is loaded.model.text_encoder.shared.weight  # tied, as loaded
     assert loaded.model.generation_config.to_dict() == reference.generation_config.to_dict()
     # Where each tensor lives: the meta device stands for the GPU, the rest is on the host.

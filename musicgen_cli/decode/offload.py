@@ -230,8 +230,8 @@ def host_views(specs: list[tuple[tuple[int, ...], torch.dtype]]) -> tuple[list[t
 
 
 def _register(pointer: int, nbytes: int) -> bool:
-    cudart = torch.cuda.cudart()
-    return cudart.cudaHostRegister(pointer, nbytes, 0) == cudart.cudaError.success
+    # Portable (flag 1), as torch's own staging buffers register: locked for every CUDA context.
+    return int(torch.cuda.cudart().cudaHostRegister(pointer, nbytes, 1)) == 0
 
 
 def _unregister(pointer: int) -> None:

@@ -126,7 +126,7 @@ def _stream_by_plan(folder: Path, config, plan: Plan, device_of: Callable[[int],
     from transformers import GenerationConfig
 
     from musicgen_cli.decode.offload import host_views
-    from musicgen_cli.engine.streaming import Target, empty_model, stream_weights
+    from musicgen_cli.engine.streaming import Target, empty_model, model_names, stored_tensors, stream_weights
 
     model = empty_model(config)
     keys = sorted(plan.device_map, key=len, reverse=True)  # the most specific entry names a tensor's place
@@ -159,7 +159,20 @@ def _stream_by_plan(folder: Path, config, plan: Plan, device_of: Callable[[int],
             pageable += 0 if locked or not torch.cuda.is_available() else sum(v.numel() * v.element_size() for v in views)
         return Target(place, dtype, blocks[key][name])
 
-    read = stream_weights(model, folder, target_of)
+    # Buffers the file does not hold (the sinusoidal positions, EnCodec's conv geometry) are
+    # made where they belong and computed there by transformers' own initialiser, as
+    # from_pretrained computes them: built on the host at init instead, they would stay in the
+    # allocator's heap through the load (16 MiB for small).
+    stored = stored_tensors(folder)
+    in_file = set(model_names(model, stored).values())
+    for name, buffer in list(model.named_buffers()):
+        if name not in in_file:
+            module_name, _, leaf = name.rpartition(".")
+            module = model.get_submodule(module_name)
+            target = target_of(name, buffer)
+            module._buffers[leaf] = target.view if target.view is not None else torch.empty(buffer.shape, dtype=target.dtype, device=target.device)
+            _owner(model, module_name)._init_weights(module)
+    read = stream_weights(model, folder, target_of, stored)
     loaded = {id(p) for n, p in model.named_parameters() if n in read}
     missing = {n for n, _ in model.named_parameters(remove_duplicate=False) if n not in read}
     # As from_pretrained does: the tied copy (T5's encoder token table) becomes the one read.
@@ -168,12 +181,6 @@ def _stream_by_plan(folder: Path, config, plan: Plan, device_of: Callable[[int],
     if absent:
         raise MgenError(f"{folder.name}'s weights lack {', '.join(absent[:3])}{' …' if len(absent) > 3 else ''}",
                         "download or import the model again (mgen models)")
-    for name, buffer in list(model.named_buffers()):
-        if name not in read:  # computed at init (sinusoidal positions), not stored
-            module_name, _, leaf = name.rpartition(".")
-            target = target_of(name, buffer)
-            module = model.get_submodule(module_name)
-            module._buffers[leaf] = target.view.copy_(buffer) if target.view is not None else buffer.to(target.device, target.dtype)
     model.eval()
     try:
         model.generation_config = GenerationConfig.from_pretrained(folder)
@@ -222,6 +229,18 @@ def _place(model, plan: Plan, device_of: Callable[[int], Any]) -> None:
         model.audio_encoder.to(device=device(plan.codec_device), dtype=getattr(torch, plan.codec_dtype))
     if plan.uses_gpu:
         model.mgen_placement = _placement(plan, device, pageable)
+
+
+def _owner(model, module_name: str):
+    """The innermost transformers model holding a module: the one whose initialiser knows it."""
+    from transformers import PreTrainedModel
+
+    parts = module_name.split(".")
+    for n in range(len(parts), -1, -1):
+        found = model.get_submodule(".".join(parts[:n]))
+        if isinstance(found, PreTrainedModel):
+            return found
+    return model
 
 
 def _placement(plan: Plan, device: Callable[[int | str], Any], pageable: int):

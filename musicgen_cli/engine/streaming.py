@@ -128,10 +128,11 @@ def _read_through(f, stored: Stored, out: torch.Tensor, scratch: torch.Tensor) -
         flat[start : start + count].copy_(run)
 
 
-def stream_weights(model, folder: Path, target_of: Callable[[str, torch.Tensor], Target | None]) -> set[str]:
-    """Read every tensor of `folder` the model knows into place (`target_of(name, skeleton)`;
-    None: leave that one as it is); returns the model's names that were read."""
-    stored = stored_tensors(folder)
+def stream_weights(model, folder: Path, target_of: Callable[[str, torch.Tensor], Target | None],
+                   stored: dict[str, Stored] | None = None) -> set[str]:
+    """Read every tensor of `folder` (headers: `stored`) the model knows into place
+    (`target_of(name, skeleton)`; None: leave that one as it is); returns the names read."""
+    stored = stored or stored_tensors(folder)
     names = model_names(model, stored)
     scratch = torch.empty(SCRATCH_BYTES, dtype=torch.uint8)
     read = set()
@@ -186,11 +187,11 @@ def _put(module, leaf: str, skeleton: torch.Tensor, value: torch.Tensor) -> None
 
 
 def empty_model(config) -> Any:
-    """The model of `config` with its parameters on the meta device and its buffers real."""
+    """The model of `config` with every parameter and buffer on the meta device."""
     from accelerate import init_empty_weights
     from transformers.initialization import no_init_weights
 
     from musicgen_cli.arch import model_class, quiet_transformers
 
-    with quiet_transformers(), init_empty_weights(include_buffers=False), no_init_weights():
+    with quiet_transformers(), init_empty_weights(include_buffers=True), no_init_weights():
         return model_class(config)(config)

@@ -8,7 +8,7 @@ what a load uses and loads the tokenizer (the plan counts those as the runtime, 
 weights), then resets the kernel's high-water mark (/proc/self/clear_refs, Linux) and loads.
 It prints one JSON line: RSS before, the peak during the load, and the plan's host figure.
 `--from-pretrained` loads as mgen did before streaming: the whole model built on the host by
-`from_pretrained`, then placed.
+`from_pretrained` (memory-mapped), T5 read again in float32, then placed.
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     import accelerate  # noqa: F401  (imported by the load: part of the runtime, not of the load)
     import torch
     import transformers.conversion_mapping  # noqa: F401
+    import transformers.models.encodec.modeling_encodec  # noqa: F401
+    import transformers.models.t5.modeling_t5  # noqa: F401
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig  # noqa: F401
 
     from musicgen_cli.arch import model_class
     from musicgen_cli.engine import loader
-    from musicgen_cli.events import NullReporter
     from musicgen_cli.planning.planner import Plan
 
     plan = Plan.from_json(json.loads(args.plan.read_text()))
@@ -51,7 +52,13 @@ def main(argv: list[str] | None = None) -> None:
     before = _status_bytes("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM starts again from the current RSS
     if args.from_pretrained:
-        model = loader._from_pretrained(args.folder, config, plan, lambda i: meta, False, False, NullReporter())
+        model = model_class(config).from_pretrained(args.folder, dtype=getattr(torch, plan.lm_dtype))
+        loader._text_encoder_from_file(model, args.folder, getattr(torch, plan.text_encoder_dtype))
+        # A copy to a GPU reads every tensor (its memory-mapped pages come into RSS); a move to
+        # the meta device would not, so read each one here as that copy would.
+        for tensor in model.state_dict().values():
+            tensor.sum()
+        loader.place_by_plan(model, plan, lambda i: meta)
     else:
         model = loader.load_by_plan(args.folder, plan, device_of=lambda i: meta).model
     peak = _status_bytes("VmHWM")
