@@ -99,3 +99,45 @@ def test_missing_mbd_weights_name_the_download_before_loading(cache_dir, tmp_pat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFound, match="mgen download mbd"):
         mbd.checkpoint_path(None, tmp_path, download=False)
+
+
+def test_replay_refuses_other_mbd_weights_before_loading(cache_dir, tmp_path, capsys, monkeypatch, one_torch_thread):
+    from musicgen_cli.engine import musicgen
+    from musicgen_cli.store.cache import hash_files, mark_ready
+
+    first = tmp_path / "a.wav"
+    args = ["generate", "-m", "tiny-random", "--decoder", "mbd", "-d", "0.3", "--seed", "3", "--out", str(first), "-q", "x"]
+    assert run_main(capsys, *args).returncode == 0
+    # another random MBD in the same place, recorded as built: the LM is the same, the decoder is not
+    folder = cache_dir / mbd.RANDOM_FOLDER
+    mbd.write_checkpoint(folder / mbd.CHECKPOINT_NAME, mbd.band_configs(unet=mbd.TINY_UNET), seed=1)
+    mark_ready(folder, {"key": mbd.RANDOM_FOLDER, "random_weights": True, "files": hash_files(folder)})
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model loaded before the decoder's weights were checked")
+
+    monkeypatch.setattr(musicgen, "load_model", no_loading)
+    line = one_line_error(run_main(capsys, "generate", "--from-sidecar", str(first.with_suffix(".json")), "--out", str(tmp_path / "b.wav")))
+    assert "MultiBand Diffusion weights" in line and "not the ones that decoded this clip" in line and mbd.CHECKPOINT_NAME in line
+    assert not (tmp_path / "b.wav").exists()
+
+
+def test_batch_checks_the_mbd_checkpoint_before_any_model_loads(tiny_models, cache_dir, tmp_path, capsys, monkeypatch):
+    # a plain model folder decodes with the released checkpoint, which this (offline) cache lacks
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("lofi beat\n")
+    out = tmp_path / "out"
+    line = one_line_error(run_main(capsys, "batch", str(prompts), "--out-dir", str(out), "-m", str(tiny_models["mono"]),
+                                   "--decoder", "mbd", "-d", "0.3", "--offline", "-q"))
+    assert "MultiBand Diffusion" in line and "mgen download mbd" in line
+    assert not (out / "manifest.jsonl").exists()  # no item was started, so none is recorded as failed
+
+
+def test_test_suite_checks_the_mbd_checkpoint_before_any_job(tiny_models, cache_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "suite"
+    line = one_line_error(run_main(capsys, "test-suite", "--only", "small", "--quick", "--model-key", str(tiny_models["mono"]),
+                                   "--decoder", "mbd", "--out-dir", str(out)))
+    assert "MultiBand Diffusion" in line and "mgen download mbd" in line
+    assert not (out / "report.json").exists()  # not a skipped job in a report: the run stopped first

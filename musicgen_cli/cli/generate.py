@@ -102,7 +102,7 @@ def _replayed(from_sidecar: Path, out: Optional[Path], fmt: Optional[str], overw
     from dataclasses import replace
 
     from musicgen_cli.engine.audio import FORMATS, choose_format
-    from musicgen_cli.jobs.replay import check_weights, read_replay
+    from musicgen_cli.jobs.replay import check_decoder, check_weights, read_replay
     from musicgen_cli.jobs.request import Request
     from musicgen_cli.store.manifest import load_manifest
 
@@ -116,6 +116,7 @@ def _replayed(from_sidecar: Path, out: Optional[Path], fmt: Optional[str], overw
         err_console.print(f"note: {replay.note}", markup=False, highlight=False, soft_wrap=True)
     elif manifest.is_cached(entry := manifest.get(replay.model)):  # other weights are refused before loading
         check_weights(replay.fingerprint, replay.model, manifest.folder(entry))
+    check_decoder(replay.decoder_sha256, replay.model, cache_dir)
     recorded = replay.options
     named = out is not None and out.suffix.lstrip(".").lower() in FORMATS  # else keep the recorded format
     chosen = choose_format(out, fmt) if fmt or named else recorded.format

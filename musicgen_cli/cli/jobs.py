@@ -55,8 +55,10 @@ def test_suite_cmd(
     jobs = select_jobs(names, parse_overrides(model_key), quick, large_duration, find_lyrics(lyrics, out_dir))
     plan_kwargs = machine.plan_kwargs()
     machine.threads()
+    settings = sampling.settings()
+    _fetch_diffusion([job.model_key for job in jobs] if settings.decoder == "mbd" else [], cache_dir, download, as_json)
     results = run_suite(
-        jobs, out_dir, cache_dir=cache_dir, machine=machine.machine(cache_dir), download=download, settings=sampling.settings(),
+        jobs, out_dir, cache_dir=cache_dir, machine=machine.machine(cache_dir), download=download, settings=settings,
         plan_kwargs=plan_kwargs, overwrite=overwrite,
         reporter_for=lambda job: reporter_for(as_json, f"mgen test-suite: {job.name} ({job.model_key})"),
     )
@@ -126,6 +128,8 @@ def batch_cmd(
     run_batch = spread.runner()
     plan_kwargs, audio = machine.plan_kwargs(), output.audio()
     items = _batch_items(input_file, out_dir, model_key, duration, cache_dir, sampling, output)
+    if not config.under_launcher():  # launched ranks find what the launching command fetched
+        _fetch_diffusion([it.model for it in items if it.settings.decoder == "mbd"], cache_dir, not offline, quiet or as_json)
     if spread.processes > 1 and not config.under_launcher():
         raise typer.Exit(subprocess.run(launch_command(spread.processes, relaunch_args(sys.argv))).returncode)
     machine.threads()
@@ -163,6 +167,18 @@ def _batch_items(input_file: Path, out_dir: Path, model_key: str, duration: floa
     defaults.settings.validate()  # the command line's own values, named by their flags
     check_seed(sampling.seed)  # the base seed of lines that give none
     return read_items(input_file, defaults, out_dir, known_model)
+
+
+def _fetch_diffusion(models: list[str], cache_dir: Optional[Path], download: bool, silent: bool) -> None:
+    """The MultiBand Diffusion checkpoint of each model that decodes with it, built or fetched
+    before any model loads, as generate does: a missing one stops the run here, in one line."""
+    if not models:
+        return
+    from musicgen_cli.engine.musicgen import diffusion_checkpoint
+
+    with reporter_for(silent, "MultiBand Diffusion") as reporter:
+        for name in dict.fromkeys(models):
+            diffusion_checkpoint(name, cache_dir=cache_dir, download=download, reporter=reporter)
 
 
 def _run_shown(run_batch, items: list, out_dir: Path, options, shown: bool):

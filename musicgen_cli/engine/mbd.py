@@ -398,3 +398,12 @@ def checkpoint_path(entry, folder: Path, *, download: bool = True, reporter: Rep
     if not path.is_file():
         raise ModelNotFound(f"{folder} has no {CHECKPOINT_NAME}", f"run: mgen download {MANIFEST_KEY}")
     return path
+
+
+def checkpoint_digest(path: Path) -> str:
+    """A checkpoint's sha256 as its folder's ready marker records it (a verified download, or
+    the random one as built), else read from the file."""
+    from musicgen_cli.store.cache import read_marker
+
+    recorded = (read_marker(path.parent).get("files") or {}).get(path.name) or {}
+    return recorded.get("sha256") or file_digest(path)

@@ -298,6 +298,20 @@ def resolve_model(
     return ResolvedModel(entry, folder, AutoConfig.from_pretrained(folder), lease)
 
 
+def diffusion_checkpoint(name: str | Path, *, cache_dir: str | Path | None = None, download: bool = True,
+                         reporter: Reporter | None = None) -> Path:
+    """The MultiBand Diffusion checkpoint the model `name` decodes with (built, or downloaded
+    when allowed), found without loading or fetching the model itself: batch and test-suite
+    runs check it before their first model loads. ModelNotFound names the download."""
+    from musicgen_cli.engine.mbd import checkpoint_path
+
+    if Path(name).is_dir():
+        return checkpoint_path(None, Path(name), download=download, reporter=reporter)
+    manifest = load_manifest(cache_dir)
+    entry = manifest.get(str(name))
+    return checkpoint_path(entry, manifest.folder(entry), download=download, reporter=reporter)
+
+
 def load_model(
     name: str | Path | ResolvedModel,
     *,

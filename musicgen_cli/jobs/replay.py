@@ -16,7 +16,7 @@ from typing import Callable
 from musicgen_cli.engine.audio import AudioOptions
 from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.engine.validate import MAX_SEED
-from musicgen_cli.errors import MgenError
+from musicgen_cli.errors import MgenError, ModelNotFound
 from musicgen_cli.jobs.batchfile import FIELD_TYPES, typed_value
 from musicgen_cli.store.fingerprint import weights_fingerprint
 from musicgen_cli.text import TextError, read_text
@@ -38,7 +38,8 @@ class Replay:
     engine: str
     device: str
     fingerprint: str | None
-    note: str | None = None  # a word for the user: how the model was found, when not by its key
+    note: str | None = None
+    decoder_sha256: str | None = None  # the MultiBand Diffusion weights that decoded the clip  # a word for the user: how the model was found, when not by its key
 
 
 class SidecarError(MgenError):
@@ -129,6 +130,10 @@ def read_replay(path: Path | str, known_model: Callable[[str], bool] | None = No
     if not (fingerprint is None or isinstance(fingerprint, dict) and _kind(fingerprint.get("sha256"), str, none=True)):
         problems.append("model.weights_fingerprint must be an object with a sha256 string")
         fingerprint = None
+    decoder = meta.get("decoder")
+    if not (decoder is None or isinstance(decoder, dict) and _kind(decoder.get("weights_sha256"), str, none=True)):
+        problems.append("decoder must be an object with a weights_sha256 string")
+        decoder = None
     if "settings" not in meta:
         problems.append("settings is missing")
     values = _settings(meta.get("settings", {}), problems)
@@ -182,6 +187,7 @@ def read_replay(path: Path | str, known_model: Callable[[str], bool] | None = No
         device=str(meta.get("device") or "cpu").split(":")[0],
         fingerprint=(fingerprint or {}).get("sha256"),
         note=note,
+        decoder_sha256=(decoder or {}).get("weights_sha256") if settings.decoder == "mbd" else None,
     )
 
 
@@ -208,3 +214,22 @@ def check_weights(sha256: str | None, model: str, folder: Path | str) -> None:
         raise MgenError(f"the weights of {model} are not the ones that made this clip "
                         f"(fingerprint {have[:12]}, sidecar {sha256[:12]})",
                         "download or import the model revision the sidecar records")
+
+
+def check_decoder(sha256: str | None, model: str, cache_dir: Path | str | None) -> None:
+    """Refuse to replay a MultiBand Diffusion clip with other diffusion weights than the ones
+    (`sha256`) that decoded it; a checkpoint not downloaded yet is fetched by the run itself."""
+    if not sha256:
+        return
+    from musicgen_cli.engine.mbd import checkpoint_digest  # torch: only for a diffusion clip
+    from musicgen_cli.engine.musicgen import diffusion_checkpoint
+
+    try:
+        path = diffusion_checkpoint(model, cache_dir=cache_dir, download=False)
+    except ModelNotFound:
+        return
+    have = checkpoint_digest(path)
+    if have != sha256:
+        raise MgenError(f"the MultiBand Diffusion weights {path} are not the ones that decoded this clip "
+                        f"(sha256 {have[:12]}, sidecar {sha256[:12]})",
+                        f"put the {path.name} the sidecar records in {path.parent} (mgen download mbd fetches the released one)")
