@@ -96,6 +96,29 @@ def test_a_gpu_plan_loads_from_the_file_what_from_pretrained_loads(tiny_models, 
     assert torch.equal(_greedy_tokens(loaded.model, loaded.tokenizer), _greedy_tokens(reference, loaded.tokenizer))
 
 
+def test_a_tied_copy_stored_twice_is_read_once(tiny_models, gpu_machine, tmp_path, monkeypatch):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from musicgen_cli.engine import streaming
+
+    folder = shutil.copytree(tiny_models["mono"], tmp_path / "both")
+    weights = load_file(folder / "model.safetensors")
+    assert "text_encoder.encoder.embed_tokens.weight" not in weights  # save_pretrained stores it once
+    weights["text_encoder.encoder.embed_tokens.weight"] = weights["text_encoder.shared.weight"].clone()
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    copy = streaming.stored_tensors(folder)["text_encoder.encoder.embed_tokens.weight"]
+    offsets = []
+    read = streaming._read_into
+    monkeypatch.setattr(streaming, "_read_into", lambda f, stored, out: (offsets.append(stored.offset), read(f, stored, out)))
+    plan = plan_memory(AutoConfig.from_pretrained(folder), Job(1), gpu_machine)
+    model = load_by_plan(folder, plan, device_of=lambda i: META).model
+    assert copy.offset not in offsets and offsets  # the 94 MiB float32 table of t5-base is not read twice
+    assert model.text_encoder.encoder.embed_tokens.weight is model.text_encoder.shared.weight
+    assert torch.equal(model.text_encoder.shared.weight, weights["text_encoder.shared.weight"].float())
+
+
 def test_ram_layers_are_locked_at_exactly_the_bytes_the_plan_counts(deep_folder, gpu_machine, monkeypatch):
     from musicgen_cli.decode import offload
 
@@ -121,6 +144,24 @@ def test_ram_layers_are_locked_at_exactly_the_bytes_the_plan_counts(deep_folder,
     del model
     gc.collect()
     assert sorted(unlocked) == sorted(locked)  # unlocked when the weights went
+
+
+def test_a_module_moved_to_the_host_is_locked_in_one_block_of_its_bytes(monkeypatch):
+    from musicgen_cli.decode import offload
+
+    locked, unlocked = {}, []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(offload, "_register", lambda pointer, nbytes: locked.setdefault(pointer, nbytes) is not None)
+    monkeypatch.setattr(offload, "_unregister", unlocked.append)
+    layer = torch.nn.Linear(8, 4).to(torch.bfloat16).requires_grad_(False)
+    x = torch.ones(1, 8, dtype=torch.bfloat16)
+    before = layer(x)
+    assert offload.to_host(layer) == 0
+    assert list(locked.values()) == [(8 * 4 + 4) * 2]  # not the allocator's power of two
+    assert torch.equal(layer(x), before)
+    del layer
+    gc.collect()
+    assert unlocked == list(locked)
 
 
 @pytest.fixture(scope="session")

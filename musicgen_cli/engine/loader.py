@@ -137,8 +137,10 @@ def _stream_by_plan(folder: Path, config, plan: Plan, device_of: Callable[[int],
     def device(value):
         return device_of(value) if isinstance(value, int) else torch.device("cpu")
 
-    def target_of(name: str, skeleton: torch.Tensor) -> Target:
+    def target_of(name: str, skeleton: torch.Tensor) -> Target | None:
         nonlocal pageable
+        if tied.get(name) in in_file:
+            return None  # a tied copy (T5's encoder token table, 94 MiB in float32) is the one already read
         key = next(k for k in keys if name.startswith(f"{k}."))
         if key == "text_encoder":
             place, dtype = torch.device(plan.text_encoder_device), plan.text_encoder_dtype
@@ -165,6 +167,7 @@ def _stream_by_plan(folder: Path, config, plan: Plan, device_of: Callable[[int],
     # allocator's heap through the load (16 MiB for small).
     stored = stored_tensors(folder)
     in_file = set(model_names(model, stored).values())
+    tied = model.all_tied_weights_keys
     for name, buffer in list(model.named_buffers()):
         if name not in in_file:
             module_name, _, leaf = name.rpartition(".")
