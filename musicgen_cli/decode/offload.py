@@ -90,12 +90,14 @@ class LayerStreamer:
         self.tensors = {}
         for i in order:
             entries = _per_step_tensors(layers[i])
-            if self.streams.cuda:
-                for module, name, tensor in entries:
-                    if not tensor.is_pinned():  # loaders that place layers themselves pin already
-                        locked = pinned(tensor)
-                        if locked is not None:
-                            _swap(module, name, locked)
+            # Loaders lock RAM layers already; a caller that placed them itself gets them locked
+            # here, in one exactly sized block (or left pageable where locking is refused).
+            loose = [entry for entry in entries if not entry[2].is_pinned()] if self.streams.cuda else []
+            views, locked = host_views([(tuple(t.shape), t.dtype) for _, _, t in loose]) if loose else ([], False)
+            if locked:
+                for (module, name, tensor), view in zip(loose, views):
+                    view.copy_(tensor.data)
+                    _swap(module, name, view)
             self.tensors[i] = [(module, name, getattr(module, name).data) for module, name, _ in entries]
         first = self.tensors[order[0]]
         # Two buffers (one computing, one filling); one when a single layer is streamed.
@@ -191,15 +193,6 @@ def offload_layers(model, gpu_budget_bytes: int) -> int:
         ram.insert(0, i)
     model.mgen_placement = Placement(main=main, ram_layers=ram, mode="stream" if ram else None)
     return moved
-
-
-def pinned(tensor: torch.Tensor) -> torch.Tensor | None:
-    """A page-locked copy of `tensor`, or None where the OS refuses one (WSL caps pinned memory;
-    a pageable tensor copies more slowly but works)."""
-    try:
-        return tensor.pin_memory()
-    except RuntimeError:
-        return None
 
 
 def host_views(specs: list[tuple[tuple[int, ...], torch.dtype]]) -> tuple[list[torch.Tensor], bool]:
