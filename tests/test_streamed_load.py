@@ -191,3 +191,31 @@ def test_a_gpu_plan_load_peaks_within_a_tenth_of_the_plans_host_figure(small_fol
     # that plus the model's module objects and a few MiB of read buffer.
     assert measured["host_tensor_bytes"] == plan.host_weight_bytes
     assert plan.host_weight_bytes <= measured["growth"] <= 1.10 * plan.host_weight_bytes, measured
+
+
+@pytest.mark.parametrize("damage", ["index escapes", "index not json", "header too long", "offsets past the end",
+                                    "bytes do not match the shape", "unknown dtype"])
+def test_a_damaged_or_escaping_weight_file_is_refused_before_anything_is_read(tmp_path, damage):
+    from musicgen_cli.engine.streaming import MAX_HEADER_BYTES, stored_tensors
+    from musicgen_cli.errors import MgenError
+
+    header = {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}
+    if damage == "offsets past the end":
+        header["w"]["data_offsets"] = [0, 64]
+    elif damage == "bytes do not match the shape":
+        header["w"]["shape"] = [3, 2]
+    elif damage == "unknown dtype":
+        header["w"]["dtype"] = "F8_E9"
+    text = json.dumps(header).encode()
+    size = MAX_HEADER_BYTES + 1 if damage == "header too long" else len(text)
+    (tmp_path / "model.safetensors").write_bytes(size.to_bytes(8, "little") + text + bytes(16))
+    (tmp_path / "outside.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + bytes(16))
+    if damage.startswith("index"):
+        index = {"weight_map": {"w": "../outside.safetensors"}} if damage == "index escapes" else None
+        (tmp_path / "model.safetensors.index.json").write_text("{" if index is None else json.dumps(index))
+    with pytest.raises(MgenError) as refused:
+        stored_tensors(tmp_path)
+    assert "mgen models" in refused.value.fix or "relative name" in refused.value.fix
+    (tmp_path / "model.safetensors.index.json").unlink(missing_ok=True)
+    if damage.startswith("index"):  # the same file without the bad index reads
+        assert stored_tensors(tmp_path)["w"].shape == (2, 2)

@@ -57,29 +57,54 @@ class Target:
     view: torch.Tensor | None = None
 
 
+# The safetensors format caps its JSON header at 100 MB; a larger length field is a damaged file.
+MAX_HEADER_BYTES = 100_000_000
+_DAMAGED = "download or import the model again (mgen models)"
+
+
 def weight_files(folder: Path) -> list[Path]:
-    """The folder's safetensors files: the shards its index names, or the single file."""
+    """The folder's safetensors files: the shards its index names (confined to the folder), or
+    the single file."""
+    from musicgen_cli.store.cache import safe_child
+
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        try:
+            names = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise MgenError(f"{index} is damaged", _DAMAGED) from None
+        return [safe_child(folder, str(name)) for name in sorted(names, key=str)]
     single = folder / "model.safetensors"
     if not single.is_file():
-        raise MgenError(f"{folder} has no model.safetensors", "download or import the model again (mgen models)")
+        raise MgenError(f"{folder} has no model.safetensors", _DAMAGED)
     return [single]
 
 
 def stored_tensors(folder: Path) -> dict[str, Stored]:
-    """Every tensor of the folder's files by its name in the file, from the files' headers."""
+    """Every tensor of the folder's files by its name in the file, from the files' headers
+    (each checked against the file: a damaged header is refused before anything is read)."""
     found = {}
     for path in weight_files(folder):
-        with open(path, "rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(size))
-        for key, info in header.items():
-            if key == "__metadata__":
-                continue
-            start, end = info["data_offsets"]
-            found[key] = Stored(path, 8 + size + start, end - start, _DTYPES[info["dtype"]], tuple(info["shape"]))
+        try:
+            with open(path, "rb") as f:
+                size = int.from_bytes(f.read(8), "little")
+                if size > MAX_HEADER_BYTES:
+                    raise ValueError("header length")
+                header = json.loads(f.read(size))
+            data = path.stat().st_size - 8 - size
+            for key, info in header.items():
+                if key == "__metadata__":
+                    continue
+                start, end = info["data_offsets"]
+                dtype, shape = _DTYPES[info["dtype"]], tuple(int(n) for n in info["shape"])
+                count = 1
+                for n in shape:
+                    count *= n
+                if not 0 <= start <= end <= data or end - start != count * dtype.itemsize:
+                    raise ValueError(key)
+                found[key] = Stored(path, 8 + size + start, end - start, dtype, shape)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise MgenError(f"{path} is damaged (its safetensors header does not describe its bytes)", _DAMAGED) from None
     return found
 
 
@@ -111,7 +136,7 @@ def _read_into(f, stored: Stored, out: torch.Tensor) -> None:
     while done < stored.nbytes:
         n = f.readinto(view[done:])
         if not n:
-            raise MgenError(f"{stored.path} ends inside a tensor", "download or import the model again (mgen models)")
+            raise MgenError(f"{stored.path} ends inside a tensor", _DAMAGED)
         done += n
 
 
@@ -148,7 +173,7 @@ def stream_weights(model, folder: Path, target_of: Callable[[str, torch.Tensor],
                     skeleton = module._buffers[leaf]
                 if tuple(skeleton.shape) != stored[key].shape:
                     raise MgenError(f"{folder.name}: {key} is {list(stored[key].shape)} in the file, {list(skeleton.shape)} in the "
-                                    "model its config.json describes", "download or import the model again (mgen models)")
+                                    "model its config.json describes", _DAMAGED)
                 target = target_of(name, skeleton)
                 if target is None:
                     continue
