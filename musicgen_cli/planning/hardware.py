@@ -75,21 +75,23 @@ def _probe_gpus(cache_dir: str | Path | None = None) -> tuple[GPU, ...]:
         return ()
     if not torch.cuda.is_available():
         return ()
+    from musicgen_cli.planning.gpu_memory import free_bytes
     from musicgen_cli.planning.linkprobe import link_bandwidths
 
     gpus = []
-    for index in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(index)
-        # Before reading free memory: the link probe's buffers are gone by then.
-        h2d, host_read = link_bandwidths(index, props.name, cache_dir)
-        free, total = torch.cuda.mem_get_info(index)
+    # Properties come from the runtime without a context; free memory from the driver (gpu_memory).
+    every = [torch.cuda.get_device_properties(index) for index in range(torch.cuda.device_count())]
+    links = [link_bandwidths(index, props.name, cache_dir) for index, props in enumerate(every)]
+    free = free_bytes([str(props.uuid) for props in every])  # after the link probes: their buffers are gone
+    for index, props in enumerate(every):
+        h2d, host_read = links[index]
         capability = (props.major, props.minor)
         gpus.append(
             GPU(
                 index=index,
                 name=props.name,
-                total_bytes=int(total),
-                free_bytes=int(free),
+                total_bytes=int(props.total_memory),
+                free_bytes=int(free[index]),
                 capability=capability,
                 bf16=capability >= (8, 0),
                 bandwidth_bytes_s=gpu_bandwidth(props.name),

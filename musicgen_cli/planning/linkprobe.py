@@ -5,9 +5,8 @@ host-to-device bandwidth against how fast the CPU runs a RAM layer's projections
 multiplies two rows (a sample and its CFG twin) by half-precision weights, which a CPU runs far
 below its memory bandwidth (0.5-0.8 GB/s of weights measured, against 5-20 GB/s for a float32
 `sum()`). GPU plans keep RAM layers in bfloat16, so that is the rate measured. Both are measured
-here, at probe time, before free VRAM is read: the probe's 64 MiB buffers are freed and the
-allocator's cache emptied first, so the plan's free-memory figure already leaves them out, and
-the plan (not the decode loop) makes the choice. Results go to `link-bandwidth.json` under the
+at probe time, in a child process (its CUDA context and 64 MiB buffers die with it, before free
+VRAM is read), and the plan (not the decode loop) makes the choice. Results go to `link-bandwidth.json` under the
 cache root, keyed by GPU, driver-visible index and torch version, so later runs read them.
 """
 
@@ -36,13 +35,27 @@ def link_bandwidths(index: int, name: str, cache_dir: str | Path | None = None) 
         cached = {}
     if key in cached:
         return float(cached[key][0]), float(cached[key][1])
-    found = measure(torch.device("cuda", index))
+    found = measure_in_child(index)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({**cached, key: list(found)}, indent=1))
     except OSError:
         pass  # a read-only cache measures again next time
     return found
+
+
+def measure_in_child(index: int) -> tuple[float, float]:
+    """`measure` on GPU `index` in a child process: the CUDA context the copies need dies with
+    it, so probing a GPU no plan uses leaves nothing on it (the child inherits
+    CUDA_VISIBLE_DEVICES, so its index is ours)."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys, torch; from musicgen_cli.planning.linkprobe import measure; "
+            "print(json.dumps(measure(torch.device('cuda', int(sys.argv[1])))))")
+    done = subprocess.run([sys.executable, "-c", code, str(index)], capture_output=True, text=True, timeout=300, check=True)
+    link, host_read = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(link), float(host_read)
 
 
 def measure(device) -> tuple[float, float]:
