@@ -126,7 +126,10 @@ def _replayed(from_sidecar: Path, out: Optional[Path], fmt: Optional[str], overw
         take=replay.sample_index, weights_sha256=replay.fingerprint,
     )
     plan = {**machine.plan_kwargs(), "dtype": replay.dtype, "quantize": replay.quantize}
-    return request, plan, replace(machine, device=replay.device if machine.device == "auto" else machine.device)
+    device = replay.device if machine.device == "auto" else machine.device
+    if note := replay.draw_note(device):
+        err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    return request, plan, replace(machine, device=device)
 
 
 def _request(prompt: Optional[str], out: Optional[Path], overwrite: bool, *, model: ModelOptions, clip: ClipOptions,

@@ -1,22 +1,25 @@
 """Next-token choice: classifier-free guidance, then temperature, top-k, top-p, then a draw.
 
-The order and the arithmetic follow transformers' logits processors step for step. Off CUDA the
+The order and the arithmetic follow transformers' logits processors step for step. On the host the
 draw is one `torch.multinomial` over all rows, so a seeded run consumes the global RNG exactly
 as `generate` does and picks the same tokens.
 
-On CUDA the draw differs from transformers', on purpose: `multinomial` reads a value back to
-the host every call (a sync that stops graph replays being queued ahead) and checks its input
-with a device-side assert, so one NaN from a half-precision overflow would end the CUDA context
-for the rest of the process. There the draw is an exponential race (argmax of p / E with
-E ~ Exp(1), which picks token i with probability p_i) that never leaves the device, and
-non-finite logits are noted on the device and raised as `NonFiniteLogits` once the window is
-done. Greedy decoding is an argmax on every device, so greedy tokens match every engine.
+Off the host (CUDA, and the meta device the VRAM ledger stands in for a GPU with) the draw
+differs from transformers', on purpose: `multinomial` reads a value back to the host every call
+(a sync that stops graph replays being queued ahead) and checks its input with a device-side
+assert, so one NaN from a half-precision overflow would end the CUDA context for the rest of
+the process. There the draw is an exponential race (argmax of p / E with E ~ Exp(1), which
+picks token i with probability p_i) that never leaves the device, and non-finite logits are
+noted on the device and raised as `NonFiniteLogits` once the window is done. Greedy decoding is
+an argmax on every device, so greedy tokens match every engine. `draws.draw_for` names the draw
+a run makes; the sidecar records it (the same seed gives the same clip only through the same draw).
 """
 
 from __future__ import annotations
 
 import torch
 
+from musicgen_cli.decode.draws import sync_free_on
 from musicgen_cli.decode.types import Sampling
 from musicgen_cli.errors import NonFiniteLogits
 
@@ -68,9 +71,9 @@ class WindowSampler:
     def __init__(self, sampling: Sampling, device: torch.device, dtype: torch.dtype, *, sync_free: bool | None = None):
         self.sampling = sampling
         self.dtype = dtype
-        self.sync_free = device.type == "cuda" if sync_free is None else sync_free
-        # -1 until a step's logits are not all finite, then that step (1-based)
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.sync_free = sync_free_on(device.type) if sync_free is None else sync_free
+        # 0 until a step's logits are not all finite, then that step (1-based)
+        self.first_bad = torch.zeros((), dtype=torch.long, device=device)
 
     def __call__(self, logits: torch.Tensor, step: int) -> torch.LongTensor:
         finite = torch.isfinite(logits).all()
@@ -78,11 +81,11 @@ class WindowSampler:
             if not finite:
                 raise NonFiniteLogits(step, str(self.dtype).removeprefix("torch."))
         else:
-            self.first_bad = torch.where((self.first_bad < 0) & ~finite, step, self.first_bad)
+            self.first_bad = torch.where((self.first_bad == 0) & ~finite, step, self.first_bad)
         return next_tokens(logits, self.sampling, sync_free=self.sync_free)
 
     def finish(self) -> None:
         """One host read per window: raise if any step's logits were not finite."""
         step = int(self.first_bad)
-        if step >= 0:
+        if step:
             raise NonFiniteLogits(step, str(self.dtype).removeprefix("torch."))

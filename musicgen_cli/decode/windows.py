@@ -73,7 +73,11 @@ def engine_for(model, engine: str) -> str:
         raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'reference'")
     # accelerate's disk offload leaves weights on the meta device behind hooks; only
     # transformers' forward knows how to page them in, so such models take the reference.
-    if engine == "fast" and any(p.is_meta for p in model.decoder.parameters()):
+    # A model the loader placed itself has no hooks: meta weights there stand for a GPU's
+    # (the VRAM ledger's stand-in device), and the fast loop runs it.
+    from musicgen_cli.decode.offload import placement_of
+
+    if engine == "fast" and placement_of(model) is None and any(p.is_meta for p in model.decoder.parameters()):
         return "reference"
     return engine
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from musicgen_cli import __version__
+from musicgen_cli.decode.draws import draw_for
 from musicgen_cli.engine import audio
 from musicgen_cli.engine.prompts import slugify
 from musicgen_cli.engine.validate import check_name_lengths, check_writable_folder
@@ -200,6 +201,8 @@ def sidecar(result: "GenerationResult", mg: "MusicGen", index: int, extra: dict 
         "dtype": mg.plan.lm_dtype,
         "device": f"cuda:{mg.plan.lm_device}" if isinstance(mg.plan.lm_device, int) else str(mg.plan.lm_device),
         "engine": result.settings.engine,
+        "draw": draw_for(result.engine, "cuda" if isinstance(mg.plan.lm_device, int) else str(mg.plan.lm_device),
+                         result.settings.greedy),
         "decoder": result.decoder or {"name": result.settings.decoder},
         "quantize": mg.plan.quantize,
         "windows": result.windows,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
+from musicgen_cli.decode.draws import EXPONENTIAL_RACE, draw_for
 from musicgen_cli.engine.audio import AudioOptions
 from musicgen_cli.engine.settings import GenerateSettings
 from musicgen_cli.engine.validate import MAX_SEED
@@ -38,8 +39,19 @@ class Replay:
     engine: str
     device: str
     fingerprint: str | None
-    note: str | None = None
-    decoder_sha256: str | None = None  # the MultiBand Diffusion weights that decoded the clip  # a word for the user: how the model was found, when not by its key
+    note: str | None = None  # a word for the user: how the model was found, when not by its key
+    decoder_sha256: str | None = None  # the MultiBand Diffusion weights that decoded the clip
+    draw: str | None = None  # the draw that picked the recorded clip's tokens (decode.draws); None: not recorded
+
+    def draw_note(self, device: str) -> str | None:
+        """What the user should know when a replay with the LM on `device` ("cpu", "cuda")
+        draws its tokens differently from the recorded clip: the same seed, other tokens."""
+        now = draw_for(self.engine, device, self.settings.greedy)
+        if self.draw is None or self.draw == now:
+            return None
+        where = "on a GPU" if self.draw == EXPONENTIAL_RACE else "with --device cpu"
+        return (f"the clip was sampled by {self.draw} and this replay on {device.upper()} samples by {now}: "
+                f"the same seed gives other tokens, so the audio will not be byte-identical (replay {where} for the same clip)")
 
 
 class SidecarError(MgenError):
@@ -146,7 +158,7 @@ def read_replay(path: Path | str, known_model: Callable[[str], bool] | None = No
     count = values.get("num_samples", 1)
     if not _kind(index, int) or not _kind(count, int) or not 0 <= index < max(count, 1):
         problems.append(f"sample_index must be an integer from 0 to {count - 1 if _kind(count, int) else 'num_samples - 1'}")
-    for key in ("dtype", "quantize", "device"):
+    for key in ("dtype", "quantize", "device", "draw"):
         if not _kind(meta.get(key), str, none=True):
             problems.append(f"{key} must be a string")
     batch = meta.get("batch")
@@ -188,6 +200,7 @@ def read_replay(path: Path | str, known_model: Callable[[str], bool] | None = No
         fingerprint=(fingerprint or {}).get("sha256"),
         note=note,
         decoder_sha256=(decoder or {}).get("weights_sha256") if settings.decoder == "mbd" else None,
+        draw=meta.get("draw"),
     )
 
 

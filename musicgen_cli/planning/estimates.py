@@ -52,10 +52,17 @@ CUDA_CONTEXT_BYTES = 400 * MiB
 # cuBLAS workspaces on a GPU that runs decoder layers: CUDA 12+ cuBLAS keeps up to 32 MiB per
 # stream on Hopper (4 MiB elsewhere); the compute and the layer-copy streams each get one.
 CUBLAS_WORKSPACE_BYTES = 64 * MiB
+# The caching allocator's fragmentation, as a share of what a GPU may hold: large blocks are
+# carved from 2 MiB-rounded segments and cached once freed, and a decode step's attention
+# tensors grow by one position a step, so a freed block is often a little too small for the
+# next request and a new segment is reserved beside it. Reserved-over-allocated stays within a
+# few per cent for one-shape-per-step inference; 5 % covers it with room (the GPU check
+# compares memory_reserved with memory_allocated on a real card).
+FRAGMENTATION_SHARE = 0.05
 # Host RSS added by loading the CUDA runtime, cuBLAS and cuDNN into the process.
 CUDA_HOST_RSS_BYTES = 1 * GiB
-# VRAM left unused by default: max of this floor and a share of the card, for allocator
-# fragmentation, the desktop and other processes.
+# VRAM left unused by default (--reserve): max of this floor and a share of the card, for the
+# desktop and other processes (fragmentation and workspaces have their own reserve, below).
 DEFAULT_RESERVE_FLOOR = 512 * MiB
 DEFAULT_RESERVE_SHARE = 0.08
 # The caching allocator rounds blocks up; transient tensors cost a little more than their size.
@@ -91,6 +98,12 @@ MAX_TEXT_TOKENS = 512
 # sample rate: its last upsampling stage holds this many at once. Measured: peak RSS growth
 # of a 32 kHz decode on CPU is 40 MiB per second of audio (benchmarks, 5 s vs 20 s clips).
 CODEC_LIVE_TENSORS = 5.2
+# The same decode on a GPU in live tensor bytes (what the caching allocator has handed out, as
+# max_memory_allocated reports it): 4.0 such tensors, 31.3 MiB per second of audio, counted by
+# the VRAM ledger (musicgen_cli/testing/ledger.py) for 2 to 30 s clips. The host figure above is
+# RSS, which also holds blocks malloc keeps after they are freed; on a GPU that slack is the
+# workspace reserve's fragmentation share.
+CODEC_LIVE_TENSORS_VRAM = 4.0
 # Seconds of decode per second of audio for EnCodec (32 kHz): GPU (estimate), and one CPU
 # core (measured: 20 s of audio in 17.7 s on one thread).
 CODEC_S_PER_AUDIO_S_GPU = 0.004
@@ -115,6 +128,13 @@ def cpu_bandwidth(cores: int) -> float:
 
 def default_reserve(total_bytes: int) -> int:
     return int(max(DEFAULT_RESERVE_FLOOR, DEFAULT_RESERVE_SHARE * total_bytes))
+
+
+def workspace_reserve(usable_bytes: int) -> int:
+    """VRAM a GPU keeps beyond the plan's tensors (the bytes the VRAM ledger counts): the cuBLAS
+    workspaces and EnCodec's cuDNN convolution workspace, which live outside the tensors the
+    plan sizes, and allocator fragmentation in proportion to what the GPU may hold."""
+    return CUBLAS_WORKSPACE_BYTES + int(FRAGMENTATION_SHARE * usable_bytes)
 
 # A run whose decode speed misses the plan's estimate by more than this (% of the measured speed)
 # says so: the probe's figures may be stale or from a busy machine (`mgen probe` measures again).

@@ -33,12 +33,24 @@ class Layout:
 
 
 def gpu_budget(gpu, reserve_bytes: int | None, max_vram_bytes: int | None) -> int:
-    """Usable VRAM of a GPU after the reserve (and under --max-vram)."""
+    """What the plan's tensors may take on a GPU: its free memory after the user's reserve,
+    under --max-vram, less the workspace and fragmentation reserve (`workspace_share`)."""
+    usable = gpu_allowance(gpu, reserve_bytes, max_vram_bytes)
+    return max(0, usable - K.workspace_reserve(usable))
+
+
+def gpu_allowance(gpu, reserve_bytes: int | None, max_vram_bytes: int | None) -> int:
+    """VRAM mgen may take on a GPU at all: free after the reserve (and under --max-vram)."""
     reserve = K.default_reserve(gpu.total_bytes) if reserve_bytes is None else reserve_bytes
     usable = gpu.free_bytes - reserve
     if max_vram_bytes is not None:
         usable = min(usable, max_vram_bytes)
     return max(0, int(usable))
+
+
+def workspace_share(gpu, reserve_bytes: int | None, max_vram_bytes: int | None) -> int:
+    """The part of a GPU's allowance kept for workspaces and fragmentation, not for tensors."""
+    return gpu_allowance(gpu, reserve_bytes, max_vram_bytes) - gpu_budget(gpu, reserve_bytes, max_vram_bytes)
 
 
 def job_bytes_for(sizes: ModelSizes, job, dtype: str, codec_dtype: str, codec_budget: int | None = None) -> JobBytes:
@@ -110,11 +122,30 @@ def gpu_use(layout: Layout, sizes, jb: JobBytes, lm_dtype, quantize, gpu: int) -
     return used
 
 
+def gpu_weights(layout: Layout, sizes, lm_dtype, quantize, gpu: int) -> int:
+    """The LM weights a GPU keeps between windows, when caches, step tensors and streamed
+    layers' buffers are freed."""
+    on_gpu = sum(1 for d in layout.layer_device if d == gpu)
+    return on_gpu * sizes.layer_bytes(lm_dtype, quantize) + (sizes.nbytes(sizes.lm_fixed_keys, lm_dtype) if gpu == layout.main else 0)
+
+
+def gpu_peak(layout: Layout, sizes, jb: JobBytes, lm_dtype, quantize, codec_dtype, gpu: int, codec: bool) -> int:
+    """Bytes of tensors a GPU holds at its peak, EnCodec there or not (`codec`): the LM's
+    decode steps with EnCodec's weights beside them, or EnCodec's decode after the last window
+    (the caches are gone by then), whichever is more."""
+    lm = gpu_use(layout, sizes, jb, lm_dtype, quantize, gpu) if layout.main != "cpu" else 0
+    if not codec:
+        return lm
+    weights = sizes.nbytes(["audio_encoder"], codec_dtype)
+    decode = gpu_weights(layout, sizes, lm_dtype, quantize, gpu) + weights + jb.codec_decode_vram + jb.audio_out
+    return max(lm + weights, decode)
+
+
 def gpu_overhead(layer_kv: int) -> int:
-    """What a GPU running decoder layers holds beyond weights, caches and step tensors: cuBLAS
-    workspaces (compute and copy streams), and the reference engine's cache growth, which
-    re-allocates one layer's keys/values one position longer while the old ones are alive."""
-    return K.CUBLAS_WORKSPACE_BYTES + layer_kv
+    """What a GPU running decoder layers holds beyond weights, caches and step tensors: the
+    reference engine's cache growth, which re-allocates one layer's keys/values one position
+    longer while the old ones are alive (workspaces are in the budget's reserve)."""
+    return layer_kv
 
 
 def place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, codec_dtype) -> None:
@@ -122,13 +153,14 @@ def place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, codec_dty
     layout.codec_device, layout.codec_chunk_s = "cpu", None
     if not gpus or force_cpu_codec():
         return
-    jb = job_bytes_for(sizes, job, lm_dtype, lm_dtype)
-    weights = sizes.nbytes(["audio_encoder"], codec_dtype)
-    spare = {g.index: budgets[g.index] - gpu_use(layout, sizes, jb, lm_dtype, quantize, g.index) - weights for g in gpus}
+    jb = job_bytes_for(sizes, job, lm_dtype, codec_dtype)
+    spare = {g.index: budgets[g.index] - gpu_peak(layout, sizes, jb, lm_dtype, quantize, codec_dtype, g.index, codec=False)
+             for g in gpus}
     index = max(spare, key=spare.get)
-    decode = job_bytes_for(sizes, job, lm_dtype, codec_dtype, codec_budget=spare[index])
-    if decode.codec_decode + decode.audio_out <= spare[index]:
-        layout.codec_device, layout.codec_chunk_s = index, decode.codec_chunk_s
+    for decode in (jb, job_bytes_for(sizes, job, lm_dtype, codec_dtype, codec_budget=0)):  # whole clip, else in chunks
+        if gpu_peak(layout, sizes, decode, lm_dtype, quantize, codec_dtype, index, codec=True) <= budgets[index]:
+            layout.codec_device, layout.codec_chunk_s = index, decode.codec_chunk_s
+            return
 
 
 def step_time(layout: Layout, sizes, jb: JobBytes, machine: Machine, lm_dtype, quantize) -> float:

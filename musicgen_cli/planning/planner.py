@@ -23,13 +23,14 @@ from musicgen_cli.planning.placement import (
     device_map_for,
     gpu_budget,
     gpu_overhead,
-    gpu_use,
+    gpu_peak,
     job_bytes_for,
     make_layout,
     mode_times,
     place_codec,
     step_time,
     stream_counts,
+    workspace_share,
 )
 from musicgen_cli.planning.sizing import (
     DECODER,
@@ -85,7 +86,9 @@ class Plan:
     codec_dtype: str
     codec_chunk_s: float | None  # None: EnCodec decodes the clip in one go
     max_memory: dict[int | str, int]
-    budgets: dict[int, int]  # usable VRAM per GPU after the reserve
+    budgets: dict[int, int]  # VRAM per GPU the plan's tensors may take (after both reserves)
+    # VRAM per GPU kept for cuBLAS/cuDNN workspaces and allocator fragmentation (estimates.workspace_reserve)
+    workspace_reserve: dict[int, int]
     offload: Offload
     estimates: Estimates
     components: list[Component]
@@ -123,6 +126,7 @@ class Plan:
         # JSON keys are strings; GPU indices stay recognisable as digits.
         data["max_memory"] = {str(k): v for k, v in self.max_memory.items()}
         data["budgets"] = {str(k): v for k, v in self.budgets.items()}
+        data["workspace_reserve"] = {str(k): v for k, v in self.workspace_reserve.items()}
         data["estimates"]["peak_vram_bytes"] = {str(k): v for k, v in self.estimates.peak_vram_bytes.items()}
         return data
 
@@ -138,6 +142,7 @@ class Plan:
                 "job": Job(**data["job"]),
                 "max_memory": keys(data["max_memory"]),
                 "budgets": keys(data["budgets"]),
+                "workspace_reserve": keys(data.get("workspace_reserve", {})),
                 "offload": Offload(**data["offload"]),
                 "estimates": Estimates(**est),
                 "components": [Component(**c) for c in data["components"]],
@@ -210,6 +215,7 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     warnings: list[str] = []
     gpus = list(machine.gpus)
     budgets = {g.index: gpu_budget(g, reserve_bytes, max_vram_bytes) for g in gpus}
+    workspace = {g.index: workspace_share(g, reserve_bytes, max_vram_bytes) for g in gpus}
     gpus = [g for g in gpus if budgets[g.index] > 0]
     if machine.gpus and not gpus:
         warnings.append("no GPU has memory to spare after the reserve: everything runs on the CPU")
@@ -249,7 +255,7 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     variants = [layouts(budgets)]
     if gpus and not force_cpu_codec():
         last = gpus[-1].index
-        codec_room = sizes.nbytes(["audio_encoder"], CODEC_DTYPE) + job_bytes_for(sizes, job, lm_dtype, CODEC_DTYPE, codec_budget=0).codec_decode
+        codec_room = sizes.nbytes(["audio_encoder"], CODEC_DTYPE) + job_bytes_for(sizes, job, lm_dtype, CODEC_DTYPE, codec_budget=0).codec_decode_vram
         codec_room += jb.audio_out
         variants.append(layouts({**budgets, last: max(0, budgets[last] - codec_room)}))
     best, best_group, misses = None, [], []
@@ -257,7 +263,7 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
         for layout in group:
             place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, CODEC_DTYPE)
             try:
-                plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings)
+                plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings, workspace)
             except _NoFit as exc:
                 misses.append(exc)
                 continue
@@ -273,7 +279,7 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     return best
 
 
-def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, budgets, shared_warnings) -> Plan:
+def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, budgets, shared_warnings, workspace) -> Plan:
     """The plan of one layout: its VRAM, its RAM (and disk), its time and its parts; _NoFit when it does not fit."""
     warnings = list(shared_warnings)
     codec_dtype = CODEC_DTYPE
@@ -301,6 +307,7 @@ def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, 
         codec_chunk_s=layout.codec_chunk_s,
         max_memory={**{i: budgets[i] for i in sorted(budgets)}, "cpu": max(0, int(memory.budget - memory.fixed))},
         budgets=dict(budgets),
+        workspace_reserve=dict(workspace),
         offload=Offload(
             cpu_layers=[i for i in offloaded] if main != "cpu" else [],
             disk_layers=memory.disk_layers,
@@ -322,12 +329,8 @@ def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, 
 
 def _vram(layout: Layout, sizes, jb: JobBytes, lm_dtype, quantize, codec_dtype, budgets) -> dict[int, int]:
     """Peak VRAM per GPU: the LM's share, and EnCodec with its decode where it runs on that GPU."""
-    peak_vram = {}
-    for index in sorted(budgets):
-        use = gpu_use(layout, sizes, jb, lm_dtype, quantize, index) if layout.main != "cpu" else 0
-        if layout.codec_device == index:
-            use += sizes.nbytes(["audio_encoder"], codec_dtype) + jb.codec_decode + jb.audio_out
-        peak_vram[index] = use
+    peak_vram = {index: gpu_peak(layout, sizes, jb, lm_dtype, quantize, codec_dtype, index, codec=layout.codec_device == index)
+                 for index in sorted(budgets)}
     for index, use in peak_vram.items():
         if use > budgets[index]:
             raise AssertionError(f"planner bug: GPU {index} planned {use} bytes over its budget {budgets[index]}")

@@ -265,7 +265,8 @@ class JobBytes:
 
     kv_per_layer: int  # self- plus cross-attention K and V of one layer
     step_transient: int  # logits, activations and attention scores of one step
-    codec_decode: int  # EnCodec's peak while decoding (whole clip, or one chunk)
+    codec_decode: int  # EnCodec's peak while decoding (whole clip, or one chunk), in RAM
+    codec_decode_vram: int  # the same decode's live tensors on a GPU
     codec_chunk_s: float | None  # None: the clip decodes in one go
     text_encoder_run: int  # T5 activations for the prompt batch
     audio_out: int  # the float32 waveforms returned
@@ -318,6 +319,7 @@ def job_bytes(
         kv_per_layer=kv,
         step_transient=transient,
         codec_decode=int(per_second * seconds),
+        codec_decode_vram=int(per_second * seconds * K.CODEC_LIVE_TENSORS_VRAM / K.CODEC_LIVE_TENSORS),
         codec_chunk_s=chunk_s,
         text_encoder_run=t5_run,
         audio_out=int(samples * duration_s * sizes.sample_rate * 4),

@@ -101,6 +101,9 @@ def estimates_table(plan: Plan) -> Table:
     for index, peak in est.peak_vram_bytes.items():
         budget = plan.budgets[index]
         table.add_row(f"peak VRAM, GPU {index}", human(peak), f"of {human(budget)} usable ({peak / budget:.0%})" if budget else "")
+        if index in plan.workspace_reserve:
+            table.add_row(f"workspace reserve, GPU {index}", human(plan.workspace_reserve[index]),
+                          "cuBLAS/cuDNN workspace and fragmentation")
     ram_free = plan.machine["ram_available_bytes"]
     table.add_row("peak RAM", human(est.peak_ram_bytes), f"of {human(ram_free)} available ({est.peak_ram_bytes / ram_free:.0%})")
     table.add_row("decode step", f"{est.step_time_s * 1000:.1f} ms", f"{est.decode_steps} steps for {plan.job.duration_s:g} s")
