@@ -26,6 +26,7 @@ from musicgen_cli.planning.hardware import probe, simulate
 from musicgen_cli.planning.planner import Job, plan_memory
 from musicgen_cli.planning.sizing import model_sizes
 from musicgen_cli.testing import ModelSpec, write_model_folder
+from musicgen_cli.testing.ledger import max_vram_for
 
 GiB, MiB = 2**30, 2**20
 
@@ -39,7 +40,7 @@ def plans(folder: Path):
         whole = plan_memory(config, Job(1), machine)
         w = model_sizes(config).layer_bytes(whole.lm_dtype)
         yield "layers and EnCodec in RAM", plan_memory(config, Job(1), machine, reserve_bytes=0,
-                                                       max_vram_bytes=whole.estimates.peak_vram_bytes[0] - 8 * w)
+                                                       max_vram_bytes=max_vram_for(whole.estimates.peak_vram_bytes[0] - 8 * w))
     finally:
         del os.environ["FORCE_CPU_COMP"]
 

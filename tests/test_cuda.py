@@ -24,6 +24,7 @@ from musicgen_cli.planning.hardware import probe, simulate
 from musicgen_cli.planning.planner import Job, plan_memory
 from musicgen_cli.planning.sizing import model_sizes
 from musicgen_cli.testing import ModelSpec, write_model_folder
+from musicgen_cli.testing.ledger import max_vram_for
 
 pytestmark = pytest.mark.cuda
 GiB = 2**30
@@ -77,7 +78,7 @@ def plans_of(folder: Path, dtype: str | None = None) -> dict[str, object]:
     if sizes.num_layers > 2:
         budget = whole.estimates.peak_vram_bytes[0] - 3 * sizes.layer_bytes(whole.lm_dtype)
         for mode, link in (("stream", (1e15, 1e6)), ("cpu", (1e6, 1e15))):
-            plan = plan_memory(config, Job(1), machine(link), dtype=dtype, reserve_bytes=0, max_vram_bytes=budget)
+            plan = plan_memory(config, Job(1), machine(link), dtype=dtype, reserve_bytes=0, max_vram_bytes=max_vram_for(budget))
             assert plan.offload.cpu_layers and plan.offload.mode == mode
             found[mode] = plan
     return found

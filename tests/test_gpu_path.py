@@ -4,7 +4,6 @@ freeing models. The same checks on a real GPU are tests/test_cuda.py."""
 
 from __future__ import annotations
 
-import math
 import types
 import weakref
 
@@ -23,6 +22,7 @@ from musicgen_cli.planning import estimates as K
 from musicgen_cli.planning.hardware import probe, simulate
 from musicgen_cli.planning.planner import Job, plan_memory
 from musicgen_cli.planning.sizing import model_sizes
+from musicgen_cli.testing.ledger import max_vram_for
 
 CPU = torch.device("cpu")
 GiB = 2**30
@@ -115,10 +115,8 @@ def _ram_plan(folder, monkeypatch, link: tuple[float, float]):
     whole = plan_memory(config, Job(1), machine, dtype="float32")
     assert not whole.offload.cpu_layers
     layer = model_sizes(config).layer_bytes("float32")
-    # --max-vram covers the tensors' budget and the workspace reserve taken from it
-    room = whole.estimates.peak_vram_bytes[0] - 3 * layer
     plan = plan_memory(config, Job(1), machine, dtype="float32", reserve_bytes=0,
-                       max_vram_bytes=math.ceil((room + K.CUBLAS_WORKSPACE_BYTES) / (1 - K.FRAGMENTATION_SHARE)))
+                       max_vram_bytes=max_vram_for(whole.estimates.peak_vram_bytes[0] - 3 * layer))
     assert plan.offload.cpu_layers and plan.device_map["decoder.model.decoder.layers.5"] == "cpu"
     return plan, whole
 

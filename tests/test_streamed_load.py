@@ -20,6 +20,7 @@ from musicgen_cli.planning.hardware import probe, simulate
 from musicgen_cli.planning.planner import Job, plan_memory
 from musicgen_cli.planning.sizing import model_sizes
 from musicgen_cli.testing import ModelSpec, write_model_folder
+from musicgen_cli.testing.ledger import max_vram_for
 
 GiB = 2**30
 CPU, META = torch.device("cpu"), torch.device("meta")
@@ -42,7 +43,7 @@ def _ram_plan(folder, machine, layers: int):
     config = AutoConfig.from_pretrained(folder)
     whole = plan_memory(config, Job(1), machine)
     w = model_sizes(config).layer_bytes(whole.lm_dtype)
-    return plan_memory(config, Job(1), machine, reserve_bytes=0, max_vram_bytes=whole.estimates.peak_vram_bytes[0] - layers * w)
+    return plan_memory(config, Job(1), machine, reserve_bytes=0, max_vram_bytes=max_vram_for(whole.estimates.peak_vram_bytes[0] - layers * w))
 
 
 def _reference(folder, plan):

@@ -62,7 +62,13 @@ def _per_step_tensors(layer: nn.Module) -> list[tuple[nn.Module, str, torch.Tens
 
 
 def _swap(module: nn.Module, name: str, data: torch.Tensor) -> None:
-    getattr(module, name).data = data
+    """Point `module`'s tensor `name` at `data`. A new Parameter rather than `.data = data`:
+    `.data` cannot move a parameter between every pair of devices (host to the meta device the
+    VRAM ledger stands in for a GPU with), and nothing keeps the old Parameter object."""
+    if name in module._parameters:
+        module._parameters[name] = nn.Parameter(data, requires_grad=False)
+    else:
+        module._buffers[name] = data
 
 
 class _Streams:

@@ -374,3 +374,13 @@ def check(case: Case, tokenizer_dir: Path) -> Checked:
     run = run_plan(config, plan, prompt, GenerateSettings(duration=case.duration_s, seed=1), prompt_audio=given,
                    tokenizer_dir=tokenizer_dir)
     return Checked(case, plan.estimates.peak_vram_bytes[0], run, plan)
+
+
+def max_vram_for(tensor_bytes: int) -> int:
+    """The --max-vram (with --reserve 0) that leaves `tensor_bytes` to a plan's tensors once the
+    workspace reserve (estimates.workspace_reserve) is taken from it."""
+    import math
+
+    from musicgen_cli.planning import estimates as K
+
+    return math.ceil((tensor_bytes + K.CUBLAS_WORKSPACE_BYTES) / (1 - K.FRAGMENTATION_SHARE))
