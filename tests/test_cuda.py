@@ -21,6 +21,7 @@ from musicgen_cli.decode.windows import generate_codes
 from musicgen_cli.engine.loader import load_by_plan
 from musicgen_cli.engine.musicgen import GenerateSettings, MusicGen
 from musicgen_cli.planning.hardware import probe, simulate
+from musicgen_cli.planning.placement import gpu_use, job_bytes_for, make_layout
 from musicgen_cli.planning.planner import Job, plan_memory
 from musicgen_cli.planning.sizing import model_sizes
 from musicgen_cli.testing import ModelSpec, write_model_folder
@@ -76,7 +77,11 @@ def plans_of(folder: Path, dtype: str | None = None) -> dict[str, object]:
     found = {"resident": whole}
     sizes = model_sizes(config)
     if sizes.num_layers > 2:
-        budget = whole.estimates.peak_vram_bytes[0] - 3 * sizes.layer_bytes(whole.lm_dtype)
+        # three layers less than the LM alone needs on the GPU (EnCodec's decode does not overlap
+        # the decode steps: less than the whole plan's peak would move EnCodec, not layers, off)
+        jb = job_bytes_for(sizes, whole.job, whole.lm_dtype, whole.codec_dtype)
+        lm = gpu_use(make_layout({0: sizes.num_layers}, sizes, None), sizes, jb, whole.lm_dtype, None, 0)
+        budget = lm - 3 * sizes.layer_bytes(whole.lm_dtype)
         for mode, link in (("stream", (1e15, 1e6)), ("cpu", (1e6, 1e15))):
             plan = plan_memory(config, Job(1), machine(link), dtype=dtype, reserve_bytes=0, max_vram_bytes=max_vram_for(budget))
             assert plan.offload.cpu_layers and plan.offload.mode == mode
