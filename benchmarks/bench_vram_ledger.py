@@ -1,6 +1,7 @@
 """The plan's predicted peak VRAM against the VRAM ledger (musicgen_cli/testing/ledger.py) for
-the released shapes on a simulated 8 GiB card: every case the tests check and the long ones
-they leave here (30 s of medium and large: a minute or more each on two CPU cores).
+the released shapes on a simulated 8 GiB card: small, medium and large at 10 s and 30 s, continued
+and with 512-token prompts (tests/test_vram_ledger.py checks four of them; the rest take one to
+four minutes each on two CPU cores).
 
     PYTHONPATH=. python benchmarks/bench_vram_ledger.py            # every case
     PYTHONPATH=. python benchmarks/bench_vram_ledger.py large-30   # cases whose key contains this
@@ -25,7 +26,8 @@ CASES = {
     "small-10": Case("small", 10), "small-30": Case("small", 30),
     "medium-10": Case("medium", 10), "medium-30": Case("medium", 30),
     "large-10": Case("large", 10), "large-30": Case("large", 30),
-    "large-10-continued": Case("large", 10, prompt_s=20), "small-10-512": Case("small", 10, long_prompt=True),
+    "small-8-continued": Case("small", 8, prompt_s=12), "large-8-continued": Case("large", 8, prompt_s=12),
+    "small-10-512": Case("small", 10, long_prompt=True), "medium-10-512": Case("medium", 10, long_prompt=True),
     "large-10-512": Case("large", 10, long_prompt=True),
 }
 
