@@ -164,6 +164,11 @@ def test_the_hardware_probe_creates_no_cuda_context(monkeypatch, cache_dir):
     assert all("measure" in argv[2] for argv in children)
     probe(cache_dir)
     assert len(children) == 2  # cached per machine
+    # no NVML (a container without the library): a child process reads free memory instead
+    monkeypatch.setattr(gpu_memory, "_nvml", lambda: None)
+    machine = probe(cache_dir)
+    assert touched == [] and "mem_get_info" in children[-1][2] and len(children) == 3
+    assert [g.free_bytes for g in machine.gpus] == [20e9, 1e9]
 
 
 # --- the draw a clip was made with -------------------------------------------------------

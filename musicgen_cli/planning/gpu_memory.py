@@ -39,7 +39,7 @@ def _nvml():
 def nvml_free(uuids: list[str]) -> list[int] | None:
     """Free bytes of the GPUs with these UUIDs (torch's `get_device_properties(i).uuid`), from
     the driver through NVML; None when NVML cannot answer for all of them."""
-    lib = _nvml()
+    lib = _nvml() if all(uuids) else None
     if lib is None or lib.nvmlInit_v2() != 0:
         return None
     try:

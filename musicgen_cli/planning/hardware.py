@@ -82,7 +82,8 @@ def _probe_gpus(cache_dir: str | Path | None = None) -> tuple[GPU, ...]:
     # Properties come from the runtime without a context; free memory from the driver (gpu_memory).
     every = [torch.cuda.get_device_properties(index) for index in range(torch.cuda.device_count())]
     links = [link_bandwidths(index, props.name, cache_dir) for index, props in enumerate(every)]
-    free = free_bytes([str(props.uuid) for props in every])  # after the link probes: their buffers are gone
+    # After the link probes (their buffers are gone); a build without UUIDs (ROCm) asks a child.
+    free = free_bytes([str(getattr(props, "uuid", "")) for props in every])
     for index, props in enumerate(every):
         h2d, host_read = links[index]
         capability = (props.major, props.minor)
