@@ -7,9 +7,10 @@ Random weights in the released layout (4 bands, 48 -> 3072 channels, 20 steps a 
 set-up check's tiny one; EnCodec is musicgen-small's 32 kHz codec shape, also random. Timings
 are the best of `--repeat` calls: one whole EnCodec decode, one U-Net pass of every band
 (`--passes` passes each, scaled to the chain's 20), and the 32-band equalisation. MBD per
-second of audio = (U-Net passes + equalisation) / seconds. Memory: the anonymous RSS peak over
-one pass against the weights' bytes and the largest activation the U-Net keeps (skips + the
-level being computed).
+second of audio = (U-Net passes + equalisation) / seconds. Memory: the anonymous RSS peaks over
+the passes and over the equalisation, and the weights' RSS, each beside the planner's figure
+(planning/diffusion.py: live bytes, and what a CPU plan holds with the heap's slack); the
+planner's CPU time estimate for --threads cores beside the measured one.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _measure import PeakSampler
 
 from musicgen_cli.engine import mbd
+from musicgen_cli.planning import estimates as K
+from musicgen_cli.planning.diffusion import diffusion_sizes
 from musicgen_cli.planning.monitor import anon_rss_bytes
 
 
@@ -41,16 +44,6 @@ def best(fn, repeat: int) -> tuple[float, float]:
         fn()
         times.append((time.perf_counter() - t0, time.process_time() - c0))
     return min(times)
-
-
-def skip_bytes(unet_cfg: dict, samples: int) -> int:
-    """float32 bytes of the encoder outputs a pass keeps for its skips."""
-    total, hidden, length = 0, unet_cfg["hidden"], samples
-    for _ in range(unet_cfg["depth"]):
-        length = -(-length // unet_cfg["stride"])
-        total += hidden * length * 4
-        hidden = min(int(hidden * unet_cfg["growth"]), unet_cfg["max_channels"])
-    return total
 
 
 def main() -> None:
@@ -97,7 +90,9 @@ def main() -> None:
         base = anon_rss_bytes()
         with PeakSampler() as peak:
             unet_s = [t / args.passes for t in best(passes, args.repeat)]
-        eq_s = best(lambda: mbd.equalise(x, reference, 32000), args.repeat)
+        base_eq = anon_rss_bytes()
+        with PeakSampler() as eq_peak:
+            eq_s = best(lambda: mbd.equalise(x, reference, 32000), args.repeat)
     chain = len(checkpoint.bands[0].schedule.steps) - 1
     report = {"layout": args.layout, "seconds": args.seconds, "threads": args.threads, "params": params,
               "checkpoint_bytes": size, "weights_rss_bytes": weights}
@@ -110,9 +105,15 @@ def main() -> None:
             f"mbd_{clock}_s_per_audio_s": mbd_s / args.seconds,
             f"mbd_over_encodec_{clock}": mbd_s / encodec_s[index],
         })
+    planned = diffusion_sizes(int(codec_cfg.hidden_size))
+    one = planned.pass_seconds(args.seconds, K.CPU_CONV_FLOPS_PER_CORE * args.threads, K.CPU_OP_OVERHEAD_S)
     report.update({
+        "planned_weight_bytes": planned.weight_bytes,
         "pass_peak_rss_over_weights_bytes": max(0, peak.peak - base),
-        "skip_bytes_estimate": skip_bytes(checkpoint.bands[0].cfg["diffusion_unet"], samples),
+        "equalise_peak_rss_bytes": max(0, eq_peak.peak - base_eq),
+        "planned_live_bytes": planned.live_bytes(args.seconds, cpu=True),
+        "planned_cpu_decode_bytes": planned.decode_bytes(args.seconds, cpu=True),
+        "planned_cpu_s_per_audio_s": planned.passes * one / args.seconds,
         "load_average": os.getloadavg(),
     })
     print(json.dumps(report, indent=1))

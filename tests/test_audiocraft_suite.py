@@ -16,7 +16,7 @@ import torch
 
 from musicgen_cli.compat.audiocraft import MultiBandDiffusion, MusicGen, audio_write
 from musicgen_cli.engine import mbd
-from musicgen_cli.engine.diffusion_unet import DiffusionUNet
+from musicgen_cli.arch.diffusion import DiffusionUNet
 from musicgen_cli.errors import MgenError
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from musicgen_cli.engine import mbd
-from musicgen_cli.engine.diffusion_unet import DiffusionUNet
+from musicgen_cli.arch.diffusion import DiffusionUNet
 from musicgen_cli.errors import MgenError
 
 RATE = 32000

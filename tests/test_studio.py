@@ -16,6 +16,7 @@ from cli_run import one_line_error, run_main
 
 from musicgen_cli.engine.musicgen import GenerateSettings
 from musicgen_cli.jobs.studio import Studio, StudioOptions
+from musicgen_cli.jobs.studio_lines import COMMANDS
 from musicgen_cli.planning.hardware import probe, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,3 +281,35 @@ def test_segments_and_ending_shape_the_next_takes(studio, tmp_path):
     assert reply.kind == "error" and "line 1" in reply.text and studio.settings.segments  # the old sections stay
     assert studio.handle("/segments off").kind == "info" and studio.settings.segments is None
     assert studio.handle("/ending cut").kind == "info"
+
+
+def test_decoder_command_plans_again_and_decodes_with_mbd(model_cache, tmp_path, monkeypatch):
+    """/decoder mbd finds the checkpoint now (built for random models), the next take is planned
+    with MultiBand Diffusion (on the same placement: no second load) and its sidecar records
+    it; /decoder encodec goes back; an unknown decoder changes nothing."""
+    from musicgen_cli.planning.planner import DIFFUSION_ROW
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    session = Studio(StudioOptions(model="tiny-random", out_dir=tmp_path / "takes", cache_dir=model_cache,
+                                   machine=simulate(probe(model_cache), no_gpu=True)), GenerateSettings(duration=0.2, seed=1))
+    session.start()
+    assert session.mg.plan.diffusion_device is None
+    bad = session.handle("/decoder hifigan")
+    assert bad.kind == "error" and "encodec, mbd" in bad.text and session.settings.decoder == "encodec"
+    assert session.handle("/decoder mbd").kind == "info" and session.describe()["decoder"] == "mbd"
+    plan = session.handle("/plan").data
+    assert plan.diffusion_device == "cpu" and any(c.name == DIFFUSION_ROW for c in plan.components)
+    made = session.handle("with diffusion")
+    assert made.kind == "take", made.text
+    assert session.mg.plan.diffusion_device == "cpu" and session.loads == 1
+    assert sidecar(made.take.files[0])["decoder"]["name"] == "mbd"
+    assert session.handle("/decoder encodec").kind == "info"
+    assert sidecar(session.handle("plain again").take.files[0])["decoder"] == {"name": "encodec"}
+    assert "decoder" in dict(COMMANDS)
+
+
+def test_decoder_mbd_without_the_released_checkpoint_is_one_error_and_changes_nothing(studio, monkeypatch, cache_dir):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a plain model folder needs the released checkpoint, not downloaded here
+    reply = studio.handle("/decoder mbd")
+    assert reply.kind == "error" and "mgen download mbd" in reply.text
+    assert studio.settings.decoder == "encodec"

@@ -43,6 +43,7 @@ def memory_plan_cmd(
     num_samples: int = NumSamplesOpt,
     guidance: float = group_options(SamplingOptions)["guidance"],
     window: float = WindowOpt,
+    decoder: str = group_options(SamplingOptions)["decoder"],
     cache_dir: Optional[Path] = CacheDirOpt,
     as_json: bool = JsonOpt,
     *,
@@ -51,6 +52,7 @@ def memory_plan_cmd(
     """Where every part of the model would live for this job, and how fast it would run. Loads nothing."""
     from musicgen_cli.arch import max_window_seconds
     from musicgen_cli.engine.settings import GenerateSettings
+    from musicgen_cli.engine.validate import check_decoder
     from musicgen_cli.planning.job import Job
     from musicgen_cli.planning.planner import plan_memory
 
@@ -58,7 +60,8 @@ def memory_plan_cmd(
         raise MgenError("--size and --model-key both name a model", "pass one of them")
     plan_kwargs = machine.plan_kwargs()
     label, source, config = _model_config(model_key or size or "small", cache_dir)
-    settings = GenerateSettings(duration=duration, num_samples=num_samples, guidance=guidance, window_s=window)
+    settings = GenerateSettings(duration=duration, num_samples=num_samples, guidance=guidance, window_s=window, decoder=decoder)
+    check_decoder(decoder)
     job = Job.from_settings(settings, max_window_s=max_window_seconds(config))
     plan = plan_memory(config, job, machine.machine(cache_dir), **plan_kwargs)
     if not plan.uses_gpu:

@@ -1,6 +1,6 @@
 """MultiBand Diffusion: EnCodec's codes to audio by four band-wise diffusion models.
 
-Each band's U-Net (engine/diffusion_unet.py) denoises Gaussian noise over a subsampled DDPM
+Each band's U-Net (arch/diffusion.py) denoises Gaussian noise over a subsampled DDPM
 chain (20 of the 1000 training steps), conditioned on EnCodec's latent (the sum of the codes'
 codebook vectors); some bands then leave the normalised "diffusion space" of their sample
 processor (per mel band: rescale to the trained spread, add the trained mean). The bands add
@@ -26,8 +26,12 @@ import torch
 from torch import nn
 
 from musicgen_cli import config
-from musicgen_cli.engine.diffusion_unet import (
+from musicgen_cli.arch.diffusion import (
+    DEFAULT_STEPS,
+    EQ_BANDS,
+    TINY_UNET,
     DiffusionUNet,
+    band_configs,
     bottleneck_sizes,
     from_checkpoint_keys,
     to_checkpoint_keys,
@@ -38,8 +42,6 @@ from musicgen_cli.store.cache import atomic_path, file_digest
 from musicgen_cli.store.safeload import load_torch_file, plain_config
 
 CHECKPOINT_NAME = "mbd_musicgen_32khz.th"
-EQ_BANDS = 32  # mel bands in which the result's spread is matched to EnCodec's decoding
-DEFAULT_STEPS = tuple(range(999, -1, -50)) + (0,)  # 999, 949, ..., 49, then 0: 20 U-Net passes
 
 
 @dataclass(frozen=True)
@@ -227,38 +229,6 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
 
 
 # -- writing: the random-weight checkpoint and tests ----------------------------------------
-
-def band_configs(sample_rate: int = 32000, unet: dict | None = None) -> list[dict]:
-    """The config block of each band of the released MusicGen MBD (four bands, 32 kHz).
-
-    audiocraft's published training configs (solver/diffusion/default.yaml, model/score/basic.yaml
-    and the grid diffusion/4_bands_base_32khz.py) with EnCodec's 128-wide latent as condition.
-    """
-    base_unet = {
-        "hidden": 48, "depth": 4, "res_blocks": 1, "norm_groups": 4, "kernel": 8, "stride": 4, "growth": 4,
-        "max_channels": 10_000, "dropout": 0.0, "emb_all_layers": True, "bilstm": False, "codec_dim": 128,
-        "transformer": False, "cross_attention": False,
-    }
-    schedule = {"repartition": "power", "variable_step_batch": True, "beta_t0": 1.0e-5, "beta_t1": 2.9e-2,
-                "beta_exp": 7.5, "num_steps": 1000, "variance": "beta", "clip": 5.0, "rescale": 1.0,
-                "n_bands": None, "noise_scale": 1.0}
-    processors = [(False, 0.4), (False, 0.4), (True, 0.4), (True, 0.75)]  # (use, power_std) of bands 0..3
-    return [
-        {
-            "sample_rate": sample_rate, "channels": 1, "n_q": 4,
-            "diffusion_unet": {**base_unet, **(unet or {})},
-            "schedule": dict(schedule),
-            "processor": {"name": "multi_band_processor", "use": use, "n_bands": 8, "num_samples": 10_000, "power_std": power},
-            "filter": {"use": True, "n_bands": 4, "idx_band": index, "cutoffs": None},
-        }
-        for index, (use, power) in enumerate(processors)
-    ]
-
-
-# The set-up check's MBD: the released layout at a width a CPU runs in seconds, on a latent as
-# wide as the tiny codec's.
-TINY_UNET = {"hidden": 8, "growth": 2, "codec_dim": 8}
-
 
 def random_package(configs: list[dict], seed: int = 0, sample_rate: int = 32000, bottleneck: dict | None = None) -> dict:
     """A checkpoint dict in the released layout with random weights and plausible band statistics."""

@@ -97,15 +97,18 @@ class MusicGen:
 
     def load_diffusion(self, download: bool = True):
         """MultiBand Diffusion for this model's codec (the random-weight one for random models),
-        on the codec's device; loaded once."""
+        on the device the plan gives it (the codec's when the plan was made without it); loaded once."""
         from musicgen_cli.engine import mbd
 
         if self.diffusion is None:
             path = mbd.checkpoint_path(self.entry, self.folder, download=download, reporter=self.reporter)
-            self.reporter.phase("load", f"MultiBand Diffusion {path.parent.name}")
+            # the planner puts it beside EnCodec, or on the CPU when it does not fit there
+            on_cpu = self.plan.diffusion_device == "cpu"
+            device = torch.device("cpu") if on_cpu else next(self.model.audio_encoder.parameters()).device
+            self.reporter.phase("load", f"MultiBand Diffusion {path.parent.name} on {device}")
             checkpoint = mbd.load_checkpoint(path)
             mbd.check_codec(checkpoint, self.model.audio_encoder)
-            self.diffusion = checkpoint.to(next(self.model.audio_encoder.parameters()).device)
+            self.diffusion = checkpoint.to(device)
         return self.diffusion
 
     def decode(self, codes: torch.Tensor, settings: GenerateSettings, seed: int,

@@ -42,6 +42,12 @@ def check_seed(seed, setting: str = "seed") -> None:
         raise ValidationError(setting, f"{seed} is outside 0..{MAX_SEED}", f"give a seed from 0 to {MAX_SEED}")
 
 
+def check_decoder(name: str) -> None:
+    """A decoder mgen has: EnCodec's, or MultiBand Diffusion."""
+    if name not in DECODERS:
+        raise ValidationError("decoder", f"{name!r} is not a decoder", f"use one of {', '.join(DECODERS)}")
+
+
 def check_settings(s, max_window_s: float = math.inf) -> None:
     """Every number of a GenerateSettings in range, and its input files usable as audio."""
     duration = _number("duration", s.duration)
@@ -74,8 +80,7 @@ def check_settings(s, max_window_s: float = math.inf) -> None:
         raise ValidationError("context_s", f"{context:g} s must be at least 0 and shorter than the {window:g} s window", "lower the context or raise the window")
     if s.engine not in ENGINES:
         raise ValidationError("engine", f"{s.engine!r} is not an engine", f"use one of {', '.join(ENGINES)}")
-    if s.decoder not in DECODERS:
-        raise ValidationError("decoder", f"{s.decoder!r} is not a decoder", f"use one of {', '.join(DECODERS)}")
+    check_decoder(s.decoder)
     if s.continuation is not None:
         check_audio_input(s.continuation, "continuation", max_seconds=MAX_INPUT_AUDIO_S)
     if s.melody is not None:

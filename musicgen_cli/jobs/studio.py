@@ -137,7 +137,7 @@ class Studio:
         planned = mg.plan.job
         if (job.duration_s <= planned.duration_s and job.num_samples <= planned.num_samples and job.prompt_s <= planned.prompt_s
                 and job.guidance <= planned.guidance and job.window_s <= planned.window_s
-                and job.text_tokens <= planned.text_tokens):
+                and job.text_tokens <= planned.text_tokens and (job.decoder == "encodec" or planned.decoder == "mbd")):
             return
         o = self.options
         covering = Job.covering_jobs([job, planned])
@@ -148,6 +148,8 @@ class Studio:
 
             plan_cpu_kernel(plan, mg.loaded.config, o.cache_dir)
         if same_placement(plan, mg.plan):
+            if plan.diffusion_device != mg.plan.diffusion_device:
+                mg.diffusion = None  # loaded again where this plan puts it, at the next diffusion decode
             mg.plan = mg.loaded.plan = plan
             return
         self._free()
@@ -215,6 +217,8 @@ class Studio:
             return self._segments(arg)
         if name == "ending":
             return self._set(name, ending=arg.lower())
+        if name == "decoder":
+            return self._decoder(arg.lower())
         if name == "settings":
             return Reply("settings", data=self.describe())
         if name == "again":
@@ -239,6 +243,16 @@ class Studio:
 
         close = difflib.get_close_matches(name, list(COMMANDS), n=1)
         raise MgenError(f"unknown command /{name}", f"did you mean /{close[0]}? (/help lists them)" if close else "type /help for the commands")
+
+    def _decoder(self, name: str) -> Reply:
+        """/decoder: MultiBand Diffusion's checkpoint is found (built, or fetched when allowed)
+        now, as generate does before loading; the next take is planned again with it."""
+        if name == "mbd":
+            from musicgen_cli.engine.musicgen import diffusion_checkpoint
+
+            with self.working("mgen studio: MultiBand Diffusion") as reporter:
+                diffusion_checkpoint(self.model_key, cache_dir=self.options.cache_dir, download=self.options.download, reporter=reporter)
+        return self._set("decoder", decoder=name)
 
     def _set(self, name: str, **change) -> Reply:
         new = replace(self.settings, **change)
@@ -265,6 +279,7 @@ class Studio:
             "format": self.fmt,
             "normalize": self.normalize,
             "melody": str(s["melody"]) if s["melody"] else "off",
+            "decoder": s["decoder"],
         }
 
     # -- takes --------------------------------------------------------------------------------

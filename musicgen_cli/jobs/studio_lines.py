@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "melody": ("FILE|off", "melody to follow (melody models)"),
     "segments": ("FILE|off", "a sections file (M:SS prompt lines): the next takes develop section by section"),
     "ending": ("cut|fade|outro", "how the next takes end"),
+    "decoder": ("encodec|mbd", "codes to audio: EnCodec, or MultiBand Diffusion (slow; planned again)"),
     "settings": ("", "show the settings"),
     "again": ("", "the last prompt again with the next seed"),
     "extend": ("[S]", "continue the last take by S seconds (default: /duration)"),

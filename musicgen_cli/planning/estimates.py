@@ -113,6 +113,35 @@ CODEC_CHUNK_S = 10.0
 # T5-base encoding of one prompt on CPU (s); small next to the decode loop.
 TEXT_ENCODER_S = 0.2
 
+# --- MultiBand Diffusion (planning/diffusion.py) --------------------------------------------
+# Live tensors of one U-Net pass as wide as its widest encoder level, beside the skips: a
+# residual block's input, hidden and normalised copies and oneDNN's im2col buffer of its
+# kernel-3 convolutions. Fitted to measured peaks: 12 matches the released layout (3072-wide
+# bottom) within 10 % at 1 and 4 s and the tiny one at 4-16 s (peak RSS, torch 2.13 CPU).
+MBD_LIVE_LEVELS = 12
+# Full-rate mono tensors the sampling chain holds during a pass: its state, the estimate, the
+# drawn noise, the bands' running sum, EnCodec's reference and the pass's last output.
+MBD_CHAIN_TENSORS = 6
+# The equalisation splits the result and the reference into 32 mel bands with julius' FFT
+# convolution: two band stacks alive, plus about three more in the padded filters, their
+# spectrum and the product while the second one is made. Measured with a fixed malloc mmap
+# threshold (freed blocks go back at once, so RSS is what is live): a whole MBD decode of the
+# tiny layout peaks 88.7 / 164.6 / 316.7 MiB above its start for 4 / 8 / 16 s of audio.
+MBD_EQ_BANDS = 32
+MBD_EQ_BAND_STACKS = 5
+# glibc's default heap keeps freed blocks for reuse, so the same decodes peak 1.0-1.9x that
+# live figure (4 runs of 4 s); a CPU decode is planned at 1.5x, the RAM reserve takes the rest.
+CPU_HEAP_SLACK = 1.5
+# float32 convolution throughput of one CPU core under oneDNN (measured: the released layout's
+# 50 GFLOP pass in 1.64 CPU-seconds on a 2-core Xeon with AMX, torch 2.13).
+CPU_CONV_FLOPS_PER_CORE = 30e9
+# A GPU's float32/TF32 convolution rate under cuDNN: an estimate for a recent card (no table
+# per card; the plan says it is an estimate).
+GPU_CONV_FLOPS = 20e12
+# Dispatch of one layer's op in eager PyTorch: a kernel launch on a GPU, an operator on a CPU.
+GPU_OP_OVERHEAD_S = 5e-6
+CPU_OP_OVERHEAD_S = 10e-6
+
 
 def gpu_bandwidth(name: str) -> float:
     """Peak bandwidth of a GPU by its marketing name (DEFAULT_GPU_BANDWIDTH when unknown)."""

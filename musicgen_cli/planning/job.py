@@ -19,6 +19,7 @@ class SettingsLike(Protocol):
     guidance: float
     window_s: float
     continuation: Path | None
+    decoder: str
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Job:
     prompt_s: float = 0.0
     # T5 tokens of the longest prompt: cross-attention holds this many keys and values per row.
     text_tokens: int = K.TEXT_TOKENS
+    decoder: str = "encodec"  # "mbd": MultiBand Diffusion turns the codes into audio (planning/diffusion.py)
 
     @classmethod
     def from_settings(cls, settings: SettingsLike, *, max_window_s: float | None = None, prompts: Iterable[str] = ()) -> Job:
@@ -50,6 +52,7 @@ class Job:
             window_s=window,
             prompt_s=audio_seconds(settings.continuation) if settings.continuation else 0.0,
             text_tokens=text_tokens(prompts),
+            decoder=settings.decoder,
         )
 
     @classmethod
@@ -69,6 +72,7 @@ class Job:
             window_s=max(j.window_s for j in jobs),
             prompt_s=max(j.prompt_s for j in jobs),
             text_tokens=max(j.text_tokens for j in jobs),
+            decoder="mbd" if any(j.decoder == "mbd" for j in jobs) else "encodec",
         )
 
 

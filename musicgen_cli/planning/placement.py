@@ -30,6 +30,7 @@ class Layout:
     codec_device: int | str
     codec_chunk_s: float | None
     mode: str | None
+    diffusion_device: int | str | None = None  # where MultiBand Diffusion runs; None: not asked for
 
 
 def gpu_budget(gpu, reserve_bytes: int | None, max_vram_bytes: int | None) -> int:
@@ -161,6 +162,22 @@ def place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, codec_dty
         if gpu_peak(layout, sizes, decode, lm_dtype, quantize, codec_dtype, index, codec=True) <= budgets[index]:
             layout.codec_device, layout.codec_chunk_s = index, decode.codec_chunk_s
             return
+
+
+def place_diffusion(layout, diffusion, sizes, job, budgets, lm_dtype, quantize, codec_dtype) -> None:
+    """MultiBand Diffusion (planning/diffusion.py) beside EnCodec on its GPU when its weights and
+    activations fit there too, else on the CPU; None when the job does not ask for it."""
+    if diffusion is None:
+        layout.diffusion_device = None
+        return
+    layout.diffusion_device = "cpu"
+    index = layout.codec_device
+    if not isinstance(index, int):
+        return
+    jb = job_bytes_for(sizes, job, lm_dtype, codec_dtype, codec_budget=0 if layout.codec_chunk_s else None)
+    used = gpu_peak(layout, sizes, jb, lm_dtype, quantize, codec_dtype, index, codec=True)
+    if used + diffusion.weight_bytes + diffusion.decode_bytes(job.duration_s + job.prompt_s, cpu=False) <= budgets[index]:
+        layout.diffusion_device = index
 
 
 def step_time(layout: Layout, sizes, jb: JobBytes, machine: Machine, lm_dtype, quantize) -> float:

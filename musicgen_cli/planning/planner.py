@@ -1,8 +1,8 @@
 """Where every part of MusicGen lives for one job on one machine, decided before loading.
 
 `plan_memory` places the T5 text encoder on CPU, the LM's decoder layers across the GPUs
-(balanced) and the CPU, EnCodec on a GPU when it fits, and estimates peak VRAM per GPU, peak
-RAM and decode speed. The `Plan` it returns is what the loader consumes, as it is.
+(balanced) and the CPU, EnCodec on a GPU when it fits (MultiBand Diffusion beside it when it
+fits too, else on the CPU), and estimates peak VRAM per GPU, peak RAM and decode speed. The `Plan` it returns is what the loader consumes, as it is.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from musicgen_cli.arch import SHAPES, build_config
 from musicgen_cli.config import force_cpu_codec
 from musicgen_cli.errors import MgenError, PlanError
 from musicgen_cli.planning import estimates as K
+from musicgen_cli.planning.diffusion import DiffusionSizes, diffusion_sizes
 from musicgen_cli.planning.hardware import Machine
 from musicgen_cli.planning.job import Job
 from musicgen_cli.planning.placement import (
@@ -28,6 +29,7 @@ from musicgen_cli.planning.placement import (
     make_layout,
     mode_times,
     place_codec,
+    place_diffusion,
     step_time,
     stream_counts,
     workspace_share,
@@ -63,6 +65,8 @@ class Estimates:
     decode_steps: int
     total_time_s: float
     realtime_factor: float  # seconds of audio per wall-clock second (>1: faster than real time)
+    diffusion_time_s: float = 0.0  # MultiBand Diffusion's share of total_time_s (an estimate on a GPU)
+    diffusion_bytes: int = 0  # its peak activations beside its weights, on diffusion_device
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Plan:
     cpu_modes: list[dict] = field(default_factory=list)
     cpu_kv_dtype: str | None = None  # the self-attention cache's format the probe expects the loop to pick
     cpu_probe_key: str | None = None  # the stored probe the speeds came from (a run corrects it)
+    diffusion_device: int | str | None = None  # MultiBand Diffusion's device (beside EnCodec or on the CPU); None: not asked for
 
     def speed_check(self, measured_steps_per_s: float) -> dict:
         """The plan's expected decode speed against a run's: the error, in % of the measured."""
@@ -184,6 +189,9 @@ def plan_memory(
 CODEC_DTYPE = "float32"
 
 
+DIFFUSION_ROW = "MultiBand Diffusion"  # its row in the plan's components
+
+
 class _NoFit(Exception):
     pass
 
@@ -230,6 +238,7 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     fixed = sizes.nbytes(sizes.lm_fixed_keys, lm_dtype)
     jb = job_bytes_for(sizes, job, lm_dtype, CODEC_DTYPE)
     main = gpus[0].index if gpus else None
+    diffusion = diffusion_sizes(int(config.audio_encoder.hidden_size), sizes.sample_rate) if job.decoder == "mbd" else None
 
     room = balanced_counts(sizes.num_layers, gpus, budgets, fixed + jb.step_transient, w + jb.kv_per_layer, gpu_overhead(jb.kv_per_layer))
     if gpus and not any(room.values()):
@@ -257,13 +266,16 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
         last = gpus[-1].index
         codec_room = sizes.nbytes(["audio_encoder"], CODEC_DTYPE) + job_bytes_for(sizes, job, lm_dtype, CODEC_DTYPE, codec_budget=0).codec_decode_vram
         codec_room += jb.audio_out
+        if diffusion is not None:  # MultiBand Diffusion set aside with EnCodec, where the runtime puts it
+            codec_room += diffusion.weight_bytes + diffusion.decode_bytes(job.duration_s + job.prompt_s, cpu=False)
         variants.append(layouts({**budgets, last: max(0, budgets[last] - codec_room)}))
     best, best_group, misses = None, [], []
     for group in variants:
         for layout in group:
             place_codec(layout, sizes, job, gpus, budgets, lm_dtype, quantize, CODEC_DTYPE)
+            place_diffusion(layout, diffusion, sizes, job, budgets, lm_dtype, quantize, CODEC_DTYPE)
             try:
-                plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings, workspace)
+                plan = _evaluate(layout, sizes, job, machine, lm_dtype, quantize, budgets, warnings, workspace, diffusion)
             except _NoFit as exc:
                 misses.append(exc)
                 continue
@@ -279,18 +291,21 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
     return best
 
 
-def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, budgets, shared_warnings, workspace) -> Plan:
+def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, budgets, shared_warnings, workspace,
+              diffusion: DiffusionSizes | None = None) -> Plan:
     """The plan of one layout: its VRAM, its RAM (and disk), its time and its parts; _NoFit when it does not fit."""
     warnings = list(shared_warnings)
     codec_dtype = CODEC_DTYPE
     jb = job_bytes_for(sizes, job, lm_dtype, codec_dtype)
     if layout.codec_chunk_s:
         jb = job_bytes_for(sizes, job, lm_dtype, codec_dtype, codec_budget=0)
-    peak_vram = _vram(layout, sizes, jb, lm_dtype, quantize, codec_dtype, budgets)
-    memory = _ram_and_disk(layout, sizes, job, machine, jb, lm_dtype, quantize, codec_dtype)
+    peak_vram = _vram(layout, sizes, jb, lm_dtype, quantize, codec_dtype, budgets, diffusion, job)
+    memory = _ram_and_disk(layout, sizes, job, machine, jb, lm_dtype, quantize, codec_dtype, diffusion)
     jb = memory.jb
     warnings += memory.warnings
     step, steps, total = _time(layout, sizes, job, machine, jb, lm_dtype, quantize)
+    diffusion_s = diffusion_time(diffusion, layout.diffusion_device, sizes, job, machine) if diffusion else 0.0
+    total += diffusion_s
     offloaded = [i for i, d in enumerate(layout.layer_device) if d == "cpu"]
     warnings += _placement_warnings(layout, sizes, job, offloaded)
     main = layout.main
@@ -320,17 +335,41 @@ def _evaluate(layout: Layout, sizes, job, machine: Machine, lm_dtype, quantize, 
             decode_steps=steps,
             total_time_s=total,
             realtime_factor=job.duration_s * job.num_samples / total,
+            diffusion_time_s=diffusion_s,
+            diffusion_bytes=_diffusion_bytes(diffusion, layout.diffusion_device, job),
         ),
-        components=_components(layout, sizes, lm_dtype, quantize, codec_dtype),
+        components=_components(layout, sizes, lm_dtype, quantize, codec_dtype, diffusion),
         warnings=warnings,
         machine=machine.summary(),
+        diffusion_device=layout.diffusion_device,
     )
 
 
-def _vram(layout: Layout, sizes, jb: JobBytes, lm_dtype, quantize, codec_dtype, budgets) -> dict[int, int]:
-    """Peak VRAM per GPU: the LM's share, and EnCodec with its decode where it runs on that GPU."""
+def _diffusion_bytes(diffusion: DiffusionSizes | None, device, job) -> int:
+    """MultiBand Diffusion's activations where it runs (0 when it is not asked for)."""
+    return diffusion.decode_bytes(job.duration_s + job.prompt_s, cpu=device == "cpu") if diffusion else 0
+
+
+def diffusion_time(diffusion: DiffusionSizes, device, sizes, job, machine: Machine) -> float:
+    """Seconds MultiBand Diffusion takes for the job: every channel of every clip, each its
+    passes over the whole clip, at the convolution rate of the device it runs on."""
+    seconds = job.duration_s + job.prompt_s
+    if isinstance(device, int):
+        gpu = next(g for g in machine.gpus if g.index == device)
+        one = diffusion.pass_seconds(seconds, K.GPU_CONV_FLOPS, K.GPU_OP_OVERHEAD_S, gpu.bandwidth_bytes_s * K.GPU_BANDWIDTH_EFFICIENCY)
+    else:
+        one = diffusion.pass_seconds(seconds, K.CPU_CONV_FLOPS_PER_CORE * machine.physical_cores, K.CPU_OP_OVERHEAD_S)
+    return job.num_samples * sizes.audio_channels * diffusion.passes * one
+
+
+def _vram(layout: Layout, sizes, jb: JobBytes, lm_dtype, quantize, codec_dtype, budgets, diffusion=None, job=None) -> dict[int, int]:
+    """Peak VRAM per GPU: the LM's share, and EnCodec with its decode where it runs on that GPU;
+    MultiBand Diffusion's weights and activations on top where it runs there (kept for the
+    whole session, so counted over every phase)."""
     peak_vram = {index: gpu_peak(layout, sizes, jb, lm_dtype, quantize, codec_dtype, index, codec=layout.codec_device == index)
                  for index in sorted(budgets)}
+    if diffusion is not None and isinstance(layout.diffusion_device, int):
+        peak_vram[layout.diffusion_device] += diffusion.weight_bytes + _diffusion_bytes(diffusion, layout.diffusion_device, job)
     for index, use in peak_vram.items():
         if use > budgets[index]:
             raise AssertionError(f"planner bug: GPU {index} planned {use} bytes over its budget {budgets[index]}")
@@ -347,7 +386,8 @@ class _Memory:
     warnings: list[str]
 
 
-def _ram_and_disk(layout: Layout, sizes, job, machine: Machine, jb: JobBytes, lm_dtype, quantize, codec_dtype) -> _Memory:
+def _ram_and_disk(layout: Layout, sizes, job, machine: Machine, jb: JobBytes, lm_dtype, quantize, codec_dtype,
+                  diffusion: DiffusionSizes | None = None) -> _Memory:
     """RAM: the runtime, T5 (float32), CPU-resident LM parts, and the CPU's share of the job;
     EnCodec chunked, then the last CPU layers on disk, when that is what makes it fit."""
     main = layout.main
@@ -363,6 +403,8 @@ def _ram_and_disk(layout: Layout, sizes, job, machine: Machine, jb: JobBytes, lm
         ram += sizes.nbytes(sizes.lm_fixed_keys, lm_dtype) + jb.step_transient
     if layout.codec_device == "cpu":
         ram += sizes.nbytes(["audio_encoder"], "float32") + jb.codec_decode
+    if diffusion is not None and layout.diffusion_device == "cpu":
+        ram += diffusion.weight_bytes + _diffusion_bytes(diffusion, "cpu", job)
     kv_in_ram = layout.mode != "stream"
     ram_fixed = ram
     ram += len(cpu_layers) * (w + (jb.kv_per_layer if kv_in_ram else 0))
@@ -422,12 +464,14 @@ def _placement_warnings(layout: Layout, sizes, job, offloaded: list[int]) -> lis
         warnings.append(f"EnCodec decodes on the CPU ({reason})")
     if layout.codec_chunk_s:
         warnings.append(f"EnCodec decodes in {layout.codec_chunk_s:g} s chunks to stay within memory")
+    if isinstance(layout.codec_device, int) and layout.diffusion_device == "cpu":
+        warnings.append("MultiBand Diffusion decodes on the CPU (it does not fit next to the LM and EnCodec): slow")
     if job.duration_s > job.window_s:
         warnings.append(f"{job.duration_s:g} s is longer than the {job.window_s:g} s window: generated in overlapping windows")
     return warnings
 
 
-def _components(layout: Layout, sizes, lm_dtype, quantize, codec_dtype) -> list[Component]:
+def _components(layout: Layout, sizes, lm_dtype, quantize, codec_dtype, diffusion: DiffusionSizes | None = None) -> list[Component]:
     """Each part of the model, its size, device and dtype (memory-plan's table)."""
     w = sizes.layer_bytes(lm_dtype, quantize)
     components = [Component("text encoder (T5)", sizes.nbytes(["text_encoder"], "float32"), "cpu", "float32")]
@@ -440,6 +484,8 @@ def _components(layout: Layout, sizes, lm_dtype, quantize, codec_dtype) -> list[
         for i, d in enumerate(layout.layer_device)
     ]
     components.append(Component("EnCodec", sizes.nbytes(["audio_encoder"], codec_dtype), layout.codec_device, codec_dtype))
+    if diffusion is not None:
+        components.append(Component(DIFFUSION_ROW, diffusion.weight_bytes, layout.diffusion_device, "float32"))
     return components
 
 
@@ -469,6 +515,8 @@ def _alternatives(sizes, config, job, machine, dtype, quantize, reserve_bytes, m
         duration /= 2
     if quantize is None and fits(quantize="int8"):
         ideas.append("int8 weights (--quantize int8)")
+    if job.decoder == "mbd" and fits(decoder="encodec"):
+        ideas.append("EnCodec's decoder (--decoder encodec)")
     if job.num_samples > 1 and fits(num_samples=1):
         ideas.append("fewer samples (--num-samples 1)")
     if sizes.hidden > SHAPES["small"][0]:

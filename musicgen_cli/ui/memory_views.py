@@ -118,6 +118,12 @@ def estimates_table(plan: Plan) -> Table:
     table.add_row("speed", f"{speed:.2f}x real time", "faster than real time" if speed >= 1 else "slower than real time")
     codec = _where(plan.codec_device) + (f", {plan.codec_chunk_s:g} s chunks" if plan.codec_chunk_s else "")
     table.add_row("EnCodec decode", codec, plan.codec_dtype)
+    if plan.diffusion_device is not None:
+        seconds = plan.job.duration_s * plan.job.num_samples
+        rate = est.diffusion_time_s / seconds if seconds else 0.0
+        guess = ", an estimate" if isinstance(plan.diffusion_device, int) else ""
+        table.add_row("MultiBand Diffusion", _where(plan.diffusion_device),
+                      f"{human(est.diffusion_bytes)} of activations, {rate:.1f} s per second of audio{guess}")
     return table
 
 

@@ -1,5 +1,7 @@
-"""The 1-D diffusion U-Net of MultiBand Diffusion, in the parameter layout of audiocraft's
-released checkpoints (so `load_state_dict` takes their `model_state` as it is).
+"""MultiBand Diffusion's architecture: the 1-D diffusion U-Net, in the parameter layout of
+audiocraft's released checkpoints (so `load_state_dict` takes their `model_state` as it is), and
+the released checkpoint's layout (its bands' configs), which the planner sizes and engine/mbd.py
+builds random checkpoints of.
 
 Shape of the network: `depth` strided-conv encoder levels (GroupNorm, ReLU, dilated residual
 blocks), each adding a learnt embedding of the diffusion step; EnCodec's latent, projected by a
@@ -213,3 +215,41 @@ def bottleneck_sizes(state: dict) -> dict:
     ff = next((v.shape[0] for k, v in state.items() if k.endswith("layers.0.linear1.weight")), TRANSFORMER_FF)
     indices = {int(k.split(".")[2]) for k in state if k.startswith("transformer.layers.")}
     return {"transformer_ff": int(ff), "transformer_layers": (max(indices) + 1) if indices else TRANSFORMER_LAYERS}
+
+
+# -- the released MusicGen checkpoint's layout ------------------------------------------------
+
+EQ_BANDS = 32  # mel bands in which the result's spread is matched to EnCodec's decoding
+DEFAULT_STEPS = tuple(range(999, -1, -50)) + (0,)  # 999, 949, ..., 49, then 0: 20 U-Net passes
+
+
+def band_configs(sample_rate: int = 32000, unet: dict | None = None) -> list[dict]:
+    """The config block of each band of the released MusicGen MBD (four bands, 32 kHz).
+
+    audiocraft's published training configs (solver/diffusion/default.yaml, model/score/basic.yaml
+    and the grid diffusion/4_bands_base_32khz.py) with EnCodec's 128-wide latent as condition.
+    """
+    base_unet = {
+        "hidden": 48, "depth": 4, "res_blocks": 1, "norm_groups": 4, "kernel": 8, "stride": 4, "growth": 4,
+        "max_channels": 10_000, "dropout": 0.0, "emb_all_layers": True, "bilstm": False, "codec_dim": 128,
+        "transformer": False, "cross_attention": False,
+    }
+    schedule = {"repartition": "power", "variable_step_batch": True, "beta_t0": 1.0e-5, "beta_t1": 2.9e-2,
+                "beta_exp": 7.5, "num_steps": 1000, "variance": "beta", "clip": 5.0, "rescale": 1.0,
+                "n_bands": None, "noise_scale": 1.0}
+    processors = [(False, 0.4), (False, 0.4), (True, 0.4), (True, 0.75)]  # (use, power_std) of bands 0..3
+    return [
+        {
+            "sample_rate": sample_rate, "channels": 1, "n_q": 4,
+            "diffusion_unet": {**base_unet, **(unet or {})},
+            "schedule": dict(schedule),
+            "processor": {"name": "multi_band_processor", "use": use, "n_bands": 8, "num_samples": 10_000, "power_std": power},
+            "filter": {"use": True, "n_bands": 4, "idx_band": index, "cutoffs": None},
+        }
+        for index, (use, power) in enumerate(processors)
+    ]
+
+
+# The set-up check's MBD: the released layout at a width a CPU runs in seconds, on a latent as
+# wide as the tiny codec's.
+TINY_UNET = {"hidden": 8, "growth": 2, "codec_dim": 8}
