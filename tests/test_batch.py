@@ -212,7 +212,7 @@ def test_ten_items_on_one_process_batched_resumable(tmp_path, cache_dir, one_thr
         assert meta["batch_item"] == record["id"] and meta["seed"] == record["seed"] and meta["item_seed"] == record["item_seed"]
         # One plan for the model's largest pass (Job.covering), its 500 s window clamped to what the model holds.
         assert meta["plan"]["job"] == {"duration_s": SECONDS, "num_samples": 4, "guidance": True, "window_s": 2047 / 50,
-                                       "prompt_s": 0.0, "text_tokens": 64}
+                                       "prompt_s": 0.0, "text_tokens": 64, "decoder": "encodec"}
         assert record["timings_s"]["generate"] > 0 and record["attempt"] == 1
     (failed,) = [r for r in records if r["status"] == "failed"]
     assert "window" in failed["error"] and failed["files"] == [] and not list(out.glob("0010-*"))

@@ -116,7 +116,7 @@ def test_cli_writes_wav_and_sidecar(cache_dir, tmp_path, capsys):
     assert meta["plan"]["lm_dtype"] == "float32"
     # The plan was made for these settings (Job.from_settings), not a default job.
     assert meta["plan"]["job"] == {"duration_s": 0.5, "num_samples": 1, "guidance": True, "window_s": 30.0, "prompt_s": 0.0,
-                                   "text_tokens": len("cool jazz") + 1}
+                                   "text_tokens": len("cool jazz") + 1, "decoder": "encodec"}
     assert json.loads(proc.stdout)["files"] == [str(out)]
     assert set(meta["speed_estimate"]) == {"expected_steps_per_s", "measured_steps_per_s", "error_pct"}
 

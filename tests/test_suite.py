@@ -35,7 +35,7 @@ def test_quick_suite_on_tiny_models_writes_the_three_files(cache_dir, tmp_path):
         meta = json.loads((out / name).with_suffix(".json").read_text())
         job = meta["plan"]["job"]
         assert job == {"duration_s": 2.0, "num_samples": 1, "guidance": True, "window_s": 30.0, "prompt_s": 0.0,
-                       "text_tokens": min(512, len(meta["prompt"]) + 1)}
+                       "text_tokens": min(512, len(meta["prompt"]) + 1), "decoder": "encodec"}
     report = json.loads((out / "report.json").read_text())
     assert [r["job"] for r in report] == ["small", "medium", "large"]
     assert all(r["status"] == "ok" and r["model"] == "tiny-random" for r in report)
