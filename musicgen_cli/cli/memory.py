@@ -58,10 +58,10 @@ def memory_plan_cmd(
 
     if size and model_key:
         raise MgenError("--size and --model-key both name a model", "pass one of them")
+    check_decoder(decoder)
     plan_kwargs = machine.plan_kwargs()
     label, source, config = _model_config(model_key or size or "small", cache_dir)
     settings = GenerateSettings(duration=duration, num_samples=num_samples, guidance=guidance, window_s=window, decoder=decoder)
-    check_decoder(decoder)
     job = Job.from_settings(settings, max_window_s=max_window_seconds(config))
     plan = plan_memory(config, job, machine.machine(cache_dir), **plan_kwargs)
     if not plan.uses_gpu:

@@ -210,10 +210,10 @@ def host_views(specs: list[tuple[tuple[int, ...], torch.dtype]]) -> tuple[list[t
     power of two: a medium decoder layer in bfloat16 (72 MiB) would lock 128 MiB, a large one
     (just over 128 MiB) 256 MiB, none of it in the plan. An ordinary allocation registered with
     the driver locks exactly its own pages; it is unregistered when its memory goes."""
-    sizes = [int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size() for shape, dtype in specs]
+    widths = [dtype.itemsize for _, dtype in specs]
+    sizes = [int(np.prod(shape, dtype=np.int64)) * width for (shape, _), width in zip(specs, widths)]
     offsets, end = [], 0
-    for size, (_, dtype) in zip(sizes, specs):
-        width = torch.empty((), dtype=dtype).element_size()
+    for size, width in zip(sizes, widths):
         end = -(-end // width) * width  # each view starts at a multiple of its element size
         offsets.append(end)
         end += size

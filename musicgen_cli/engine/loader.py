@@ -190,8 +190,7 @@ def _stream_by_plan(folder: Path, config, plan: Plan, device_of: Callable[[int],
     except OSError:
         pass  # no generation_config.json: the one derived from config.json, as from_pretrained keeps
     _cast_at_projections(model)
-    if plan.uses_gpu:
-        model.mgen_placement = _placement(plan, device, pageable)
+    model.mgen_placement = _placement(plan, device, pageable)
     return model, pageable
 
 

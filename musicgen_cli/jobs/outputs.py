@@ -187,6 +187,7 @@ def describe_model(mg: "MusicGen") -> dict:
 
 def sidecar(result: "GenerationResult", mg: "MusicGen", index: int, extra: dict | None = None) -> dict:
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result.settings).items()}
+    device = f"cuda:{mg.plan.lm_device}" if isinstance(mg.plan.lm_device, int) else str(mg.plan.lm_device)
     return {
         "mgen_version": __version__,
         "prompt": result.prompts[index],
@@ -199,10 +200,9 @@ def sidecar(result: "GenerationResult", mg: "MusicGen", index: int, extra: dict 
         "duration_s": result.clips[index].shape[-1] / result.sample_rate,
         "settings": settings,
         "dtype": mg.plan.lm_dtype,
-        "device": f"cuda:{mg.plan.lm_device}" if isinstance(mg.plan.lm_device, int) else str(mg.plan.lm_device),
+        "device": device,
         "engine": result.settings.engine,
-        "draw": draw_for(result.engine, "cuda" if isinstance(mg.plan.lm_device, int) else str(mg.plan.lm_device),
-                         result.settings.greedy),
+        "draw": draw_for(result.engine, device.split(":")[0], result.settings.greedy),
         "decoder": result.decoder or {"name": result.settings.decoder},
         "quantize": mg.plan.quantize,
         "windows": result.windows,

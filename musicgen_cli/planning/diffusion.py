@@ -45,6 +45,11 @@ class DiffusionSizes:
         """What the plan holds for that decode: the live bytes, with the allocator's slack."""
         return int(self.live_bytes(duration_s, cpu) * (K.CPU_HEAP_SLACK if cpu else K.ALLOCATOR_SLACK))
 
+    def job_bytes(self, job, cpu: bool) -> int:
+        """What MBD holds where it runs for `job` (the clip with its continuation): its weights
+        and one decode's activations."""
+        return self.weight_bytes + self.decode_bytes(job.duration_s + job.prompt_s, cpu)
+
     def pass_seconds(self, duration_s: float, flops_per_s: float, op_overhead_s: float, weights_per_s: float | None = None) -> float:
         """One pass over `duration_s` of audio on a device doing `flops_per_s` (and reading its
         band's weights at `weights_per_s` where that bounds it: a GPU)."""

@@ -176,7 +176,7 @@ def place_diffusion(layout, diffusion, sizes, job, budgets, lm_dtype, quantize, 
         return
     jb = job_bytes_for(sizes, job, lm_dtype, codec_dtype, codec_budget=0 if layout.codec_chunk_s else None)
     used = gpu_peak(layout, sizes, jb, lm_dtype, quantize, codec_dtype, index, codec=True)
-    if used + diffusion.weight_bytes + diffusion.decode_bytes(job.duration_s + job.prompt_s, cpu=False) <= budgets[index]:
+    if used + diffusion.job_bytes(job, cpu=False) <= budgets[index]:
         layout.diffusion_device = index
 
 

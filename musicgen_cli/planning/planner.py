@@ -267,7 +267,7 @@ def _plan(sizes: ModelSizes, config, job, machine, dtype, quantize, reserve_byte
         codec_room = sizes.nbytes(["audio_encoder"], CODEC_DTYPE) + job_bytes_for(sizes, job, lm_dtype, CODEC_DTYPE, codec_budget=0).codec_decode_vram
         codec_room += jb.audio_out
         if diffusion is not None:  # MultiBand Diffusion set aside with EnCodec, where the runtime puts it
-            codec_room += diffusion.weight_bytes + diffusion.decode_bytes(job.duration_s + job.prompt_s, cpu=False)
+            codec_room += diffusion.job_bytes(job, cpu=False)
         variants.append(layouts({**budgets, last: max(0, budgets[last] - codec_room)}))
     best, best_group, misses = None, [], []
     for group in variants:
@@ -369,7 +369,7 @@ def _vram(layout: Layout, sizes, jb: JobBytes, lm_dtype, quantize, codec_dtype, 
     peak_vram = {index: gpu_peak(layout, sizes, jb, lm_dtype, quantize, codec_dtype, index, codec=layout.codec_device == index)
                  for index in sorted(budgets)}
     if diffusion is not None and isinstance(layout.diffusion_device, int):
-        peak_vram[layout.diffusion_device] += diffusion.weight_bytes + _diffusion_bytes(diffusion, layout.diffusion_device, job)
+        peak_vram[layout.diffusion_device] += diffusion.job_bytes(job, cpu=False)
     for index, use in peak_vram.items():
         if use > budgets[index]:
             raise AssertionError(f"planner bug: GPU {index} planned {use} bytes over its budget {budgets[index]}")
@@ -404,7 +404,7 @@ def _ram_and_disk(layout: Layout, sizes, job, machine: Machine, jb: JobBytes, lm
     if layout.codec_device == "cpu":
         ram += sizes.nbytes(["audio_encoder"], "float32") + jb.codec_decode
     if diffusion is not None and layout.diffusion_device == "cpu":
-        ram += diffusion.weight_bytes + _diffusion_bytes(diffusion, "cpu", job)
+        ram += diffusion.job_bytes(job, cpu=True)
     kv_in_ram = layout.mode != "stream"
     ram_fixed = ram
     ram += len(cpu_layers) * (w + (jb.kv_per_layer if kv_in_ram else 0))
