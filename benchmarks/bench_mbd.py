@@ -8,9 +8,10 @@ set-up check's tiny one; EnCodec is musicgen-small's 32 kHz codec shape, also ra
 are the best of `--repeat` calls: one whole EnCodec decode, one U-Net pass of every band
 (`--passes` passes each, scaled to the chain's 20), and the 32-band equalisation. MBD per
 second of audio = (U-Net passes + equalisation) / seconds. Memory: the anonymous RSS peaks over
-the passes and over the equalisation, and the weights' RSS, each beside the planner's figure
-(planning/diffusion.py: live bytes, and what a CPU plan holds with the heap's slack); the
-planner's CPU time estimate for --threads cores beside the measured one.
+the passes and over the equalisation, each beside the planner's figure (planning/diffusion.py:
+live bytes, and what a CPU plan holds with the heap's slack), and the heap the load adds (about
+nothing: the U-Nets use the memory-mapped file's tensors); the planner's CPU time estimate for
+--threads cores beside the measured one.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def main() -> None:
         size = path.stat().st_size
         before = anon_rss_bytes()
         checkpoint = mbd.load_checkpoint(path)
-        weights = anon_rss_bytes() - before
+        load_heap = anon_rss_bytes() - before
     params = sum(p.numel() for b in checkpoint.bands for p in b.unet.parameters())
 
     with torch.inference_mode():
@@ -95,7 +96,7 @@ def main() -> None:
             eq_s = best(lambda: mbd.equalise(x, reference, 32000), args.repeat)
     chain = len(checkpoint.bands[0].schedule.steps) - 1
     report = {"layout": args.layout, "seconds": args.seconds, "threads": args.threads, "params": params,
-              "checkpoint_bytes": size, "weights_rss_bytes": weights}
+              "checkpoint_bytes": size, "load_heap_bytes": load_heap}
     for index, clock in enumerate(("wall", "cpu")):
         mbd_s = unet_s[index] * chain + eq_s[index]
         report.update({
