@@ -13,7 +13,9 @@
 # token identity where it is promised (float32 greedy on every engine; sampled too off CUDA),
 # predicted peak VRAM within 15 % of the measured peak, no NaN/inf logits (NonFiniteLogits), no
 # out-of-memory in a planned job. Every failure prints a `FAIL` line, and the script exits 1.
-# $OUT/summary.txt is a table of the steps with their figures, then the FAIL lines.
+# $OUT/summary.txt is a table of the steps with their figures, then the FAIL lines; $OUT/steps.log
+# holds every step's output as it runs, under a `=== NAME` line (two files: what comes back from a
+# lent GPU machine is a few files, so one log per step would not all come back).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -47,20 +49,21 @@ PLANNED=0
 
 fail() { echo "FAIL $*" | tee -a "$FAILS"; }
 
-# step NAME LIMIT_S COMMAND...: run with its limit, log to $OUT/NAME.log, add a row to the table
-# with the step's `FIGURE` lines, and a FAIL line for a non-zero exit (with the step's own FAIL lines).
+# step NAME LIMIT_S COMMAND...: run with its limit, its output into $OUT/steps.log as it comes, add a
+# row to the table with the step's `FIGURE` lines, and a FAIL line for a non-zero exit (with the
+# step's own FAIL lines).
 step() {
-  local name=$1 limit=$2 log="$OUT/$1.log" start rc result
+  local name=$1 limit=$2 log="$WORK/$1.log" start rc result
   shift 2
   if [ "$COUNTING" = 1 ]; then PLANNED=$(( PLANNED + limit )); return; fi
-  echo "=== $name: $*" > "$log"
+  echo "=== $name: $*" | tee "$log" >> "$OUT/steps.log"
   start=$(date +%s)
-  timeout $(( limit * SLACK )) "$@" >> "$log" 2>&1
+  timeout $(( limit * SLACK )) "$@" 2>&1 | tee -a "$log" >> "$OUT/steps.log"
   rc=$?
   result=ok
   if [ "$rc" -ne 0 ]; then
     result=$([ "$rc" = 124 ] && echo "TIMEOUT" || echo "FAIL")
-    fail "[$name] exit $rc after $(( $(date +%s) - start )) s (limit $(( limit * SLACK )) s); see $name.log"
+    fail "[$name] exit $rc after $(( $(date +%s) - start )) s (limit $(( limit * SLACK )) s); see steps.log"
     grep -h "^FAIL" "$log" | sed "s/^/  [$name] /" | tee -a "$FAILS"
     grep -hE "Error|error:" "$log" | tail -2 | sed "s/^/  [$name] /" | tee -a "$FAILS"
   fi

@@ -46,7 +46,12 @@ def test_gpu_check_dry_run_runs_every_step(tmp_path):
     if SIM_PYTHON:
         assert re.search(r"python 3\.12\.\d+, torch 2\.11\.\d\S*, transformers 5\.17\.\d, huggingface_hub 1\.", summary), summary
         assert re.search(r"\b1\d carried wheels\b", summary), summary
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"summary.txt", "tests.log", "bench-tiny.log", "plan-tiny.log", "suite.log"}
+    # two files (a lent GPU machine sends back only a few): the table, and every step's output
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"summary.txt", "steps.log"}
+    steps = (tmp_path / "out" / "steps.log").read_text()
+    assert [line.split(":")[0] for line in steps.splitlines() if line.startswith("=== ")] == [
+        "=== tests", "=== bench-tiny", "=== plan-tiny", "=== suite"]
+    assert "greedy identical: True" in steps
 
 
 def test_a_failing_step_fails_the_check_with_a_fail_line(tmp_path):
