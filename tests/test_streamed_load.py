@@ -197,7 +197,8 @@ def test_a_gpu_plan_load_peaks_within_a_tenth_of_the_plans_host_figure(small_fol
 @pytest.mark.parametrize("damage", ["index escapes", "index not json", "header too long", "offsets past the end",
                                     "bytes do not match the shape", "unknown dtype"])
 def test_a_damaged_or_escaping_weight_file_is_refused_before_anything_is_read(tmp_path, damage):
-    from musicgen_cli.engine.streaming import MAX_HEADER_BYTES, stored_tensors
+    from musicgen_cli.engine.streaming import stored_tensors
+    from musicgen_cli.store.integrity import MAX_HEADER_BYTES
     from musicgen_cli.errors import MgenError
 
     header = {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}

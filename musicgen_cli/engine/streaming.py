@@ -2,9 +2,9 @@
 
 `from_pretrained` builds the whole model on the host before anything moves to a GPU, so a GPU
 plan needed the model's full size in RAM for a moment (large: 7-8 GiB where the plan keeps
-1.7 GiB on the host). Here the model is built without weights (accelerate's
-`init_empty_weights`; buffers stay real, since MusicGen's sinusoidal positions are computed at
-init and are not in the file), then every tensor of the safetensors file(s) is read once into
+1.7 GiB on the host). Here the model is built on the meta device, buffers too (the loader
+computes those no file holds, such as MusicGen's sinusoidal positions, where they land), then
+every tensor of the safetensors file(s) is read once into
 its destination: GPU parts through a small host scratch buffer, the plan's RAM layers into one
 exactly sized (page-locked) host block per layer, T5 and a CPU codec into host tensors of their
 own dtype. Nothing of the model is ever whole on the host.
@@ -18,6 +18,7 @@ through the page cache (reclaimable, never RSS) into the destination's own memor
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from musicgen_cli.errors import MgenError
+from musicgen_cli.store.integrity import safetensors_header
 
 # The safetensors format's dtype names (its documented header).
 _DTYPES = {
@@ -57,8 +59,6 @@ class Target:
     view: torch.Tensor | None = None
 
 
-# The safetensors format caps its JSON header at 100 MB; a larger length field is a damaged file.
-MAX_HEADER_BYTES = 100_000_000
 _DAMAGED = "download or import the model again (mgen models)"
 
 
@@ -86,23 +86,18 @@ def stored_tensors(folder: Path) -> dict[str, Stored]:
     found = {}
     for path in weight_files(folder):
         try:
+            file_size = path.stat().st_size
             with open(path, "rb") as f:
-                size = int.from_bytes(f.read(8), "little")
-                if size > MAX_HEADER_BYTES:
-                    raise ValueError("header length")
-                header = json.loads(f.read(size))
-            data = path.stat().st_size - 8 - size
+                length, header = safetensors_header(f, file_size)
+            data = file_size - 8 - length
             for key, info in header.items():
                 if key == "__metadata__":
                     continue
                 start, end = info["data_offsets"]
                 dtype, shape = _DTYPES[info["dtype"]], tuple(int(n) for n in info["shape"])
-                count = 1
-                for n in shape:
-                    count *= n
-                if not 0 <= start <= end <= data or end - start != count * dtype.itemsize:
+                if not 0 <= start <= end <= data or end - start != math.prod(shape) * dtype.itemsize:
                     raise ValueError(key)
-                found[key] = Stored(path, 8 + size + start, end - start, dtype, shape)
+                found[key] = Stored(path, 8 + length + start, end - start, dtype, shape)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise MgenError(f"{path} is damaged (its safetensors header does not describe its bytes)", _DAMAGED) from None
     return found

@@ -15,7 +15,8 @@ from musicgen_cli.errors import ModelDamaged
 from musicgen_cli.store.cache import unmark_ready
 
 JSON_FILES = ("config.json", "generation_config.json", "preprocessor_config.json", "tokenizer_config.json")
-_MAX_HEADER = 100 * 1024 * 1024
+# The safetensors format caps its JSON header at 100,000,000 bytes: a larger length is damage.
+MAX_HEADER_BYTES = 100_000_000
 
 
 def damage(folder: Path) -> str | None:
@@ -36,19 +37,31 @@ def damage(folder: Path) -> str | None:
     return None
 
 
+def safetensors_header(fh, size: int) -> tuple[int, dict]:
+    """(length, header) of the safetensors file open as `fh` at its start, `size` bytes long;
+    ValueError naming what is wrong with it ("is truncated ...", "has a damaged header")."""
+    head = fh.read(8)
+    if len(head) < 8:
+        raise ValueError(f"is truncated ({size} bytes)")
+    (length,) = struct.unpack("<Q", head)
+    if length > min(size - 8, MAX_HEADER_BYTES):
+        raise ValueError("is truncated or not a safetensors file")
+    try:
+        header = json.loads(fh.read(length))
+    except (ValueError, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict):
+        raise ValueError("has a damaged header")
+    return length, header
+
+
 def _safetensors_damage(path: Path) -> str | None:
     size = path.stat().st_size
     with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            return f"is truncated ({size} bytes)"
-        (length,) = struct.unpack("<Q", head)
-        if length > min(size - 8, _MAX_HEADER):
-            return "is truncated or not a safetensors file"
         try:
-            header = json.loads(fh.read(length))
-        except (ValueError, UnicodeDecodeError):
-            return "has a damaged header"
+            length, header = safetensors_header(fh, size)
+        except ValueError as exc:
+            return str(exc)
     ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
     need = 8 + length + max(ends, default=0)
     if size < need:
